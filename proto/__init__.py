@@ -1,0 +1,103 @@
+"""tmem wire protocol: constants, frames, encoder and incremental decoder.
+
+Standard library only, no I/O (sans-IO, after h11): bytes go in, frames come
+out, and the caller owns the socket.  ``PROTOCOL.md`` beside this file is the
+normative specification; ``python -m tmem.proto dump FILE`` decodes captured
+traffic.
+"""
+
+from __future__ import annotations
+
+from ._codec import (
+    NEED_DATA,
+    NeedData,
+    RequestDecoder,
+    ResponseDecoder,
+    encode,
+    join_object_id,
+    request_header,
+    response_header,
+    split_object_id,
+)
+from ._constants import (
+    CODEC_MASK,
+    CODEC_OFFSET,
+    DEFAULT_PAGE_SIZE,
+    FRAMING_ERRORS,
+    INDEX_LIMIT,
+    MAX_PAGE_SHIFT,
+    MAX_REQUEST_PAYLOAD_BYTES,
+    MAX_RESPONSE_PAYLOAD_BYTES,
+    NO_POOL,
+    OBJECT_ID_LIMIT,
+    PAGE_SHIFT_MASK,
+    PAGE_SHIFT_OFFSET,
+    POOL_FLAGS_DEFINED,
+    PROTOCOL_VERSION,
+    REQUEST_HEADER_BYTES,
+    REQUEST_MAGIC,
+    RESPONSE_HEADER_BYTES,
+    RESPONSE_MAGIC,
+    SPEC_VERSION,
+    VERSION_MASK,
+    VERSION_OFFSET,
+    CodecId,
+    GetFlags,
+    Opcode,
+    PoolFlags,
+    RefuseReason,
+    Status,
+    page_size_from_flags,
+)
+from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._frames import Request, Response
+from ._pool_flags import PoolFlagsError, PoolSpec, decode_pool_flags, encode_pool_flags
+
+__all__ = [
+    "CODEC_MASK",
+    "CODEC_OFFSET",
+    "DEFAULT_PAGE_SIZE",
+    "FRAMING_ERRORS",
+    "INDEX_LIMIT",
+    "MAX_PAGE_SHIFT",
+    "MAX_REQUEST_PAYLOAD_BYTES",
+    "MAX_RESPONSE_PAYLOAD_BYTES",
+    "NEED_DATA",
+    "NO_POOL",
+    "OBJECT_ID_LIMIT",
+    "PAGE_SHIFT_MASK",
+    "PAGE_SHIFT_OFFSET",
+    "POOL_FLAGS_DEFINED",
+    "PROTOCOL_VERSION",
+    "REQUEST_HEADER_BYTES",
+    "REQUEST_MAGIC",
+    "RESPONSE_HEADER_BYTES",
+    "RESPONSE_MAGIC",
+    "SPEC_VERSION",
+    "VERSION_MASK",
+    "VERSION_OFFSET",
+    "CodecId",
+    "GetFlags",
+    "LocalProtocolError",
+    "NeedData",
+    "Opcode",
+    "PoolFlags",
+    "PoolFlagsError",
+    "PoolSpec",
+    "ProtocolError",
+    "RefuseReason",
+    "RemoteProtocolError",
+    "Request",
+    "RequestDecoder",
+    "Response",
+    "ResponseDecoder",
+    "Status",
+    "decode_pool_flags",
+    "encode",
+    "encode_pool_flags",
+    "join_object_id",
+    "page_size_from_flags",
+    "request_header",
+    "response_header",
+    "split_object_id",
+]

@@ -1,0 +1,260 @@
+"""Encoding and incremental decoding of frames (sans-IO).
+
+Theory of operation
+-------------------
+The decoder owns one ``bytearray``.  ``feed()`` appends whatever chunk the
+transport read; ``next_frame()`` looks at the bytes past the read offset and
+returns a frame when a whole one is there, or ``NEED_DATA``.  The header is
+validated the moment its last byte arrives (magic, framing version, payload
+length against the limit), so a peer cannot make us buffer a bogus 4 GiB
+payload.  Consumed bytes are not deleted one frame at a time (that would be
+quadratic in a pipelined burst); the offset moves and the buffer is
+compacted once it is drained or once the dead prefix passes
+``COMPACT_THRESHOLD_BYTES``.
+
+A framing error poisons the decoder: every later call raises the same
+``RemoteProtocolError``, because nothing after a bad header can be trusted.
+
+Encoding is split so that the hot path never copies a page: ``*_header()``
+packs only the fixed header and the caller writes ``[header, payload]`` with
+``writelines``/``sendmsg``; ``encode()`` joins both for tests and tools.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final, Generic, TypeVar
+
+from ._constants import (
+    MAX_REQUEST_PAYLOAD_BYTES,
+    MAX_RESPONSE_PAYLOAD_BYTES,
+    OBJECT_ID_LIMIT,
+    PROTOCOL_VERSION,
+    REQUEST_HEADER,
+    REQUEST_HEADER_BYTES,
+    REQUEST_MAGIC,
+    RESPONSE_HEADER,
+    RESPONSE_HEADER_BYTES,
+    RESPONSE_MAGIC,
+    Status,
+)
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._frames import Payload, Request, Response
+
+__all__ = [
+    "NEED_DATA",
+    "NeedData",
+    "RequestDecoder",
+    "ResponseDecoder",
+    "encode",
+    "request_header",
+    "response_header",
+    "split_object_id",
+    "join_object_id",
+]
+
+_U64 = (1 << 64) - 1
+#: Once this many consumed bytes sit at the front of the buffer, drop them.
+#: 256 KiB: large enough that compaction is rare in a pipelined burst of
+#: 4 KiB pages, small enough that the dead prefix costs little memory.
+COMPACT_THRESHOLD_BYTES = 256 << 10
+
+
+class NeedData:
+    """Sentinel type: the buffer holds no complete frame yet."""
+
+    _instance: NeedData | None = None
+
+    def __new__(cls) -> NeedData:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Final = NeedData()
+
+
+def split_object_id(object_id: int) -> tuple[int, int, int]:
+    """The three u64 words of a 192-bit object id, least significant first."""
+    return object_id & _U64, (object_id >> 64) & _U64, object_id >> 128
+
+
+def join_object_id(lo: int, mid: int, hi: int) -> int:
+    """Inverse of ``split_object_id``."""
+    return lo | (mid << 64) | (hi << 128)
+
+
+def request_header(
+    opcode: int,
+    request_id: int,
+    pool_id: int,
+    object_id: int,
+    index: int,
+    flags: int,
+    arg: int,
+    payload_length: int,
+) -> bytes:
+    """Pack a request header; raise ``LocalProtocolError`` on a bad field."""
+    if not 0 <= object_id < OBJECT_ID_LIMIT:
+        raise LocalProtocolError(f"object_id {object_id} is not a 192-bit unsigned integer")
+    if payload_length > MAX_REQUEST_PAYLOAD_BYTES:
+        raise LocalProtocolError(
+            f"payload of {payload_length} bytes exceeds {MAX_REQUEST_PAYLOAD_BYTES}"
+        )
+    try:
+        return REQUEST_HEADER.pack(
+            REQUEST_MAGIC, PROTOCOL_VERSION, opcode, flags, request_id, pool_id, index,
+            object_id & _U64, (object_id >> 64) & _U64, object_id >> 128, arg, payload_length,
+        )
+    except struct.error as exc:
+        raise LocalProtocolError(f"request field out of range: {exc}") from None
+
+
+def response_header(
+    opcode: int, status: int, request_id: int, value: int, payload_length: int
+) -> bytes:
+    """Pack a response header; raise ``LocalProtocolError`` on a bad field."""
+    if payload_length > MAX_RESPONSE_PAYLOAD_BYTES:
+        raise LocalProtocolError(
+            f"payload of {payload_length} bytes exceeds {MAX_RESPONSE_PAYLOAD_BYTES}"
+        )
+    try:
+        return RESPONSE_HEADER.pack(
+            RESPONSE_MAGIC, PROTOCOL_VERSION, opcode, status, request_id, value, payload_length
+        )
+    except struct.error as exc:
+        raise LocalProtocolError(f"response field out of range: {exc}") from None
+
+
+def encode(frame: Request | Response) -> bytes:
+    """Whole wire bytes of one frame (header and payload joined)."""
+    if isinstance(frame, Request):
+        header = request_header(
+            frame.opcode, frame.request_id, frame.pool_id, frame.object_id, frame.index,
+            frame.flags, frame.arg, len(frame.payload),
+        )
+    else:
+        header = response_header(
+            frame.opcode, frame.status, frame.request_id, frame.value, len(frame.payload)
+        )
+    return header + bytes(frame.payload)
+
+
+FrameT = TypeVar("FrameT", Request, Response)
+
+
+class _Decoder(Generic[FrameT]):
+    """Shared buffer handling; subclasses know one header layout."""
+
+    _header: struct.Struct
+    _magic: int
+    _max_payload: int
+
+    def __init__(self, max_payload_bytes: int | None = None) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        self._error: RemoteProtocolError | None = None
+        if max_payload_bytes is not None:
+            self._max_payload = max_payload_bytes
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes received but not yet returned as frames."""
+        return len(self._buf) - self._pos
+
+    @property
+    def pending_header(self) -> bool:
+        """True when a partial frame is buffered (for slow-sender timeouts)."""
+        return len(self._buf) > self._pos
+
+    def feed(self, data: Payload) -> None:
+        """Append received bytes (any chunking, including empty)."""
+        if self._error is not None:
+            raise self._error
+        if self._pos and self._pos == len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        self._buf += data
+
+    def next_frame(self) -> FrameT | NeedData:
+        """The next whole frame, or ``NEED_DATA``; raises on a framing error."""
+        if self._error is not None:
+            raise self._error
+        buf, pos = self._buf, self._pos
+        header_size = self._header.size
+        if len(buf) - pos < header_size:
+            return self._maybe_compact()
+        fields = self._header.unpack_from(buf, pos)
+        self._check(fields)
+        length = fields[-1]
+        end = pos + header_size + length
+        if len(buf) < end:
+            return self._maybe_compact()
+        payload = bytes(buf[pos + header_size : end]) if length else b""
+        self._pos = end
+        return self._build(fields, payload)
+
+    def frames(self) -> list[FrameT]:
+        """Every whole frame now buffered (may be empty)."""
+        out: list[FrameT] = []
+        while True:
+            frame = self.next_frame()
+            if isinstance(frame, NeedData):
+                return out
+            out.append(frame)
+
+    def _maybe_compact(self) -> NeedData:
+        if self._pos >= COMPACT_THRESHOLD_BYTES:
+            del self._buf[: self._pos]
+            self._pos = 0
+        return NEED_DATA
+
+    def _fail(self, status: Status, message: str, request_id: int = 0) -> None:
+        self._error = RemoteProtocolError(status, message, request_id)
+        raise self._error
+
+    def _check(self, fields: tuple[int, ...]) -> None:
+        if fields[0] != self._magic:
+            self._fail(Status.BAD_MAGIC, f"bad magic byte {fields[0]:#04x}")
+        if fields[1] != PROTOCOL_VERSION:
+            self._fail(Status.BAD_VERSION, f"unsupported protocol version {fields[1]}")
+        if fields[-1] > self._max_payload:
+            self._fail(
+                Status.FRAME_TOO_LARGE,
+                f"payload length {fields[-1]} exceeds limit {self._max_payload}",
+                fields[4],
+            )
+
+    def _build(self, fields: tuple[int, ...], payload: bytes) -> FrameT:
+        raise NotImplementedError
+
+
+class RequestDecoder(_Decoder[Request]):
+    """Server side: bytes in, ``Request`` frames out."""
+
+    _header = REQUEST_HEADER
+    _magic = REQUEST_MAGIC
+    _max_payload = MAX_REQUEST_PAYLOAD_BYTES
+
+    def _build(self, fields: tuple[int, ...], payload: bytes) -> Request:
+        (_, _, opcode, flags, request_id, pool_id, index, lo, mid, hi, arg, _) = fields
+        return Request(
+            opcode, request_id, pool_id, lo | (mid << 64) | (hi << 128), index, flags, arg,
+            payload,
+        )
+
+
+class ResponseDecoder(_Decoder[Response]):
+    """Client side: bytes in, ``Response`` frames out."""
+
+    _header = RESPONSE_HEADER
+    _magic = RESPONSE_MAGIC
+    _max_payload = MAX_RESPONSE_PAYLOAD_BYTES
+
+    def _build(self, fields: tuple[int, ...], payload: bytes) -> Response:
+        (_, _, opcode, status, request_id, value, _) = fields
+        return Response(opcode, status, request_id, value, payload)
+

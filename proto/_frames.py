@@ -1,0 +1,79 @@
+"""The two frame types of the protocol, as frozen values.
+
+A frame is a header plus an opaque payload.  The payload is kept as whatever
+bytes-like object the decoder or the caller handed in (``bytes`` or a
+``memoryview``), so that a 4 KiB page crosses the codec without a copy.
+Meaning (is this page length right for that pool?) is not checked here: the
+frame layer checks only what the bytes alone can tell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._constants import NO_POOL, Opcode, Status
+
+__all__ = ["Request", "Response"]
+
+Payload = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request frame (client to server).
+
+    ``opcode`` is kept as a plain int when it is not a known ``Opcode`` so
+    that the server can answer BAD_OPCODE without the decoder losing sync.
+    """
+
+    opcode: int
+    request_id: int = 0
+    pool_id: int = NO_POOL
+    object_id: int = 0
+    index: int = 0
+    flags: int = 0
+    arg: int = 0
+    payload: Payload = b""
+
+    def describe(self) -> str:
+        """One human line for logs and ``python -m tmem.proto dump``."""
+        try:
+            name = Opcode(self.opcode).name
+        except ValueError:
+            name = f"OPCODE_{self.opcode}"
+        pool = "-" if self.pool_id == NO_POOL else str(self.pool_id)
+        return (
+            f"req #{self.request_id} {name} pool={pool} oid={self.object_id:#x} "
+            f"index={self.index} flags={self.flags:#x} arg={self.arg:#x} "
+            f"payload={len(self.payload)}B"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """One response frame (server to client).
+
+    ``value`` is the op's small result: the new pool id for NEW_POOL, the
+    ``RefuseReason`` of a refused put, 0 otherwise.
+    """
+
+    opcode: int
+    status: int
+    request_id: int = 0
+    value: int = 0
+    payload: Payload = b""
+
+    def describe(self) -> str:
+        """One human line for logs and ``python -m tmem.proto dump``."""
+        try:
+            name = Opcode(self.opcode).name
+        except ValueError:
+            name = f"OPCODE_{self.opcode}"
+        try:
+            status = Status(self.status).name
+        except ValueError:
+            status = f"STATUS_{self.status}"
+        return (
+            f"resp #{self.request_id} {name} {status} value={self.value} "
+            f"payload={len(self.payload)}B"
+        )
