@@ -4,10 +4,12 @@ Theory of operation
 -------------------
 The decoder owns one ``bytearray``.  ``feed()`` appends whatever chunk the
 transport read; ``next_frame()`` looks at the bytes past the read offset and
-returns a frame when a whole one is there, or ``NEED_DATA``.  The header is
-validated the moment its last byte arrives (magic, framing version, payload
-length against the limit), so a peer cannot make us buffer a bogus 4 GiB
-payload.  Consumed bytes are not deleted one frame at a time (that would be
+returns a frame when a whole one is there, or ``NEED_DATA``.  Each header
+field is judged as soon as its bytes arrive: the magic on the first byte and
+the framing version on the second (a peer speaking HTTP is told at once, not
+after a 48-byte wait), the payload length against the limit on the last
+header byte, so a peer cannot make us buffer a bogus 4 GiB payload.
+Consumed bytes are not deleted one frame at a time (that would be
 quadratic in a pipelined burst); the offset moves and the buffer is
 compacted once it is drained or once the dead prefix passes
 ``COMPACT_THRESHOLD_BYTES``.
@@ -28,13 +30,12 @@ from typing import Final, Generic, TypeVar
 from ._constants import (
     MAX_REQUEST_PAYLOAD_BYTES,
     MAX_RESPONSE_PAYLOAD_BYTES,
+    NO_OPCODE,
     OBJECT_ID_LIMIT,
     PROTOCOL_VERSION,
     REQUEST_HEADER,
-    REQUEST_HEADER_BYTES,
     REQUEST_MAGIC,
     RESPONSE_HEADER,
-    RESPONSE_HEADER_BYTES,
     RESPONSE_MAGIC,
     Status,
 )
@@ -47,10 +48,10 @@ __all__ = [
     "RequestDecoder",
     "ResponseDecoder",
     "encode",
+    "join_object_id",
     "request_header",
     "response_header",
     "split_object_id",
-    "join_object_id",
 ]
 
 _U64 = (1 << 64) - 1
@@ -131,16 +132,19 @@ def response_header(
 
 def encode(frame: Request | Response) -> bytes:
     """Whole wire bytes of one frame (header and payload joined)."""
+    # Measure the bytes, not len(payload): a memoryview with a wider item
+    # format (e.g. over an array('I')) has fewer items than bytes.
+    body = bytes(frame.payload)
     if isinstance(frame, Request):
         header = request_header(
             frame.opcode, frame.request_id, frame.pool_id, frame.object_id, frame.index,
-            frame.flags, frame.arg, len(frame.payload),
+            frame.flags, frame.arg, len(body),
         )
     else:
         header = response_header(
-            frame.opcode, frame.status, frame.request_id, frame.value, len(frame.payload)
+            frame.opcode, frame.status, frame.request_id, frame.value, len(body)
         )
-    return header + bytes(frame.payload)
+    return header + body
 
 
 FrameT = TypeVar("FrameT", Request, Response)
@@ -186,6 +190,8 @@ class _Decoder(Generic[FrameT]):
         buf, pos = self._buf, self._pos
         header_size = self._header.size
         if len(buf) - pos < header_size:
+            if len(buf) > pos:
+                self._check_prefix()
             return self._maybe_compact()
         fields = self._header.unpack_from(buf, pos)
         self._check(fields)
@@ -212,9 +218,21 @@ class _Decoder(Generic[FrameT]):
             self._pos = 0
         return NEED_DATA
 
-    def _fail(self, status: Status, message: str, request_id: int = 0) -> None:
-        self._error = RemoteProtocolError(status, message, request_id)
+    def _fail(
+        self, status: Status, message: str, request_id: int = 0, opcode: int = NO_OPCODE
+    ) -> None:
+        self._error = RemoteProtocolError(status, message, request_id, opcode=opcode)
         raise self._error
+
+    def _check_prefix(self) -> None:
+        # Magic and version are the first two bytes: judge them as soon as
+        # they arrive, so that a peer speaking HTTP or RESP (a short line,
+        # then silence) is told at once instead of when it times out.
+        buf, pos = self._buf, self._pos
+        if buf[pos] != self._magic:
+            self._fail(Status.BAD_MAGIC, f"bad magic byte {buf[pos]:#04x}")
+        if len(buf) - pos > 1 and buf[pos + 1] != PROTOCOL_VERSION:
+            self._fail(Status.BAD_VERSION, f"unsupported protocol version {buf[pos + 1]}")
 
     def _check(self, fields: tuple[int, ...]) -> None:
         if fields[0] != self._magic:
@@ -226,6 +244,7 @@ class _Decoder(Generic[FrameT]):
                 Status.FRAME_TOO_LARGE,
                 f"payload length {fields[-1]} exceeds limit {self._max_payload}",
                 fields[4],
+                opcode=fields[2],
             )
 
     def _build(self, fields: tuple[int, ...], payload: bytes) -> FrameT:

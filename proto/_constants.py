@@ -20,12 +20,13 @@ import struct
 __all__ = [
     "DEFAULT_PAGE_SIZE",
     "FRAMING_ERRORS",
+    "INDEX_LIMIT",
     "MAX_PAGE_SHIFT",
     "MAX_REQUEST_PAYLOAD_BYTES",
     "MAX_RESPONSE_PAYLOAD_BYTES",
+    "NO_OPCODE",
     "NO_POOL",
     "OBJECT_ID_LIMIT",
-    "INDEX_LIMIT",
     "PROTOCOL_VERSION",
     "REQUEST_HEADER",
     "REQUEST_HEADER_BYTES",
@@ -81,6 +82,9 @@ MAX_RESPONSE_PAYLOAD_BYTES = 64 << 20
 
 #: pool_id value meaning "no pool" (requests that do not address a pool).
 NO_POOL = 0xFFFFFFFF
+#: opcode of a framing-error response whose request header was unreadable
+#: (bad magic or version): no Opcode has this value.
+NO_OPCODE = 0xFF
 #: object ids are 192-bit unsigned integers (three u64 as in Xen's later ABI).
 OBJECT_ID_LIMIT = 1 << 192
 #: page indexes are 32-bit unsigned integers.

@@ -9,7 +9,7 @@ cannot go on the wire (a field out of range); nothing was sent.
 
 from __future__ import annotations
 
-from ._constants import Status
+from ._constants import NO_OPCODE, Status
 
 __all__ = ["LocalProtocolError", "ProtocolError", "RemoteProtocolError"]
 
@@ -21,14 +21,18 @@ class ProtocolError(Exception):
 class RemoteProtocolError(ProtocolError):
     """The peer's bytes are malformed; answer with ``status`` and close.
 
-    ``request_id`` is the id from the offending header when one was readable,
-    so that the error frame can name the request that broke the stream.
+    ``request_id`` and ``opcode`` come from the offending header when it was
+    readable (FRAME_TOO_LARGE), so that the error frame can name the request
+    that broke the stream; otherwise they are 0 and ``NO_OPCODE``.
     """
 
-    def __init__(self, status: Status, message: str, request_id: int = 0) -> None:
+    def __init__(
+        self, status: Status, message: str, request_id: int = 0, *, opcode: int = NO_OPCODE
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.request_id = request_id
+        self.opcode = opcode
 
 
 class LocalProtocolError(ProtocolError, ValueError):

@@ -1,0 +1,86 @@
+"""tmem client library: talk to a tmemd daemon from Python.
+
+Layers (DESIGN.md §4): ``_core`` is a sans-IO protocol core (builds requests,
+matches replies in order, turns them into values or typed exceptions) over
+``tmem.proto``'s one decoder; ``_sync`` (``Client``, a blocking socket) and
+``_async`` (``AsyncClient``, an asyncio protocol for asyncio or uvloop) move
+its bytes.  ``Pool``/``AsyncPool`` are pool objects with put/get/flush and
+pipelined batch forms.  ``tmem.client.testing`` has in-memory fakes with the
+same API for users' tests.
+
+    with Client("127.0.0.1:7400", client_name="web-1") as client:
+        pool = client.new_pool(persistent=True)
+        if pool.put(object_id=7, index=0, page=b"x" * 4096):
+            assert pool.get(7, 0) == b"x" * 4096
+"""
+
+from __future__ import annotations
+
+from tmem.proto import RefuseReason
+
+from ._async import AsyncClient
+from ._errors import (
+    STATUS_TO_EXCEPTION,
+    AuthFailed,
+    BadArgument,
+    BadFlags,
+    BadLength,
+    BadMagic,
+    BadOpcode,
+    BadPageSize,
+    BadPool,
+    BadSpecVersion,
+    BadVersion,
+    Forbidden,
+    FrameTooLarge,
+    FramingError,
+    NotAuthenticated,
+    ServerBusy,
+    ServerError,
+    ServerInternalError,
+    ServerTimeout,
+    TmemConnectionError,
+    TmemError,
+    TmemProtocolError,
+    TmemTimeout,
+    TooManyPools,
+    Unsupported,
+)
+from ._pool import AsyncPool, Pool
+from ._spec import CODEC_NAMES, PoolInfo
+from ._sync import Client
+
+__all__ = [
+    "CODEC_NAMES",
+    "STATUS_TO_EXCEPTION",
+    "AsyncClient",
+    "AsyncPool",
+    "AuthFailed",
+    "BadArgument",
+    "BadFlags",
+    "BadLength",
+    "BadMagic",
+    "BadOpcode",
+    "BadPageSize",
+    "BadPool",
+    "BadSpecVersion",
+    "BadVersion",
+    "Client",
+    "Forbidden",
+    "FrameTooLarge",
+    "FramingError",
+    "NotAuthenticated",
+    "Pool",
+    "PoolInfo",
+    "RefuseReason",
+    "ServerBusy",
+    "ServerError",
+    "ServerInternalError",
+    "ServerTimeout",
+    "TmemConnectionError",
+    "TmemError",
+    "TmemProtocolError",
+    "TmemTimeout",
+    "TooManyPools",
+    "Unsupported",
+]

@@ -1,0 +1,180 @@
+"""The state behind ``tmem.client.testing``'s fakes: a tiny tmem in a dict.
+
+``FakeServer`` holds what tmemd holds for its clients: pools per client name
+(lowest free id first), shared pools by UUID, pages by (object_id, index),
+and, when ``capacity_pages`` is set, an LRU list of ephemeral pages to evict.
+Each rule it keeps is listed in ``tmem.client.testing``'s docstring; it is
+deliberately a plain second implementation (no code shared with tmemd), so
+that tests written against it exercise the protocol contract, not the daemon.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from tmem.proto import RefuseReason, Status
+
+from ._errors import BadPool, Forbidden, TooManyPools
+from ._spec import Page, PoolInfo, info_from_spec, pool_spec
+
+__all__ = ["MAX_POOLS_PER_CLIENT", "FakePool", "FakeServer"]
+
+#: The daemon's default bound on pools per client (Xen allowed 16).
+MAX_POOLS_PER_CLIENT = 64
+
+
+@dataclass(eq=False)
+class FakePool:
+    """One pool's pages; a shared pool is one object under each member's id."""
+
+    info: PoolInfo  # pool_id here is the creator's id
+    owner: str
+    uuid: int | None = None
+    members: set[str] = field(default_factory=set)
+    objects: dict[int, dict[int, bytes]] = field(default_factory=dict)
+
+    def page_count(self) -> int:
+        return sum(len(pages) for pages in self.objects.values())
+
+
+class FakeServer:
+    """The shared state behind ``FakeClient``s: pools, pages and capacity."""
+
+    def __init__(
+        self,
+        capacity_pages: int | None = None,
+        max_pools_per_client: int = MAX_POOLS_PER_CLIENT,
+        require_shared_authorization: bool = False,
+    ) -> None:
+        self.capacity_pages = capacity_pages
+        self.max_pools_per_client = max_pools_per_client
+        self.require_shared_authorization = require_shared_authorization
+        self._pools: dict[str, dict[int, FakePool]] = {}
+        self._shared: dict[int, FakePool] = {}
+        self._authorized: set[tuple[int, str]] = set()
+        #: Ephemeral pages in least-recently-used order: (pool, object_id, index).
+        self._lru: OrderedDict[tuple[FakePool, int, int], None] = OrderedDict()
+        self.pages = 0
+        self.evictions = 0
+
+    def authorize_shared(self, shared_uuid: uuid.UUID | str | int, client_name: str) -> None:
+        """Let ``client_name`` join the shared pool ``shared_uuid``."""
+        _, value = pool_spec(shared_uuid=shared_uuid)
+        self._authorized.add((value or 0, client_name))
+
+    # --- pools ------------------------------------------------------------------
+
+    def new_pool(self, client: str, spec_args: dict[str, Any]) -> PoolInfo:
+        spec, shared_uuid = pool_spec(**spec_args)
+        pools = self._pools.setdefault(client, {})
+        if len(pools) >= self.max_pools_per_client:
+            raise TooManyPools(Status.TOO_MANY_POOLS, f"{client} has {len(pools)} pools")
+        pool_id = next(i for i in range(len(pools) + 1) if i not in pools)
+        info = info_from_spec(pool_id, spec)
+        if shared_uuid is None:
+            pools[pool_id] = FakePool(info, client)
+            return info
+        pool = self._shared.get(shared_uuid)
+        if pool is None:
+            pool = self._shared[shared_uuid] = FakePool(info, client, shared_uuid)
+        elif (
+            self.require_shared_authorization
+            and client != pool.owner
+            and (shared_uuid, client) not in self._authorized
+        ):
+            raise Forbidden(Status.FORBIDDEN, f"{client} may not join shared pool {shared_uuid}")
+        pool.members.add(client)
+        pools[pool_id] = pool
+        return PoolInfo(
+            pool_id, pool.info.page_size, False, True, pool.info.precompressed, pool.info.codec
+        )
+
+    def pool(self, client: str, pool_id: int) -> FakePool:
+        try:
+            return self._pools[client][pool_id]
+        except KeyError:
+            raise BadPool(Status.BAD_POOL, f"client {client} has no pool {pool_id}") from None
+
+    def destroy_pool(self, client: str, pool_id: int) -> None:
+        pool = self.pool(client, pool_id)
+        del self._pools[client][pool_id]
+        pool.members.discard(client)
+        if pool.uuid is not None:
+            if pool.members:
+                return
+            del self._shared[pool.uuid]
+        for object_id in list(pool.objects):
+            self.flush_object(pool, object_id)
+
+    def listing(self, client: str) -> dict[str, Any]:
+        pools = []
+        for pool_id, pool in sorted(self._pools.get(client, {}).items()):
+            info = pool.info
+            pools.append(
+                {
+                    "pool_id": pool_id,
+                    "persistent": info.persistent,
+                    "shared": info.shared,
+                    "precompressed": info.precompressed,
+                    "page_size": info.page_size,
+                    "codec": info.codec,
+                    "pages": pool.page_count(),
+                }
+            )
+        return {"pools": pools}
+
+    # --- pages --------------------------------------------------------------------
+
+    def put(self, pool: FakePool, object_id: int, index: int, page: Page) -> RefuseReason | None:
+        self.flush_page(pool, object_id, index)  # replace, or flush the old copy if refused
+        if not self._make_room(pool):
+            return RefuseReason.NO_MEMORY
+        pool.objects.setdefault(object_id, {})[index] = bytes(page)
+        self.pages += 1
+        if not pool.info.persistent:
+            self._lru[(pool, object_id, index)] = None
+        return None
+
+    def _make_room(self, pool: FakePool) -> bool:
+        if self.capacity_pages is None:
+            return True
+        while self.pages >= self.capacity_pages:
+            if not self._lru:
+                return False
+            victim, object_id, index = next(iter(self._lru))
+            self.flush_page(victim, object_id, index)
+            self.evictions += 1
+        return True
+
+    def get(
+        self, pool: FakePool, object_id: int, index: int, exclusive: bool | None
+    ) -> bytes | None:
+        page = pool.objects.get(object_id, {}).get(index)
+        if page is None:
+            return None
+        if exclusive is None:
+            exclusive = not pool.info.persistent and pool.uuid is None
+        if exclusive:
+            self.flush_page(pool, object_id, index)
+        elif not pool.info.persistent:
+            self._lru.move_to_end((pool, object_id, index))
+        return page
+
+    def flush_page(self, pool: FakePool, object_id: int, index: int) -> bool:
+        pages = pool.objects.get(object_id)
+        if pages is None or pages.pop(index, None) is None:
+            return False
+        if not pages:
+            del pool.objects[object_id]
+        self.pages -= 1
+        self._lru.pop((pool, object_id, index), None)
+        return True
+
+    def flush_object(self, pool: FakePool, object_id: int) -> int:
+        indexes = list(pool.objects.get(object_id, {}))
+        for index in indexes:
+            self.flush_page(pool, object_id, index)
+        return len(indexes)

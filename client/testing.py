@@ -1,0 +1,287 @@
+"""In-memory stand-ins for ``Client``/``AsyncClient``, for users' own tests.
+
+After pymemcache's ``MockMemcacheClient``: ``FakeClient`` takes the same
+arguments and has the same methods as ``Client``, hands out the very same
+``Pool`` class, and follows the same tmem semantics, with no daemon and no
+socket.  It shares no code with the daemon (it must not import ``tmemd``):
+it is a second, small implementation of DESIGN.md §3, written from the
+protocol contract, which also makes it a check on the real one.
+
+Semantics kept:
+
+* pool ids are per client *name*, the lowest free id from 0, at most
+  ``max_pools_per_client``; several ``FakeClient``s given the same
+  ``FakeServer`` and name see the same pools (re-attach with ``pool(id)``);
+* a put replaces the page at its handle; a refused put flushes the old copy;
+* a get from a private ephemeral pool removes the page (exclusive get);
+  persistent and shared pools keep it; ``exclusive=True/False`` overrides;
+* shared pools are ephemeral, named by a UUID; every client that opens the
+  same UUID gets its own pool id for the same pages; the pages go when the
+  last member destroys its pool.  With ``require_shared_authorization``
+  a client other than the creator needs ``authorize_shared`` first;
+* with ``capacity_pages`` the server holds at most that many pages: an
+  ephemeral page may be evicted (least recently used first) to make room,
+  persistent pages never are, and a put that finds no room is refused with
+  ``RefuseReason.NO_MEMORY``.
+
+Not simulated: compression, leases, connection failures, authentication.
+"""
+
+from __future__ import annotations
+
+import ssl as _ssl
+import uuid
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from tmem.proto import RefuseReason, Status
+
+from ._errors import Unsupported
+from ._fake import MAX_POOLS_PER_CLIENT, FakePool, FakeServer
+from ._pool import AsyncPool, Handle, Pool, PutItem
+from ._spec import (
+    Page,
+    PoolInfo,
+    check_client_name,
+    default_client_name,
+    find_pool,
+    parse_address,
+)
+
+__all__ = ["MAX_POOLS_PER_CLIENT", "AsyncFakeClient", "FakeClient", "FakeServer"]
+
+
+class FakeClient:
+    """A ``Client`` look-alike over a ``FakeServer`` (a private one by default)."""
+
+    def __init__(
+        self,
+        address: str | tuple[str, int] = "fake:1",
+        client_name: str | None = None,
+        token: str | None = None,
+        timeout: float | None = 5.0,
+        ssl: _ssl.SSLContext | None = None,
+        *,
+        server: FakeServer | None = None,
+        capacity_pages: int | None = None,
+    ) -> None:
+        if server is not None and capacity_pages is not None:
+            raise ValueError("give capacity_pages to the FakeServer, not to a client of it")
+        self._address = parse_address(address)
+        self.client_name = check_client_name(
+            default_client_name() if client_name is None else client_name
+        )
+        self.timeout = timeout
+        self.server = server if server is not None else FakeServer(capacity_pages)
+        self.server_info: dict[str, Any] = {"server": "tmem.client.testing", "protocol": 1}
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The address given (never connected to)."""
+        return self._address
+
+    @property
+    def connected(self) -> bool:
+        """Always True: there is nothing to connect to."""
+        return True
+
+    def __enter__(self) -> FakeClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Nothing to do."""
+
+    def close(self) -> None:
+        """Nothing to do; the pools live on in the server, as in tmemd."""
+
+    def ping(self) -> None:
+        """Nothing to do."""
+
+    def control(self, cmd: str, **args: Any) -> dict[str, Any]:
+        """``list_pools`` and ``stats`` as the daemon answers them."""
+        listing = self.server.listing(self.client_name)
+        if cmd == "list_pools":
+            return listing
+        if cmd == "stats":
+            pages = sum(pool["pages"] for pool in listing["pools"])
+            client = {"name": self.client_name, "pools": len(listing["pools"]), "pages": pages}
+            return {"clients": [client], "pools": listing["pools"]}
+        raise Unsupported(Status.UNSUPPORTED, f"unknown control command {cmd!r}")
+
+    def stats(self) -> dict[str, Any]:
+        """This client's statistics."""
+        return self.control("stats")
+
+    def list_pools(self) -> list[dict[str, Any]]:
+        """This client name's pools."""
+        return list(self.control("list_pools")["pools"])
+
+    def new_pool(
+        self,
+        persistent: bool = False,
+        shared_uuid: uuid.UUID | str | int | None = None,
+        codec: str | None = None,
+        page_size: int = 4096,
+        precompressed: bool = False,
+    ) -> Pool:
+        """Create a pool, as ``Client.new_pool``."""
+        args = {
+            "persistent": persistent,
+            "shared_uuid": shared_uuid,
+            "codec": codec,
+            "page_size": page_size,
+            "precompressed": precompressed,
+        }
+        return Pool(self, self.server.new_pool(self.client_name, args))
+
+    def pool(self, pool_id: int) -> Pool:
+        """Re-attach to a pool of this client name; ``BadPool`` if none."""
+        return Pool(self, find_pool(self.control("list_pools"), pool_id, self.client_name))
+
+    # --- PoolBackend hooks ----------------------------------------------------------
+
+    def _pool(self, info: PoolInfo) -> FakePool:
+        return self.server.pool(self.client_name, info.pool_id)
+
+    def _pool_put(
+        self, info: PoolInfo, object_id: int, index: int, page: Page
+    ) -> RefuseReason | None:
+        return self.server.put(self._pool(info), object_id, index, page)
+
+    def _pool_get(
+        self, info: PoolInfo, object_id: int, index: int, exclusive: bool | None
+    ) -> bytes | None:
+        return self.server.get(self._pool(info), object_id, index, exclusive)
+
+    def _pool_put_many(self, info: PoolInfo, items: Sequence[PutItem]) -> list[RefuseReason | None]:
+        return [self._pool_put(info, *item) for item in items]
+
+    def _pool_get_many(
+        self, info: PoolInfo, items: Sequence[Handle], exclusive: bool | None
+    ) -> list[bytes | None]:
+        return [self._pool_get(info, oid, idx, exclusive) for oid, idx in items]
+
+    def _pool_flush(self, info: PoolInfo, object_id: int, index: int) -> bool:
+        return self.server.flush_page(self._pool(info), object_id, index)
+
+    def _pool_flush_object(self, info: PoolInfo, object_id: int) -> int:
+        return self.server.flush_object(self._pool(info), object_id)
+
+    def _pool_destroy(self, info: PoolInfo) -> None:
+        self.server.destroy_pool(self.client_name, info.pool_id)
+
+
+class AsyncFakeClient:
+    """An ``AsyncClient`` look-alike: a ``FakeClient`` behind coroutines."""
+
+    def __init__(
+        self,
+        address: str | tuple[str, int] = "fake:1",
+        client_name: str | None = None,
+        token: str | None = None,
+        timeout: float | None = 5.0,
+        ssl: _ssl.SSLContext | None = None,
+        *,
+        server: FakeServer | None = None,
+        capacity_pages: int | None = None,
+    ) -> None:
+        self.sync = FakeClient(
+            address,
+            client_name,
+            token,
+            timeout,
+            ssl,
+            server=server,
+            capacity_pages=capacity_pages,
+        )
+        self.client_name = self.sync.client_name
+        self.server = self.sync.server
+        self.server_info = self.sync.server_info
+
+    async def __aenter__(self) -> AsyncFakeClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Nothing to do."""
+
+    async def close(self) -> None:
+        """Nothing to do; the pools live on in the server."""
+
+    async def ping(self) -> None:
+        """Nothing to do."""
+
+    async def control(self, cmd: str, **args: Any) -> dict[str, Any]:
+        """As ``FakeClient.control``."""
+        return self.sync.control(cmd, **args)
+
+    async def stats(self) -> dict[str, Any]:
+        """This client's statistics."""
+        return self.sync.stats()
+
+    async def list_pools(self) -> list[dict[str, Any]]:
+        """This client name's pools."""
+        return self.sync.list_pools()
+
+    async def new_pool(
+        self,
+        persistent: bool = False,
+        shared_uuid: uuid.UUID | str | int | None = None,
+        codec: str | None = None,
+        page_size: int = 4096,
+        precompressed: bool = False,
+    ) -> AsyncPool:
+        """Create a pool, as ``AsyncClient.new_pool``."""
+        pool = self.sync.new_pool(persistent, shared_uuid, codec, page_size, precompressed)
+        return AsyncPool(self, pool.info)
+
+    async def pool(self, pool_id: int) -> AsyncPool:
+        """Re-attach to a pool of this client name; ``BadPool`` if none."""
+        return AsyncPool(self, self.sync.pool(pool_id).info)
+
+    # --- AsyncPoolBackend hooks -------------------------------------------------------
+
+    async def _pool_put(
+        self, info: PoolInfo, object_id: int, index: int, page: Page
+    ) -> RefuseReason | None:
+        return self.sync._pool_put(info, object_id, index, page)
+
+    async def _pool_get(
+        self, info: PoolInfo, object_id: int, index: int, exclusive: bool | None
+    ) -> bytes | None:
+        return self.sync._pool_get(info, object_id, index, exclusive)
+
+    async def _pool_put_many(
+        self, info: PoolInfo, items: Sequence[PutItem]
+    ) -> list[RefuseReason | None]:
+        return self.sync._pool_put_many(info, items)
+
+    async def _pool_get_many(
+        self, info: PoolInfo, items: Sequence[Handle], exclusive: bool | None
+    ) -> list[bytes | None]:
+        return self.sync._pool_get_many(info, items, exclusive)
+
+    async def _pool_flush(self, info: PoolInfo, object_id: int, index: int) -> bool:
+        return self.sync._pool_flush(info, object_id, index)
+
+    async def _pool_flush_object(self, info: PoolInfo, object_id: int) -> int:
+        return self.sync._pool_flush_object(info, object_id)
+
+    async def _pool_destroy(self, info: PoolInfo) -> None:
+        self.sync._pool_destroy(info)

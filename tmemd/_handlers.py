@@ -1,0 +1,259 @@
+"""Request handlers: one decoded frame in, one (status, value, payload) out.
+
+This is the only layer that knows both the wire and the engine.  Each
+handler validates the fields the engine cannot see (request flags, the
+``arg`` word, how a UUID sits in the object id) in the order PROTOCOL.md
+fixes, then calls the engine and maps its typed errors through
+``_status``.  Handlers never touch the transport: the connection gathers
+their answers and writes a whole read burst at once.
+
+Hot path: PUT_PAGE and GET_PAGE are looked up first and do no allocation
+beyond the result tuple; error payloads (msgpack) are built only on errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from tmem.proto import (
+    NO_POOL,
+    CodecId,
+    GetFlags,
+    Opcode,
+    PoolFlagsError,
+    Request,
+    Status,
+    decode_pool_flags,
+)
+
+from . import __version__
+from ._control import ControlError, run_control
+from ._status import REFUSE_REASON, status_for
+from .engine import Engine, EngineError
+
+__all__ = ["HandlerContext", "Result", "Session", "handle"]
+
+log = logging.getLogger("tmemd.handlers")
+
+Result = tuple[int, int, bytes]
+#: Client names: short, printable, safe in logs and metric labels.
+CLIENT_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_UUID_LIMIT = 1 << 128
+#: A plain int: ~ on an IntFlag complements only within its members (3.11).
+_GET_FLAGS_ALL = int(GetFlags.EXCLUSIVE | GetFlags.KEEP)
+_CODEC_NAMES = {
+    CodecId.DEFAULT: None,
+    CodecId.NONE: "none",
+    CodecId.LZO: "lzo",
+    CodecId.LZ4: "lz4",
+    CodecId.ZSTD: "zstd",
+}
+_OK_EMPTY: Result = (Status.OK, 0, b"")
+_MISS: Result = (Status.MISS, 0, b"")
+
+
+@dataclass(slots=True)
+class Session:
+    """Per-connection state: who is speaking, once HELLO said so."""
+
+    peer: str
+    client: str | None = None
+    admin: bool = False
+
+
+@dataclass(slots=True)
+class HandlerContext:
+    """What handlers share across connections."""
+
+    engine: Engine
+    lease_s: float
+    max_request_payload: int
+    #: Returns (ok, admin) for a client name and token; None = no auth file.
+    authenticate: Callable[[str, str | None], tuple[bool, bool]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Refuse(Exception):
+    def __init__(self, status: Status, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _error(status: int, message: str) -> Result:
+    return (status, 0, msgpack.packb({"error": message}))
+
+
+def _body(req: Request) -> dict[str, Any]:
+    try:
+        body = msgpack.unpackb(req.payload, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise _Refuse(Status.BAD_ARGUMENT, f"payload is not msgpack: {exc}") from None
+    if not isinstance(body, dict):
+        raise _Refuse(Status.BAD_ARGUMENT, "payload must be a msgpack map")
+    return body
+
+
+def _no_arg(req: Request) -> None:
+    if req.flags:
+        raise _Refuse(Status.BAD_FLAGS, f"flags {req.flags:#x} not defined for this op")
+    if req.arg:
+        raise _Refuse(Status.BAD_ARGUMENT, f"arg {req.arg:#x} must be 0 for this op")
+
+
+def _put(ctx: HandlerContext, s: Session, req: Request) -> Result:
+    _no_arg(req)
+    assert s.client is not None
+    refusal = ctx.engine.put(s.client, req.pool_id, req.object_id, req.index, req.payload)
+    if refusal is None:
+        return _OK_EMPTY
+    return (Status.REFUSED, REFUSE_REASON[refusal], b"")
+
+
+def _get(ctx: HandlerContext, s: Session, req: Request) -> Result:
+    flags = req.flags
+    if flags & ~_GET_FLAGS_ALL or flags == _GET_FLAGS_ALL:
+        raise _Refuse(Status.BAD_FLAGS, f"bad get flags {flags:#x}")
+    if req.arg:
+        raise _Refuse(Status.BAD_ARGUMENT, f"arg {req.arg:#x} must be 0 for GET_PAGE")
+    exclusive = True if flags & GetFlags.EXCLUSIVE else (False if flags else None)
+    assert s.client is not None
+    page = ctx.engine.get(s.client, req.pool_id, req.object_id, req.index, exclusive)
+    if page is None:
+        return _MISS
+    return (Status.OK, 0, page)
+
+
+def _flush_page(ctx: HandlerContext, s: Session, req: Request) -> Result:
+    _no_arg(req)
+    assert s.client is not None
+    flushed = ctx.engine.flush_page(s.client, req.pool_id, req.object_id, req.index)
+    return (Status.OK, int(flushed), b"")
+
+
+def _flush_object(ctx: HandlerContext, s: Session, req: Request) -> Result:
+    _no_arg(req)
+    assert s.client is not None
+    count = ctx.engine.flush_object(s.client, req.pool_id, req.object_id)
+    return (Status.OK, min(count, 0xFFFFFFFF), b"")
+
+
+def _new_pool(ctx: HandlerContext, s: Session, req: Request) -> Result:
+    if req.flags:
+        raise _Refuse(Status.BAD_FLAGS, f"flags {req.flags:#x} not defined for NEW_POOL")
+    try:
+        spec = decode_pool_flags(req.arg)
+    except PoolFlagsError as exc:
+        raise _Refuse(exc.status, str(exc)) from None
+    if spec.shared:
+        if not 0 < req.object_id < _UUID_LIMIT:
+            raise _Refuse(Status.BAD_ARGUMENT, "a shared pool needs a 128-bit UUID in object_id")
+        uuid: int | None = req.object_id
+    elif req.object_id:
+        raise _Refuse(Status.BAD_ARGUMENT, "object_id must be 0 for a private pool")
+    else:
+        uuid = None
+    if req.payload or req.index or req.pool_id != NO_POOL:
+        raise _Refuse(Status.BAD_ARGUMENT, "NEW_POOL takes no pool id, index or payload")
+    assert s.client is not None
+    pool_id = ctx.engine.new_pool(
+        s.client,
+        persistent=spec.persistent,
+        shared_uuid=uuid,
+        precompressed=spec.precompressed,
+        page_size=spec.page_size,
+        codec=_CODEC_NAMES[spec.codec],
+    )
+    log.debug("client %s new pool %d %s", s.client, pool_id, spec)
+    return (Status.OK, pool_id, b"")
+
+
+def _destroy_pool(ctx: HandlerContext, s: Session, req: Request) -> Result:
+    _no_arg(req)
+    assert s.client is not None
+    ctx.engine.destroy_pool(s.client, req.pool_id)
+    return _OK_EMPTY
+
+
+def _hello(ctx: HandlerContext, s: Session, req: Request) -> Result:
+    _no_arg(req)
+    if s.client is not None:
+        raise _Refuse(Status.BAD_ARGUMENT, "already said HELLO on this connection")
+    body = _body(req)
+    name, token = body.get("client"), body.get("token")
+    if not isinstance(name, str) or not CLIENT_NAME_RE.match(name):
+        raise _Refuse(Status.BAD_ARGUMENT, "client name must match [A-Za-z0-9._-]{1,64}")
+    if token is not None and not isinstance(token, str):
+        raise _Refuse(Status.BAD_ARGUMENT, "token must be a string")
+    admin = False
+    if ctx.authenticate is not None:
+        ok, admin = ctx.authenticate(name, token)
+        if not ok:
+            log.info("auth failed for client %r from %s", name, s.peer)
+            raise _Refuse(Status.AUTH_FAILED, "unknown client or wrong token")
+    ctx.engine.connect(name)
+    s.client, s.admin = name, admin
+    log.info("client %s connected from %s", name, s.peer)
+    reply = {
+        "server": "tmemd",
+        "version": __version__,
+        "protocol": 1,
+        "lease_s": ctx.lease_s,
+        "max_request_payload": ctx.max_request_payload,
+    }
+    return (Status.OK, 0, msgpack.packb(reply))
+
+
+def _ping(ctx: HandlerContext, s: Session, req: Request) -> Result:
+    _no_arg(req)
+    return _OK_EMPTY
+
+
+def _control(ctx: HandlerContext, s: Session, req: Request) -> Result:
+    _no_arg(req)
+    body = _body(req)
+    assert s.client is not None
+    try:
+        reply = run_control(ctx, s, body)
+    except ControlError as exc:
+        raise _Refuse(exc.status, str(exc)) from None
+    return (Status.OK, 0, msgpack.packb(reply))
+
+
+Handler = Callable[[HandlerContext, Session, Request], Result]
+HANDLERS: dict[int, Handler] = {
+    Opcode.PUT_PAGE: _put,
+    Opcode.GET_PAGE: _get,
+    Opcode.FLUSH_PAGE: _flush_page,
+    Opcode.FLUSH_OBJECT: _flush_object,
+    Opcode.NEW_POOL: _new_pool,
+    Opcode.DESTROY_POOL: _destroy_pool,
+    Opcode.CONTROL: _control,
+    Opcode.HELLO: _hello,
+    Opcode.PING: _ping,
+}
+#: Ops a connection may send before HELLO.
+PRE_AUTH_OPS = frozenset({Opcode.HELLO, Opcode.PING})
+
+
+def handle(ctx: HandlerContext, session: Session, req: Request) -> Result:
+    """Answer one request; never raises for anything a peer can send."""
+    handler = HANDLERS.get(req.opcode)
+    if handler is None:
+        return _error(Status.BAD_OPCODE, f"unknown opcode {req.opcode}")
+    if session.client is None and req.opcode not in PRE_AUTH_OPS:
+        return _error(Status.NOT_AUTHENTICATED, "send HELLO first")
+    try:
+        return handler(ctx, session, req)
+    except EngineError as exc:
+        return _error(status_for(exc.code), str(exc))
+    except _Refuse as exc:
+        return _error(exc.status, str(exc))
+    except Exception:
+        log.exception("internal error handling %s from %s", req.describe(), session.peer)
+        return _error(Status.INTERNAL_ERROR, "internal error; see the daemon log")

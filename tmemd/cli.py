@@ -1,0 +1,185 @@
+"""``tmemd``: parse configuration, build the engine, serve until SIGTERM.
+
+Precedence: built-in defaults < ``--config FILE`` (TOML) < flags.  A flag
+left out does not override the file, so every flag defaults to ``None``
+here and the real defaults live in ``DaemonConfig``.
+
+Start-up refuses configurations that would expose memory by accident: with
+no ``--auth-file`` the daemon serves any client name, so it listens only on
+loopback unless ``--insecure`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from ._logging import setup_logging
+from .config import CODECS, LOG_FORMATS, LOG_LEVELS, ConfigError, DaemonConfig, coerce, load_toml
+from .engine import Engine, EngineConfig
+from .server import Server
+
+__all__ = ["build_parser", "main", "make_config"]
+
+log = logging.getLogger("tmemd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tmemd",
+        description="Networked transcendent memory: compressed far memory for many hosts.",
+        argument_default=None,
+    )
+    p.add_argument("--version", action="version", version=f"tmemd {__version__}")
+    p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags")
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="address to serve (default 127.0.0.1:7470; port 0 picks a free port)",
+    )
+    p.add_argument("--port-file", metavar="PATH", help="write the bound port here once listening")
+    p.add_argument(
+        "--memory", metavar="SIZE", help="arena size, e.g. 256MiB, 4GiB (default 256MiB)"
+    )
+    p.add_argument("--codec", choices=CODECS, help="default page codec (default lzo)")
+    p.add_argument(
+        "--lease",
+        type=float,
+        metavar="SECONDS",
+        help="how long a disconnected client's pools live (default 60)",
+    )
+    p.add_argument(
+        "--persistent-max",
+        type=float,
+        metavar="FRACTION",
+        help="share of memory persistent pages may use (default 0.75)",
+    )
+    p.add_argument(
+        "--persistent-accept",
+        type=float,
+        metavar="FRACTION",
+        help="persistent puts resume below this share after a refusal (default 0.70)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close connections silent this long (default 300)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close peers that start a frame and stall this long (default 10)",
+    )
+    p.add_argument("--max-connections", type=int, metavar="N", help="default 4096")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="allow a non-loopback listen address without --auth-file",
+    )
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
+    p.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json lines")
+    return p
+
+
+def make_config(args: argparse.Namespace) -> DaemonConfig:
+    """Defaults, then the TOML file, then flags."""
+    values: dict[str, Any] = {}
+    if args.config:
+        values.update(load_toml(args.config))
+    for key, value in vars(args).items():
+        if key != "config" and value is not None:
+            values[key] = coerce(key, value)
+    return DaemonConfig(**values)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(config: DaemonConfig) -> None:
+    host, _ = config.address
+    if config.auth_file is None and not config.insecure and not _is_loopback(host):
+        raise ConfigError(
+            f"refusing to listen on {host} without --auth-file: any host could read and "
+            "write pages. Use an auth file, or --insecure if the network is trusted."
+        )
+
+
+def _write_port_file(path: str, port: int) -> None:
+    """Atomic: a watcher never reads a half-written port."""
+    tmp = Path(f"{path}.tmp.{os.getpid()}")
+    tmp.write_text(f"{port}\n")
+    tmp.replace(path)
+
+
+async def serve(config: DaemonConfig) -> None:
+    engine = Engine(
+        EngineConfig(
+            memory_bytes=config.memory,
+            default_codec=config.codec,
+            lease_s=config.lease,
+            persistent_max=config.persistent_max,
+            persistent_accept=config.persistent_accept,
+        ),
+        clock=time.monotonic,
+    )
+    server = Server.build(config, engine)
+    host, port = await server.start()
+    log.info(
+        "tmemd %s listening on %s:%d, memory %d bytes, codec %s",
+        __version__,
+        host,
+        port,
+        config.memory,
+        config.codec,
+    )
+    if config.port_file:
+        _write_port_file(config.port_file, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = make_config(args)
+        check_exposure(config)
+    except ConfigError as exc:
+        print(f"tmemd: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level, config.log_format)
+    import uvloop
+
+    try:
+        uvloop.run(serve(config))
+    except OSError as exc:
+        log.error("cannot serve on %s: %s", config.listen, exc.strerror or exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Daemon configuration: defaults, TOML files and command-line flags.
+
+One frozen ``DaemonConfig`` is the single source of truth; the CLI builds it
+from built-in defaults, then a TOML file (``--config``), then flags, in that
+order of precedence (later wins), as systemd users expect from memcached's
+and Redis's drop-ins.  TOML keys are the long flag names with dashes or
+underscores (``memory = "4GiB"``, ``persistent-max = 0.75``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_LISTEN",
+    "DEFAULT_PORT",
+    "ConfigError",
+    "DaemonConfig",
+    "load_toml",
+    "parse_address",
+    "parse_size",
+]
+
+#: Default TCP port; unassigned by IANA and clear of memcached (11211) and
+#: Redis (6379), so the three can run side by side in benchmarks.
+DEFAULT_PORT = 7470
+#: Loopback by default: tmemd serves memory to whoever can reach it, so
+#: exposing it is an explicit decision (see ``--insecure``).
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+#: The arena size when none is given: enough for a real test, small enough
+#: for any laptop.
+DEFAULT_MEMORY_BYTES = 256 << 20
+#: Smallest arena accepted: 16 frames is too little for any real work but
+#: lets tests exercise a full arena quickly.
+MIN_MEMORY_BYTES = 64 << 10
+
+CODECS = ("lzo", "lz4", "zstd", "none")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kb": 1000,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mb": 1000**2,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gb": 1000**3,
+    "gib": 1 << 30,
+    "t": 1 << 40,
+    "tb": 1000**4,
+    "tib": 1 << 40,
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``"256MiB"``, ``"4GiB"``, ``"1.5G"``, ``"65536"``.
+
+    Bare K/M/G/T are binary (as ``free -h`` and memcached ``-m`` mean them);
+    KB/MB/GB are decimal, KiB/MiB/GiB binary.
+    """
+    if isinstance(text, int):
+        if text < 0:
+            raise ConfigError(f"size must not be negative: {text}")
+        return text
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ConfigError(f"not a size: {text!r} (examples: 256MiB, 4GiB, 1048576)")
+    number, unit = match.group(1), (match.group(2) or "").lower()
+    if unit not in _UNITS:
+        raise ConfigError(f"unknown size unit in {text!r}")
+    return int(float(number) * _UNITS[unit])
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 as ``[::1]:PORT``) to a (host, port) pair."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ConfigError(f"address must be HOST:PORT, got {text!r}")
+    port = int(port_text)
+    if port > 65535:
+        raise ConfigError(f"port out of range in {text!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, port
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """Everything the daemon needs to start; validated on construction."""
+
+    listen: str = DEFAULT_LISTEN
+    port_file: str | None = None
+    memory: int = DEFAULT_MEMORY_BYTES
+    codec: str = "lzo"
+    lease: float = 60.0
+    persistent_max: float = 0.75
+    persistent_accept: float = 0.70
+    ephemeral_pam: str = "zbud"
+    persistent_pam: str = "zsmalloc"
+    idle_timeout: float = 300.0
+    header_timeout: float = 10.0
+    max_connections: int = 4096
+    metrics: str | None = None
+    auth_file: str | None = None
+    insecure: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    log_level: str = "info"
+    log_format: str = "text"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        parse_address(self.listen)
+        if self.metrics is not None:
+            parse_address(self.metrics)
+        if self.memory < MIN_MEMORY_BYTES:
+            raise ConfigError(f"memory must be at least {MIN_MEMORY_BYTES} bytes")
+        if self.codec not in CODECS:
+            raise ConfigError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log-level must be one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log-format must be one of {', '.join(LOG_FORMATS)}")
+        if not 0 < self.persistent_accept <= self.persistent_max <= 1:
+            raise ConfigError("need 0 < persistent-accept <= persistent-max <= 1")
+        for name in ("lease", "idle_timeout", "header_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be positive")
+        if self.max_connections < 1:
+            raise ConfigError("max-connections must be at least 1")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls-cert and tls-key go together")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_address(self.listen)
+
+    def replace(self, **changes: Any) -> DaemonConfig:
+        return dataclasses.replace(self, **changes)
+
+
+_FIELDS = {f.name for f in dataclasses.fields(DaemonConfig)} - {"extra"}
+_SIZE_KEYS = {"memory"}
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Turn a TOML or flag value into the field's type (sizes accept units)."""
+    if key in _SIZE_KEYS:
+        return parse_size(value)
+    return value
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a config file into DaemonConfig keyword arguments."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    out: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = raw_key.replace("-", "_")
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown key {raw_key!r} in {path}")
+        out[key] = coerce(key, value)
+    return out

@@ -1,0 +1,87 @@
+"""The tmem engine: synchronous, deterministic, pure Python.
+
+The engine implements tmem's semantics (DESIGN.md section 3) over clients,
+pools, a per-pool page index, codecs and a PAM (page-addressable memory).
+It imports neither asyncio nor the wire format: the server edge calls it
+from its event loop, passing a clock and (optionally) codecs and PAMs in;
+every call does work proportional to the request (a few microseconds plus
+the codec), never a scan over unrelated pages.  Calls return plain values
+(``put`` returns ``None`` or a ``Refusal``; ``get`` returns bytes or
+``None``) and raise ``EngineError`` subclasses for invalid requests.
+
+Reading order: ``_engine`` (the calls and the put/get paths), ``_registry``
+(clients, pool-id namespaces, shared pools, leases), ``_policy`` (eviction
+and the persistent share), ``_state`` (live objects and the page token
+format), ``_index``, ``codecs``, ``_pam`` and ``_bytes_pam``, ``_stats``.
+"""
+
+from __future__ import annotations
+
+from ._bytes_pam import BYTES_PAM_OVERHEAD, BytesPam
+from ._config import (
+    DEFAULT_PAGE_BYTES,
+    INDEX_LIMIT,
+    MAX_PAGE_BYTES,
+    MAX_POOLS_PER_CLIENT,
+    MIN_PAGE_BYTES,
+    OBJECT_ID_LIMIT,
+    UUID_LIMIT,
+    EngineConfig,
+)
+from ._engine import Engine
+from ._errors import (
+    ERROR_CLASSES,
+    BadArgument,
+    BadIndex,
+    BadLength,
+    BadObjectId,
+    EngineError,
+    ErrorCode,
+    Forbidden,
+    NoSuchClient,
+    NoSuchPool,
+    Refusal,
+    TooManyPools,
+    Unsupported,
+)
+from ._pam import Pam, PamFull, PamStats
+from ._policy import MAX_EVICTIONS_PER_PUT
+from ._stats import ClientStats, EngineStats, OpCounters, PoolStats
+from .codecs import CODECS, Codec
+
+__all__ = [
+    "BYTES_PAM_OVERHEAD",
+    "CODECS",
+    "DEFAULT_PAGE_BYTES",
+    "ERROR_CLASSES",
+    "INDEX_LIMIT",
+    "MAX_EVICTIONS_PER_PUT",
+    "MAX_PAGE_BYTES",
+    "MAX_POOLS_PER_CLIENT",
+    "MIN_PAGE_BYTES",
+    "OBJECT_ID_LIMIT",
+    "UUID_LIMIT",
+    "BadArgument",
+    "BadIndex",
+    "BadLength",
+    "BadObjectId",
+    "BytesPam",
+    "ClientStats",
+    "Codec",
+    "Engine",
+    "EngineConfig",
+    "EngineError",
+    "EngineStats",
+    "ErrorCode",
+    "Forbidden",
+    "NoSuchClient",
+    "NoSuchPool",
+    "OpCounters",
+    "Pam",
+    "PamFull",
+    "PamStats",
+    "PoolStats",
+    "Refusal",
+    "TooManyPools",
+    "Unsupported",
+]

@@ -1,0 +1,75 @@
+"""Engine configuration and the limits every request is checked against.
+
+``EngineConfig`` is a frozen value the daemon builds once from its command
+line; the engine never reads the environment.  Limits that are part of the
+tmem ABI (id ranges, page sizes) are module constants with the reason for
+their value; limits an operator tunes are config fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "DEFAULT_PAGE_BYTES",
+    "INDEX_LIMIT",
+    "MAX_PAGE_BYTES",
+    "MAX_POOLS_PER_CLIENT",
+    "MIN_PAGE_BYTES",
+    "OBJECT_ID_LIMIT",
+    "UUID_LIMIT",
+    "EngineConfig",
+]
+
+#: Object ids are 192-bit unsigned integers (three u64, as Xen's later ABI).
+OBJECT_ID_LIMIT = 1 << 192
+#: Page indexes are 32-bit unsigned integers (Xen's ABI).
+INDEX_LIMIT = 1 << 32
+#: Shared pools are named by a 128-bit UUID.
+UUID_LIMIT = 1 << 128
+#: Smallest and largest page sizes, in bytes; a page size is a power of two in
+#: between.  4 KiB is the base page of every common CPU; 64 KiB is the largest
+#: base page (arm64, ppc64) and matches the wire's largest page-size shift.
+MIN_PAGE_BYTES = 4096
+MAX_PAGE_BYTES = 65536
+DEFAULT_PAGE_BYTES = 4096
+#: Pools one client may hold open.  Xen allowed 16 per domain; a host running
+#: one cleancache pool per mounted filesystem plus swap areas and a few
+#: application pools needs more, and 64 still bounds the per-client tables
+#: (and the linear lowest-free-id search) to a trivial size.
+MAX_POOLS_PER_CLIENT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Everything the engine needs to know about its limits.
+
+    ``memory_bytes`` is THE memory limit: every stored page is charged to it
+    through the PAM.  ``persistent_max`` and ``persistent_accept`` are
+    fractions of it: persistent puts are refused once persistent bytes would
+    pass ``persistent_max``, and accepted again only when they have dropped
+    below ``persistent_accept`` (hysteresis, as zswap's
+    ``accept_threshold_percent``, so the boundary does not flap page by page).
+    """
+
+    memory_bytes: int = 256 << 20
+    #: Key of ``CODECS`` used by pools that do not name a codec.
+    default_codec: str = "lzo"
+    #: How long, in seconds, a client's pools outlive its last connection.
+    lease_s: float = 60.0
+    persistent_max: float = 0.75
+    persistent_accept: float = 0.70
+    max_pools_per_client: int = MAX_POOLS_PER_CLIENT
+
+    def __post_init__(self) -> None:
+        if self.memory_bytes <= 0:
+            raise ValueError(f"memory_bytes must be positive, not {self.memory_bytes}")
+        if not 0.0 < self.persistent_accept <= self.persistent_max <= 1.0:
+            raise ValueError(
+                "need 0 < persistent_accept <= persistent_max <= 1, not "
+                f"{self.persistent_accept} and {self.persistent_max}"
+            )
+        if self.lease_s < 0:
+            raise ValueError(f"lease_s must not be negative, not {self.lease_s}")
+        if self.max_pools_per_client < 1:
+            raise ValueError(f"max_pools_per_client must be >= 1, not {self.max_pools_per_client}")

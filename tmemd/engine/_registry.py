@@ -1,0 +1,217 @@
+"""Clients, their pool-id namespaces, shared pools and leases.
+
+Pool ids are per client: each ``Client`` has its own table from small
+integers to ``Pool`` objects, so a client can only ever name its own pools
+(one client's id 0 and another's id 0 are different pools; Xen's XSA-15 came
+from a pool id that reached outside its domain).  New ids are the lowest
+free one, at most ``max_pools_per_client``.
+
+Shared pools are ephemeral, named by a 128-bit UUID.  One ``Pool`` object
+appears in each member's table, under an id of that member's own choosing.
+The creator may always join; anyone else needs ``authorize_shared(uuid,
+name)`` first, because a UUID is not a secret.  ``destroy_pool`` by a member
+only leaves; the pages go when the last member leaves.  Pages are charged to
+the pool's owner: the creator, then the earliest-joined remaining member.
+
+Leases: a client is created by its first ``connect``.  When its last
+connection closes, its lease starts; ``expire_leases()`` frees every client
+whose lease ended by ``clock()`` (the daemon calls it periodically), and a
+reconnect before that cancels the lease, so a host that reconnects finds its
+swap pages again.  Only clients whose last connection closed are scanned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from ._config import MAX_PAGE_BYTES, MIN_PAGE_BYTES, UUID_LIMIT, EngineConfig
+from ._errors import (
+    BadArgument,
+    Forbidden,
+    NoSuchClient,
+    NoSuchPool,
+    Refusal,
+    TooManyPools,
+    Unsupported,
+)
+from ._pam import Pam
+from ._state import Client, Pool
+from .codecs import Codec
+
+__all__ = ["Registry"]
+
+
+class Registry:
+    """Client and pool bookkeeping; pages are the engine's business.
+
+    ``free_pages(pool)`` is called when a pool's last member leaves; it must
+    free every page of the pool.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        clock: Callable[[], float],
+        codecs: Mapping[str, Codec],
+        pams: tuple[Pam, Pam],
+        free_pages: Callable[[Pool], None],
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._codecs = codecs
+        self._ephemeral_pam, self._persistent_pam = pams
+        self._free_pages = free_pages
+        self.clients: dict[str, Client] = {}
+        #: Clients with no connection: name -> lease deadline.
+        self._idle: dict[str, float] = {}
+        self._shared: dict[int, Pool] = {}
+        self._authorized: dict[int, set[str]] = {}
+        self.leases_expired = 0
+
+    # --- clients ----------------------------------------------------------
+
+    def client(self, name: str) -> Client:
+        client = self.clients.get(name)
+        if client is None:
+            raise NoSuchClient(name)
+        return client
+
+    def connect(self, name: str) -> None:
+        client = self.clients.get(name)
+        if client is None:
+            client = self.clients[name] = Client(name, len(Refusal))
+        client.connections += 1
+        client.lease_deadline = None
+        self._idle.pop(name, None)
+
+    def disconnect(self, name: str) -> None:
+        client = self.client(name)
+        if client.connections == 0:
+            raise BadArgument(f"client {name!r} has no connection to close")
+        client.connections -= 1
+        if client.connections == 0:
+            client.lease_deadline = self._clock() + self._config.lease_s
+            self._idle[name] = client.lease_deadline
+
+    def expire_leases(self) -> list[str]:
+        now = self._clock()
+        expired = [name for name, deadline in self._idle.items() if deadline <= now]
+        for name in expired:
+            self.destroy_client(name)
+            self.leases_expired += 1
+        return expired
+
+    def destroy_client(self, name: str) -> None:
+        """Free every pool of ``name``; forget the client unless it is connected."""
+        client = self.client(name)
+        for pool_id in sorted(client.pools):
+            self.destroy_pool(name, pool_id)
+        if client.connections == 0:
+            del self.clients[name]
+            self._idle.pop(name, None)
+
+    # --- pools ------------------------------------------------------------
+
+    def pool_ids(self, name: str) -> list[int]:
+        return sorted(self.client(name).pools)
+
+    def new_pool(
+        self,
+        name: str,
+        *,
+        persistent: bool,
+        shared_uuid: int | None,
+        precompressed: bool,
+        page_size: int,
+        codec: str | None,
+    ) -> int:
+        client = self.client(name)
+        _check_page_size(page_size)
+        if codec is not None and codec not in self._codecs:
+            raise Unsupported(f"no codec {codec!r}; have {sorted(self._codecs)}")
+        if shared_uuid is not None:
+            if persistent:
+                raise Unsupported("shared pools are ephemeral only")
+            if not 0 <= shared_uuid < UUID_LIMIT:
+                raise BadArgument(f"shared pool UUID {shared_uuid} is not a 128-bit value")
+            existing = self._shared.get(shared_uuid)
+            if existing is not None:
+                return self._join(client, existing, precompressed, page_size, codec)
+        pool_id = self._free_id(client)
+        codec_name = self._config.default_codec if codec is None else codec
+        pool = Pool(
+            name,
+            pool_id,
+            persistent=persistent,
+            shared_uuid=shared_uuid,
+            precompressed=precompressed,
+            page_size=page_size,
+            codec_name=codec_name,
+            codec=self._codecs[codec_name],
+            pam=self._persistent_pam if persistent else self._ephemeral_pam,
+        )
+        client.pools[pool_id] = pool
+        if shared_uuid is not None:
+            self._shared[shared_uuid] = pool
+        return pool_id
+
+    def _join(
+        self, client: Client, pool: Pool, precompressed: bool, page_size: int, codec: str | None
+    ) -> int:
+        """Open an existing shared pool in ``client``'s id space."""
+        assert pool.shared_uuid is not None
+        name = client.name
+        if name != pool.creator and name not in self._authorized.get(pool.shared_uuid, ()):
+            raise Forbidden(f"client {name!r} is not authorized for shared pool {pool.shared_uuid}")
+        if name in pool.members:
+            return pool.members[name]
+        if (precompressed, page_size) != (pool.precompressed, pool.page_size) or (
+            codec is not None and codec != pool.codec_name
+        ):
+            raise BadArgument("shared pool exists with other flags, page size or codec")
+        pool_id = self._free_id(client)
+        client.pools[pool_id] = pool
+        pool.members[name] = pool_id
+        return pool_id
+
+    def _free_id(self, client: Client) -> int:
+        for pool_id in range(self._config.max_pools_per_client):
+            if pool_id not in client.pools:
+                return pool_id
+        raise TooManyPools(f"client {client.name!r} has {len(client.pools)} pools open")
+
+    def destroy_pool(self, name: str, pool_id: int) -> None:
+        client = self.client(name)
+        pool = client.pools.pop(pool_id, None)
+        if pool is None:
+            raise NoSuchPool(f"client {name!r} has no pool {pool_id}")
+        del pool.members[name]
+        if pool.members:
+            if pool.owner == name:
+                # Charge the pages to the earliest-joined remaining member.
+                pool.owner, pool.pool_id = next(iter(pool.members.items()))
+            return
+        if pool.shared_uuid is not None:
+            del self._shared[pool.shared_uuid]
+        self._free_pages(pool)
+
+    def authorize_shared(self, uuid: int, name: str) -> None:
+        if not 0 <= uuid < UUID_LIMIT:
+            raise BadArgument(f"shared pool UUID {uuid} is not a 128-bit value")
+        self._authorized.setdefault(uuid, set()).add(name)
+
+    def pools(self) -> list[Pool]:
+        """Every open pool once (a shared pool under its owner)."""
+        return [
+            pool
+            for client in self.clients.values()
+            for pool in client.pools.values()
+            if pool.owner == client.name
+        ]
+
+
+def _check_page_size(page_size: int) -> None:
+    if not MIN_PAGE_BYTES <= page_size <= MAX_PAGE_BYTES or page_size & (page_size - 1):
+        raise BadArgument(
+            f"page size {page_size} is not a power of two in [{MIN_PAGE_BYTES}, {MAX_PAGE_BYTES}]"
+        )

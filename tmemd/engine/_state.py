@@ -1,0 +1,183 @@
+"""Live engine state: clients, pools, counters, and the page token format.
+
+These are mutable objects with ``__slots__`` and plain ``int`` counters,
+because the hot path increments them on every request (an attribute
+increment costs tens of nanoseconds; building a frozen snapshot costs far
+more and happens only at scrape time, in ``_stats.py``).
+
+Page tokens
+-----------
+The index stores one nonzero ``int`` per page, the *token*, which says how
+the page is stored without any per-page Python object::
+
+    token = value << VALUE_SHIFT | stored_length << LENGTH_SHIFT | encoding
+
+``encoding`` (2 bits) is ``ENC_COMPRESSED``, ``ENC_RAW`` or ``ENC_SAME``;
+``stored_length`` (17 bits, up to a 64 KiB page) is the length held in the
+PAM (0 for same-filled pages); ``value`` is the PAM handle, or the fill byte
+of a same-filled page.  Worked example: a page compressed to 1500 bytes
+under PAM handle 7 has token ``7 << 19 | 1500 << 2 | 1`` = 3676017; a page
+of zeros has token ``0 << 19 | 0 << 2 | 3`` = 3 (never 0, since the encoding
+is never 0).
+"""
+
+from __future__ import annotations
+
+from ._index import PageIndex
+from ._pam import Pam
+from .codecs import Codec
+
+__all__ = [
+    "ENC_COMPRESSED",
+    "ENC_MASK",
+    "ENC_RAW",
+    "ENC_SAME",
+    "LENGTH_MASK",
+    "LENGTH_SHIFT",
+    "VALUE_SHIFT",
+    "Client",
+    "Counters",
+    "Pool",
+    "make_token",
+]
+
+ENC_COMPRESSED = 1
+ENC_RAW = 2
+ENC_SAME = 3
+ENC_MASK = 0b11
+LENGTH_SHIFT = 2
+#: 17 bits hold any stored length up to a 64 KiB page (65536 < 2**17).
+LENGTH_BITS = 17
+LENGTH_MASK = (1 << LENGTH_BITS) - 1
+VALUE_SHIFT = LENGTH_SHIFT + LENGTH_BITS
+
+
+def make_token(value: int, stored_length: int, encoding: int) -> int:
+    """Pack a page token (see the module docstring)."""
+    return value << VALUE_SHIFT | stored_length << LENGTH_SHIFT | encoding
+
+
+class Counters:
+    """Monotonic operation counters, kept per pool, per client and globally."""
+
+    __slots__ = (
+        "flush_object_calls",
+        "flush_page_calls",
+        "gets_hit",
+        "gets_miss",
+        "pages_evicted",
+        "pages_flushed",
+        "puts_refused",
+        "puts_stored",
+    )
+
+    def __init__(self) -> None:
+        self.puts_stored = 0
+        self.puts_refused = 0
+        self.gets_hit = 0
+        self.gets_miss = 0
+        self.flush_page_calls = 0
+        self.flush_object_calls = 0
+        #: Pages removed by flush_page and flush_object.
+        self.pages_flushed = 0
+        #: Pages dropped to make room (ephemeral only).
+        self.pages_evicted = 0
+
+
+class Pool:
+    """One pool: its flags, its index, and gauges over its pages.
+
+    A shared pool is one ``Pool`` object that appears in several clients'
+    tables (``members`` maps each member's name to its own pool id).  Its
+    pages are charged to ``owner``: the creator, or, once the creator has
+    left, the member that joined earliest.
+    """
+
+    __slots__ = (
+        "codec",
+        "codec_name",
+        "counters",
+        "creator",
+        "index",
+        "members",
+        "original_bytes",
+        "owner",
+        "page_size",
+        "pam",
+        "persistent",
+        "pool_id",
+        "precompressed",
+        "raw_pages",
+        "same_filled_pages",
+        "shared_uuid",
+        "stored_bytes",
+    )
+
+    def __init__(
+        self,
+        owner: str,
+        pool_id: int,
+        *,
+        persistent: bool,
+        shared_uuid: int | None,
+        precompressed: bool,
+        page_size: int,
+        codec_name: str,
+        codec: Codec,
+        pam: Pam,
+    ) -> None:
+        self.owner = owner
+        self.creator = owner
+        #: The pool's id in the owner's id space.
+        self.pool_id = pool_id
+        self.persistent = persistent
+        self.shared_uuid = shared_uuid
+        self.precompressed = precompressed
+        self.page_size = page_size
+        #: The key of the engine's codec table this pool was created with.
+        self.codec_name = codec_name
+        self.codec = codec
+        self.pam = pam
+        self.index = PageIndex()
+        self.members: dict[str, int] = {owner: pool_id}
+        self.counters = Counters()
+        self.same_filled_pages = 0
+        self.raw_pages = 0
+        #: Bytes the clients put (page size, or the given length if precompressed).
+        self.original_bytes = 0
+        #: Bytes held in the PAM for this pool's pages (same-filled pages: 0).
+        self.stored_bytes = 0
+
+    @property
+    def shared(self) -> bool:
+        return self.shared_uuid is not None
+
+    def account(self, token: int, sign: int) -> None:
+        """Count (``sign`` = 1) or uncount (-1) a page just added to or removed
+        from the index.  Precompressed pages are encoded ``ENC_COMPRESSED`` and
+        their original size is their stored size (the engine never sees more)."""
+        stored = token >> LENGTH_SHIFT & LENGTH_MASK
+        self.stored_bytes += sign * stored
+        encoding = token & ENC_MASK
+        if encoding == ENC_SAME:
+            self.same_filled_pages += sign
+        elif encoding == ENC_RAW:
+            self.raw_pages += sign
+        self.original_bytes += sign * (stored if self.precompressed else self.page_size)
+
+
+class Client:
+    """A client identity (not a connection) and its pool table."""
+
+    __slots__ = ("connections", "counters", "lease_deadline", "name", "pools", "refused_by_reason")
+
+    def __init__(self, name: str, refusal_kinds: int) -> None:
+        self.name = name
+        self.connections = 0
+        #: clock() value at which the lease ends; None while connected.
+        self.lease_deadline: float | None = None
+        #: Pool id -> pool, in this client's id space.
+        self.pools: dict[int, Pool] = {}
+        self.counters = Counters()
+        #: Refused puts, indexed by ``Refusal`` value.
+        self.refused_by_reason = [0] * refusal_kinds

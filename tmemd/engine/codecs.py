@@ -1,0 +1,148 @@
+"""Page codecs: how a page becomes the bytes a PAM stores.
+
+A codec is any object with a ``name``, ``compress(data) -> bytes`` and
+``decompress(data, size) -> bytes`` where ``size`` is the original length
+(every codec here stores raw blocks without a length header, as zcache and
+zswap do: the pool's page size is known, so a header would waste bytes).
+The engine is handed a ``Mapping[str, Codec]`` (``CODECS`` by default) and
+never imports a compressor itself, so tests can pass fakes.
+
+Outside the codec, the engine applies two rules (see ``_engine.py``):
+
+* a **same-filled** page (every byte equal; ~10% of swap pages are zero) is
+  stored as its fill byte, never compressed, and takes no PAM space;
+* a page whose compressed form is longer than 7/8 of the page is stored
+  **raw** (``raw_threshold_bytes``): decompressing it would cost time and
+  save almost nothing, and the packers waste less on a raw page than on a
+  nearly-full compressed one.
+
+Codecs:
+
+``lzo``
+    LZO1X-1 without python-lzo's 5-byte header, the codec zcache used.
+``lz4``
+    LZ4 block format, default acceleration, no stored size.
+``zstd``
+    Zstandard level 1, no content size and no checksum in the frame (the
+    size is known and the engine verifies nothing a checksum would catch
+    that a length check does not).  One compressor and one decompressor
+    object per codec: creating them costs more than compressing a page.
+``none``
+    Identity; every page ends up raw.
+
+Measured costs per 4 KiB page are printed by ``bench/codecs.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Protocol
+
+import lz4.block
+import lzo
+import zstandard
+
+__all__ = [
+    "CODECS",
+    "RAW_THRESHOLD_DENOMINATOR",
+    "RAW_THRESHOLD_NUMERATOR",
+    "Codec",
+    "Lz4Codec",
+    "LzoCodec",
+    "NoneCodec",
+    "ZstdCodec",
+    "raw_threshold_bytes",
+]
+
+#: A compressed page longer than NUMERATOR/DENOMINATOR of the page size is
+#: stored raw.  7/8 (3584 bytes of a 4 KiB page) saves under 1/8 of a page,
+#: which the packers' per-object waste eats anyway.
+RAW_THRESHOLD_NUMERATOR = 7
+RAW_THRESHOLD_DENOMINATOR = 8
+
+#: zstd level: 1 is the fastest standard level and the one DESIGN.md measures.
+ZSTD_LEVEL = 1
+#: LZO1X-1 is python-lzo's compression level 1.
+LZO_LEVEL = 1
+
+
+def raw_threshold_bytes(page_size: int) -> int:
+    """Longest compressed form kept compressed; e.g. 4096 -> 3584."""
+    return page_size * RAW_THRESHOLD_NUMERATOR // RAW_THRESHOLD_DENOMINATOR
+
+
+class Codec(Protocol):
+    """What the engine needs from a compressor."""
+
+    @property
+    def name(self) -> str:
+        """The key under which the codec is configured."""
+        ...
+
+    def compress(self, data: bytes) -> bytes:
+        """The compressed form of ``data`` (no length header)."""
+        ...
+
+    def decompress(self, data: bytes, size: int) -> bytes:
+        """The ``size`` original bytes that ``compress`` turned into ``data``."""
+        ...
+
+
+class LzoCodec:
+    """LZO1X-1, headerless (python-lzo needs ``bytes``, not a memoryview)."""
+
+    name = "lzo"
+
+    def compress(self, data: bytes) -> bytes:
+        return lzo.compress(bytes(data), LZO_LEVEL, False)  # type: ignore[no-any-return]
+
+    def decompress(self, data: bytes, size: int) -> bytes:
+        return lzo.decompress(bytes(data), False, size)  # type: ignore[no-any-return]
+
+
+class Lz4Codec:
+    """LZ4 block format without the stored size."""
+
+    name = "lz4"
+
+    def compress(self, data: bytes) -> bytes:
+        return lz4.block.compress(data, store_size=False)  # type: ignore[no-any-return]
+
+    def decompress(self, data: bytes, size: int) -> bytes:
+        return lz4.block.decompress(data, uncompressed_size=size)  # type: ignore[no-any-return]
+
+
+class ZstdCodec:
+    """Zstandard level 1 frames without content size, checksum or dict id."""
+
+    name = "zstd"
+
+    def __init__(self, level: int = ZSTD_LEVEL) -> None:
+        self._compressor = zstandard.ZstdCompressor(
+            level=level, write_content_size=False, write_checksum=False, write_dict_id=False
+        )
+        self._decompressor = zstandard.ZstdDecompressor()
+
+    def compress(self, data: bytes) -> bytes:
+        return self._compressor.compress(data)
+
+    def decompress(self, data: bytes, size: int) -> bytes:
+        return self._decompressor.decompress(data, max_output_size=size)
+
+
+class NoneCodec:
+    """Identity: the engine stores every page of such a pool raw."""
+
+    name = "none"
+
+    def compress(self, data: bytes) -> bytes:
+        return bytes(data)
+
+    def decompress(self, data: bytes, size: int) -> bytes:
+        return bytes(data)
+
+
+CODECS: Mapping[str, Codec] = MappingProxyType(
+    {codec.name: codec for codec in (LzoCodec(), Lz4Codec(), ZstdCodec(), NoneCodec())}
+)

@@ -1,0 +1,219 @@
+"""The arena: one fixed mapping of 4 KiB frames, the daemon's memory limit.
+
+What: ``Arena(size_bytes)`` maps ``size_bytes`` (rounded down to whole
+frames) of anonymous private memory once, at start-up, and hands out frame
+numbers.  Every PAM keeps its compressed pages inside frames it got here, so
+the arena *is* the memory limit: when it has no free frame, stores fail with
+``PamFull`` whatever the PAMs' own bookkeeping says.
+
+Why one mapping: a cap that only counts bytes (memcached's, Redis's) does
+not bound the process, because the allocator underneath keeps what it once
+had.  A fixed mapping cannot grow, and the kernel backs only the frames we
+touch, so the resident size shows what is really in use.
+
+How: frames are in one of three states, one byte each in ``_state``:
+
+* *clean*: never touched since mapping, or given back to the kernel with
+  ``madvise(MADV_DONTNEED)``.  Frames at and above ``_hwm`` (the high-water
+  mark) were never handed out; clean frames below it wait on ``_clean``.
+* *used*: held by a PAM.
+* *warm*: freed by a PAM but still resident, on the ``_warm`` stack.
+
+``alloc_frame`` prefers warm frames (no page fault: writing into freshly
+faulted memory is up to 10x slower, DESIGN.md 6), then clean ones, then the
+high-water mark.  ``free_frame`` pushes on ``_warm``; when more than
+``keep_warm + release_batch`` frames are warm, the oldest ``release_batch``
+are sorted, cut into runs of consecutive frames and each run is given back
+with a single ``madvise``: the kernel frees the memory, and the next touch
+faults in a zero page.  One ``madvise`` per freed frame would put a system
+call on the hot path of every free (see ``bench/pam_density.py``).
+
+The guarantee: resident arena memory <= (``frames_used`` + warm frames) *
+4 KiB <= (``frames_used`` + ``keep_warm`` + ``release_batch``) * 4 KiB, i.e.
+use plus 2 MiB with the defaults; ``trim()`` drops the warm frames too.
+
+Granularity: one frame, 4 KiB.  Worked example: ``Arena(1 << 30)`` has
+262_144 frames; its own metadata is one state byte per frame plus 4 bytes
+per warm or released frame, at most 1.25 MiB (0.12 %).  Storing 10_000
+pages into 4_000 frames and freeing them all releases them in 15 batches of
+256 frames (2 MiB stays warm), with one ``madvise`` per run of consecutive
+frames in each batch.
+
+Limits: frame numbers are u32 in every PAM's arrays; the in-band free-list
+links of xvmalloc and zsmalloc address 4-byte words and 16-byte slots, so
+those two PAMs refuse arenas above 16 GiB and 32 GiB respectively.
+"""
+
+from __future__ import annotations
+
+import mmap
+from array import array
+
+__all__ = [
+    "FRAME_BYTES",
+    "FRAME_SHIFT",
+    "KEEP_WARM_FRAMES",
+    "RELEASE_BATCH_FRAMES",
+    "Arena",
+]
+
+#: log2 of the frame size.  4 KiB is the x86-64 base page, the unit the
+#: kernel backs and the size of a tmem page.
+FRAME_SHIFT = 12
+#: Bytes per frame.
+FRAME_BYTES = 1 << FRAME_SHIFT
+#: Free frames kept resident for reuse (1 MiB): enough to absorb the churn
+#: of a burst of puts and flushes without faulting, small next to any arena.
+KEEP_WARM_FRAMES = 256
+#: Frames given back per ``madvise`` round (1 MiB): amortises the system
+#: call over many frees while keeping RSS within 2 MiB of use.
+RELEASE_BATCH_FRAMES = 256
+#: The largest frame count: frame numbers live in u32 arrays with one
+#: value kept as the "none" marker.
+MAX_FRAMES = (1 << 32) - 2
+
+_CLEAN = 0
+_USED = 1
+_WARM = 2
+
+
+class Arena:
+    """A fixed mapping of ``size_bytes // 4096`` frames shared by PAMs."""
+
+    def __init__(
+        self,
+        size_bytes: int,
+        *,
+        keep_warm: int = KEEP_WARM_FRAMES,
+        release_batch: int = RELEASE_BATCH_FRAMES,
+    ) -> None:
+        frames = size_bytes >> FRAME_SHIFT
+        if not 1 <= frames <= MAX_FRAMES:
+            raise ValueError(f"arena of {size_bytes} bytes: need 1..{MAX_FRAMES} frames")
+        if keep_warm < 0 or release_batch < 1:
+            raise ValueError("keep_warm must be >= 0 and release_batch >= 1")
+        self.frames_total = frames
+        self.size_bytes = frames << FRAME_SHIFT
+        self._map = mmap.mmap(
+            -1, self.size_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+        )
+        #: The whole mapping as bytes; PAMs copy objects in and out through it.
+        self.view = memoryview(self._map)
+        #: The mapping as u32 words, for in-band headers and free-list links.
+        self.words = self.view.cast("I")
+        self._state = bytearray(frames)
+        self._warm = array("I")
+        self._clean = array("I")
+        self._hwm = 0
+        self._keep_warm = keep_warm
+        self._release_batch = release_batch
+        self.frames_used = 0
+        #: Counters for metrics and benchmarks.
+        self.madvise_calls = 0
+        self.frames_released = 0
+
+    # --- allocation -----------------------------------------------------
+
+    def alloc_frame(self) -> int | None:
+        """A free frame's number, or ``None`` when the arena is full."""
+        if self._warm:
+            frame = self._warm.pop()
+        elif self._clean:
+            frame = self._clean.pop()
+        elif self._hwm < self.frames_total:
+            frame = self._hwm
+            self._hwm += 1
+        else:
+            return None
+        self._state[frame] = _USED
+        self.frames_used += 1
+        return frame
+
+    def alloc_span(self, count: int) -> list[int] | None:
+        """``count`` free frames (not necessarily adjacent), or ``None``: all or nothing."""
+        if self.frames_total - self.frames_used < count:
+            return None
+        frames = []
+        for _ in range(count):
+            frame = self.alloc_frame()
+            assert frame is not None  # counted above
+            frames.append(frame)
+        return frames
+
+    def free_frame(self, frame: int) -> None:
+        """Give ``frame`` back; it stays resident until released in bulk."""
+        if self._state[frame] != _USED:
+            raise ValueError(f"frame {frame} is not in use")
+        self._state[frame] = _WARM
+        self._warm.append(frame)
+        self.frames_used -= 1
+        if len(self._warm) > self._keep_warm + self._release_batch:
+            self._release(self._release_batch)
+
+    @property
+    def frames_free(self) -> int:
+        """Frames a PAM could still get."""
+        return self.frames_total - self.frames_used
+
+    @property
+    def frames_warm(self) -> int:
+        """Free frames still resident (the RSS above use)."""
+        return len(self._warm)
+
+    def trim(self) -> int:
+        """Give every warm frame back to the kernel now; return how many."""
+        count = len(self._warm)
+        if count:
+            self._release(count)
+        return count
+
+    def _release(self, count: int) -> None:
+        """``madvise`` the ``count`` oldest warm frames away, one call per run."""
+        victims = sorted(self._warm[:count])
+        del self._warm[:count]
+        start = prev = victims[0]
+        for frame in victims[1:]:
+            if frame != prev + 1:
+                self._madvise_run(start, prev + 1)
+                start = frame
+            prev = frame
+        self._madvise_run(start, prev + 1)
+        state = self._state
+        for frame in victims:
+            state[frame] = _CLEAN
+        self._clean.extend(victims)
+        self.frames_released += count
+
+    def _madvise_run(self, first: int, end: int) -> None:
+        self._map.madvise(mmap.MADV_DONTNEED, first << FRAME_SHIFT, (end - first) << FRAME_SHIFT)
+        self.madvise_calls += 1
+
+    # --- checking and teardown ------------------------------------------
+
+    def is_used(self, frame: int) -> bool:
+        """Whether ``frame`` is held by some PAM."""
+        return self._state[frame] == _USED
+
+    def check_invariants(self) -> None:
+        """Every frame is in exactly one state, and the counters agree."""
+        state = self._state
+        warm, clean = set(self._warm), set(self._clean)
+        assert len(warm) == len(self._warm), "a frame is on the warm stack twice"
+        assert len(clean) == len(self._clean), "a frame is on the clean stack twice"
+        assert not warm & clean, "a frame is both warm and clean"
+        used = 0
+        for frame in range(self.frames_total):
+            s = state[frame]
+            if frame >= self._hwm:
+                assert s == _CLEAN, f"frame {frame} above the high-water mark is not clean"
+                continue
+            used += s == _USED
+            assert (s == _WARM) == (frame in warm), f"frame {frame}: state {s} vs warm stack"
+            assert (s == _CLEAN) == (frame in clean), f"frame {frame}: state {s} vs clean stack"
+        assert used == self.frames_used, f"{used} frames used, counter says {self.frames_used}"
+
+    def close(self) -> None:
+        """Unmap the arena.  PAMs built on it must not be used afterwards."""
+        self.words.release()
+        self.view.release()
+        self._map.close()

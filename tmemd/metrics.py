@@ -1,0 +1,266 @@
+"""Prometheus metrics: a custom collector over ``engine.statistics()``.
+
+Design
+------
+After prometheus/client_python's custom-collector pattern, nothing is
+counted twice: the engine keeps plain ``int`` counters (its hot path pays
+nothing for metrics), the server keeps its own (connections, bytes, a
+``LatencyRecorder``), and at scrape time ``TmemdCollector.collect`` reads one
+frozen ``EngineStats`` snapshot and one ``ServerStats`` and turns them into
+metric families.  The registry is passed in by the daemon, never the global
+one, so tests build as many independent exporters as they like.
+``start_metrics_server`` (in ``_metrics_http``) serves the registry on the
+daemon's own event loop; a scrape is therefore one callback between
+requests and sees a consistent snapshot without any lock.
+
+Names follow the Prometheus conventions: prefix ``tmemd_``, base units
+(bytes, seconds), ``_total`` on counters, ``_ratio`` on unitless fractions.
+Every family is emitted on every scrape, even with no samples, so the set of
+exported names does not depend on traffic (the dashboard and alert rules are
+checked against it).  The ``op`` label uses the wire's opcode names
+(``put_page``, ``get_page``, ...) in both the op counters and the latency
+histogram.
+
+Label cardinality
+-----------------
+Labels are ``client``, ``pool``, ``pool_kind``, ``op``, ``result``,
+``reason``, ``state``, ``pam`` and ``codec``; never an object id or a page
+index.  ``pool`` is a client's small pool id (at most
+``MAX_POOLS_PER_CLIENT`` = 64 per client); ``client`` is a name from the
+auth file, or, without one, one of the clients connected now or within their
+lease (at most ``--max-connections`` connected at once).  Per-pool families
+therefore have at most (clients x 64) series each, and the others a handful
+per client.  A shared pool appears once, under the client charged for it.
+
+Derived gauges, with worked examples
+------------------------------------
+* ``tmemd_compression_ratio`` = original bytes of the pages held ÷ bytes the
+  PAMs hold for them: 1000 pages of 4 KiB compressed to 1 KiB each give
+  4096000 / 1024000 = 4.0.  Same-filled pages add original bytes and hold
+  none, so they raise the ratio, as they raise real density.  Absent while
+  nothing is held.
+* ``tmemd_fragmentation_ratio`` = 1 − stored ÷ charged over every PAM: a
+  frame of 4096 bytes holding two objects of 1500 bytes wastes
+  1 − 3000/4096 = 0.27.  For the bytes PAM the per-object bookkeeping counts
+  as waste.  Absent while nothing is charged.
+* ``tmemd_arena_frames{state}``: the arena is ``memory_limit_bytes`` cut
+  into 4 KiB frames; a PAM that does not use frames counts its charged
+  bytes rounded up to frames, so ``used + free`` is always the arena size.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from . import __version__
+from ._latency import LATENCY_BUCKETS_S, LatencySnapshot
+from ._metrics_engine import engine_families
+from ._metrics_http import start_metrics_server
+from ._metrics_proc import read_process_figures
+from .engine import EngineStats
+
+__all__ = [
+    "ServerStats",
+    "TmemdCollector",
+    "server_stats_of",
+    "start_metrics_server",
+]
+
+_EMPTY: Mapping[str, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStats:
+    """What the server edge knows that the engine does not, at one instant."""
+
+    #: Gauge: connections open now.
+    connections: int
+    #: Counters: connections accepted and refused (over ``max_connections``).
+    connections_total: int
+    connections_refused: int
+    #: Counters: bytes read from and written to client sockets.
+    bytes_in: int
+    bytes_out: int
+    #: Per-op server-side latency histograms.
+    latency: tuple[LatencySnapshot, ...]
+    #: Unix time (seconds) at which the daemon started.
+    started_at: float
+    #: Gauge: the ``--max-connections`` limit (0 if unknown).
+    max_connections: int = 0
+    #: Gauge: open connections per authenticated client (not yet HELLO'd: none).
+    connections_by_client: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+
+
+class _SessionLike(Protocol):
+    client: str | None
+
+
+class _ConnectionLike(Protocol):
+    @property
+    def session(self) -> _SessionLike: ...
+
+
+class _RecorderLike(Protocol):
+    def snapshot(self) -> tuple[LatencySnapshot, ...]: ...
+
+
+class _ConfigLike(Protocol):
+    @property
+    def max_connections(self) -> int: ...
+
+
+class ServerLike(Protocol):
+    """The attributes of ``tmemd.server.Server`` that metrics read.
+
+    A protocol rather than an import: nothing but the entry point imports the
+    server (STYLE.md point 1).
+    """
+
+    @property
+    def connections(self) -> Iterable[_ConnectionLike]: ...
+    @property
+    def connections_total(self) -> int: ...
+    @property
+    def connections_refused(self) -> int: ...
+    @property
+    def bytes_in(self) -> int: ...
+    @property
+    def bytes_out(self) -> int: ...
+    @property
+    def latency(self) -> _RecorderLike: ...
+    @property
+    def config(self) -> _ConfigLike: ...
+
+
+def server_stats_of(server: ServerLike, started_at: float) -> ServerStats:
+    """Snapshot a running server's edge counters (call at scrape time)."""
+    by_client: dict[str, int] = {}
+    open_connections = 0
+    for conn in server.connections:
+        open_connections += 1
+        name = conn.session.client
+        if name is not None:
+            by_client[name] = by_client.get(name, 0) + 1
+    return ServerStats(
+        connections=open_connections,
+        connections_total=server.connections_total,
+        connections_refused=server.connections_refused,
+        bytes_in=server.bytes_in,
+        bytes_out=server.bytes_out,
+        latency=server.latency.snapshot(),
+        started_at=started_at,
+        max_connections=server.config.max_connections,
+        connections_by_client=MappingProxyType(by_client),
+    )
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+def _latency_family(snapshots: tuple[LatencySnapshot, ...]) -> HistogramMetricFamily:
+    fam = HistogramMetricFamily(
+        "tmemd_op_duration_seconds",
+        "Time the daemon spent on one request, decoded frame to encoded reply.",
+        labels=["op"],
+    )
+    bounds = [repr(b) for b in LATENCY_BUCKETS_S] + ["+Inf"]
+    for snap in snapshots:
+        running, buckets = 0, []
+        for bound, count in zip(bounds, snap.bucket_counts, strict=True):
+            running += count
+            buckets.append((bound, float(running)))
+        fam.add_metric([snap.op], buckets, snap.sum_s)
+    return fam
+
+
+def server_families(stats: ServerStats) -> Iterator[Metric]:
+    """Families from the server edge: connections, bytes, latency."""
+    yield _gauge("tmemd_connections", "Client connections open now.", stats.connections)
+    yield _gauge(
+        "tmemd_connections_max",
+        "Connections allowed at once (--max-connections).",
+        stats.max_connections,
+    )
+    yield _counter(
+        "tmemd_connections_accepted", "Client connections accepted.", stats.connections_total
+    )
+    yield _counter(
+        "tmemd_connections_refused",
+        "Client connections refused because --max-connections were open.",
+        stats.connections_refused,
+    )
+    per_client = GaugeMetricFamily(
+        "tmemd_client_connections",
+        "Open connections per authenticated client.",
+        labels=["client"],
+    )
+    for name, count in sorted(stats.connections_by_client.items()):
+        per_client.add_metric([name], count)
+    yield per_client
+    yield _counter(
+        "tmemd_network_received_bytes", "Bytes read from client connections.", stats.bytes_in
+    )
+    yield _counter(
+        "tmemd_network_sent_bytes", "Bytes written to client connections.", stats.bytes_out
+    )
+    yield _latency_family(stats.latency)
+
+
+def process_families(started_at: float) -> Iterator[Metric]:
+    """Families about the daemon process, read from /proc at scrape time."""
+    proc = read_process_figures()
+    yield _gauge(
+        "tmemd_process_resident_memory_bytes",
+        "Resident set size of the daemon (VmRSS): arena pages touched plus overhead.",
+        proc.resident_bytes,
+    )
+    yield _counter(
+        "tmemd_process_cpu_seconds", "User and system CPU time of the daemon.", proc.cpu_seconds
+    )
+    fds = GaugeMetricFamily("tmemd_process_open_fds", "Open file descriptors.")
+    if proc.open_fds is not None:
+        fds.add_metric([], proc.open_fds)
+    yield fds
+    yield _gauge("tmemd_process_max_fds", "File descriptor limit (soft).", proc.max_fds)
+    yield _gauge("tmemd_process_start_time_seconds", "Unix time the daemon started.", started_at)
+    info = GaugeMetricFamily(
+        "tmemd_build_info", "Always 1; labels name the build.", labels=["version", "python"]
+    )
+    info.add_metric([__version__, platform.python_version()], 1)
+    yield info
+
+
+class TmemdCollector(Collector):
+    """Reads the engine and server snapshots at scrape time."""
+
+    def __init__(
+        self,
+        engine_stats: Callable[[], EngineStats],
+        server_stats: Callable[[], ServerStats],
+    ) -> None:
+        self._engine_stats = engine_stats
+        self._server_stats = server_stats
+
+    def collect(self) -> Iterable[Metric]:
+        server = self._server_stats()
+        families: list[Metric] = list(engine_families(self._engine_stats()))
+        families.extend(server_families(server))
+        families.extend(process_families(server.started_at))
+        return families

@@ -1,0 +1,229 @@
+"""The server edge: asyncio glue between sockets, the decoder and the engine.
+
+Theory of operation
+-------------------
+One ``Connection`` (an ``asyncio.Protocol``) per TCP connection, after
+asyncpg/uvloop: its callbacks are a few lines each.  ``data_received`` feeds
+the bytes to the connection's ``RequestDecoder``, answers every whole frame
+through ``_handlers.handle`` (synchronous, no awaits: the engine is pure and
+fast), and writes the answers of the whole read burst with one
+``writelines``, so a pipelined client costs one syscall per burst rather
+than one per page.
+
+Backpressure: when a peer stops reading its replies the transport's write
+buffer passes ``WRITE_BUFFER_HIGH_BYTES``, asyncio calls ``pause_writing``
+and we stop reading from that peer until it drains; a client can therefore
+not make the daemon buffer unbounded replies.
+
+Timeouts: one sweeper task per server (not a timer per connection) wakes
+every ``SWEEP_INTERVAL_S``, closes connections idle past ``idle_timeout``
+and peers that began a frame and stalled past ``header_timeout`` (slow
+loris), and expires the leases of clients with no connection left.
+
+Errors: command errors are answered and the connection lives; framing errors
+(bad magic, version, oversized length) poison the decoder, so the server
+sends one error frame and closes, as memcached does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from time import perf_counter
+from typing import Any, cast
+
+import msgpack
+
+from tmem.proto import (
+    MAX_REQUEST_PAYLOAD_BYTES,
+    NO_OPCODE,
+    NeedData,
+    Opcode,
+    RemoteProtocolError,
+    RequestDecoder,
+    Status,
+    response_header,
+)
+
+from ._handlers import HandlerContext, Session, handle
+from ._latency import LatencyRecorder
+from .config import DaemonConfig
+from .engine import Engine
+
+__all__ = ["Server"]
+
+log = logging.getLogger("tmemd.server")
+
+#: Pause reading from a peer once this many reply bytes wait to be sent:
+#: 4 MiB is ~1000 pages, deep enough for any sane pipeline.
+WRITE_BUFFER_HIGH_BYTES = 4 << 20
+WRITE_BUFFER_LOW_BYTES = 1 << 20
+#: How often the sweeper checks timeouts and leases.  Timeouts are therefore
+#: enforced with this much slack, which is fine for values of seconds.
+SWEEP_INTERVAL_S = 0.5
+#: Metric label per opcode: Prometheus labels are lower-case words.
+OP_NAMES = {int(op): op.name.lower() for op in Opcode}
+
+
+class Connection(asyncio.Protocol):
+    """One client connection; all state lives in the decoder and session."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.decoder = RequestDecoder()
+        self.transport: asyncio.Transport | None = None
+        self.session = Session(peer="?")
+        self.last_rx = time.monotonic()
+        #: When the buffered partial frame started arriving (slow-sender check).
+        self.partial_since: float | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.session.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(WRITE_BUFFER_HIGH_BYTES, WRITE_BUFFER_LOW_BYTES)
+        if not self.server.admit(self):
+            self.fail(Status.BUSY, "too many connections", 0, NO_OPCODE)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        self.last_rx = now
+        decoder, ctx, session = self.decoder, self.server.ctx, self.session
+        observe = self.server.latency.observe
+        out: list[bytes] = []
+        self.server.bytes_in += len(data)
+        try:
+            decoder.feed(data)
+            while not isinstance(req := decoder.next_frame(), NeedData):
+                t0 = perf_counter()
+                status, value, payload = handle(ctx, session, req)
+                observe(OP_NAMES.get(req.opcode, "unknown"), perf_counter() - t0)
+                out.append(response_header(req.opcode, status, req.request_id, value, len(payload)))
+                if payload:
+                    out.append(payload)
+                if status == Status.AUTH_FAILED:
+                    # A failed HELLO ends the connection: no second guess on it.
+                    self._write(out)
+                    self.close()
+                    return
+        except RemoteProtocolError as exc:
+            self._write(out)
+            self.fail(exc.status, str(exc), exc.request_id, exc.opcode)
+            return
+        self._write(out)
+        self.partial_since = (self.partial_since or now) if decoder.pending_header else None
+
+    def _write(self, out: list[bytes]) -> None:
+        if out and self.transport is not None and not self.closed:
+            self.server.bytes_out += sum(map(len, out))
+            self.transport.writelines(out)
+
+    def fail(self, status: Status, message: str, request_id: int, opcode: int) -> None:
+        """Send one error frame and close: the stream cannot be trusted."""
+        log.info("closing %s: %s (%s)", self.session.peer, message, status.name)
+        payload = msgpack.packb({"error": message})
+        self._write([response_header(opcode, status, request_id, 0, len(payload)), payload])
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.forget(self)
+
+
+class Server:
+    """Owns the listening socket, the live connections and the sweeper."""
+
+    def __init__(self, config: DaemonConfig, engine: Engine, ctx: HandlerContext) -> None:
+        self.config = config
+        self.engine = engine
+        self.ctx = ctx
+        self.connections: set[Connection] = set()
+        self.latency = LatencyRecorder()
+        self.bytes_in = 0
+        #: Connections accepted and refused since start (for metrics).
+        self.connections_total = 0
+        self.connections_refused = 0
+        self.bytes_out = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @classmethod
+    def build(cls, config: DaemonConfig, engine: Engine, **ctx_extra: Any) -> Server:
+        ctx = HandlerContext(
+            engine=engine,
+            lease_s=config.lease,
+            max_request_payload=MAX_REQUEST_PAYLOAD_BYTES,
+            **ctx_extra,
+        )
+        return cls(config, engine, ctx)
+
+    async def start(self, ssl: Any = None) -> tuple[str, int]:
+        """Listen; return the bound (host, port), which matters for port 0."""
+        loop = asyncio.get_running_loop()
+        host, port = self.config.address
+        self._server = await loop.create_server(
+            lambda: Connection(self), host, port, ssl=ssl, reuse_address=True, backlog=1024
+        )
+        self._sweeper = loop.create_task(self._sweep())
+        bound = self._server.sockets[0].getsockname()
+        return str(bound[0]), int(bound[1])
+
+    def admit(self, conn: Connection) -> bool:
+        if len(self.connections) >= self.config.max_connections:
+            self.connections_refused += 1
+            return False
+        self.connections_total += 1
+        self.connections.add(conn)
+        return True
+
+    def forget(self, conn: Connection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            if conn.session.client is not None:
+                self.engine.disconnect(conn.session.client)
+                log.info("client %s disconnected from %s", conn.session.client, conn.session.peer)
+
+    async def _sweep(self) -> None:
+        cfg = self.config
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                if conn.partial_since is not None and now - conn.partial_since > cfg.header_timeout:
+                    conn.fail(Status.TIMEOUT, "frame not completed in time", 0, NO_OPCODE)
+                elif now - conn.last_rx > cfg.idle_timeout:
+                    conn.fail(Status.TIMEOUT, "idle timeout", 0, NO_OPCODE)
+            for name in self.engine.expire_leases():
+                log.info("lease of client %s ended; its pools are freed", name)
+
+    async def close(self) -> None:
+        """Stop listening, close every connection, stop the sweeper."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()
