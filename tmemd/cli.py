@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from ._auth import AuthTable, load_auth_file
 from ._logging import setup_logging
 from .config import CODECS, LOG_FORMATS, LOG_LEVELS, ConfigError, DaemonConfig, coerce, load_toml
 from .engine import Engine, EngineConfig
@@ -83,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="close peers that start a frame and stall this long (default 10)",
     )
     p.add_argument("--max-connections", type=int, metavar="N", help="default 4096")
+    p.add_argument("--auth-file", metavar="PATH", help="TOML file of clients, tokens and limits")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
+    p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    p.add_argument(
+        "--tls-client-ca", metavar="PEM", help="require client certificates signed by this CA"
+    )
+    p.add_argument("--metrics", metavar="HOST:PORT", help="serve /metrics, /healthz, /readyz here")
+    p.add_argument("--metrics-port-file", metavar="PATH", help="write the bound metrics port here")
     p.add_argument(
         "--insecure",
         action="store_true",
@@ -130,8 +140,26 @@ def _write_port_file(path: str, port: int) -> None:
     tmp.replace(path)
 
 
-async def serve(config: DaemonConfig) -> None:
-    engine = Engine(
+def make_ssl_context(config: DaemonConfig) -> ssl.SSLContext | None:
+    """Server TLS context; with ``--tls-client-ca`` a client certificate is required."""
+    if config.tls_cert is None or config.tls_key is None:
+        if config.tls_client_ca is not None:
+            raise ConfigError("tls-client-ca needs tls-cert and tls-key")
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(config.tls_cert, config.tls_key)
+        if config.tls_client_ca is not None:
+            ctx.load_verify_locations(config.tls_client_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load TLS files: {exc}") from None
+    return ctx
+
+
+def make_engine(config: DaemonConfig) -> Engine:
+    return Engine(
         EngineConfig(
             memory_bytes=config.memory,
             default_codec=config.codec,
@@ -141,15 +169,21 @@ async def serve(config: DaemonConfig) -> None:
         ),
         clock=time.monotonic,
     )
-    server = Server.build(config, engine)
-    host, port = await server.start()
+
+
+async def serve(config: DaemonConfig, auth: AuthTable | None, tls: ssl.SSLContext | None) -> None:
+    engine = make_engine(config)
+    server = Server.build(config, engine, authenticate=auth.check if auth else None)
+    host, port = await server.start(ssl=tls)
     log.info(
-        "tmemd %s listening on %s:%d, memory %d bytes, codec %s",
+        "tmemd %s listening on %s:%d%s, memory %d bytes, codec %s, %s",
         __version__,
         host,
         port,
+        " (TLS)" if tls else "",
         config.memory,
         config.codec,
+        f"{len(auth.entries)} clients in {config.auth_file}" if auth else "no auth file",
     )
     if config.port_file:
         _write_port_file(config.port_file, port)
@@ -167,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = make_config(args)
         check_exposure(config)
+        auth = load_auth_file(config.auth_file) if config.auth_file else None
+        tls = make_ssl_context(config)
     except ConfigError as exc:
         print(f"tmemd: {exc}", file=sys.stderr)
         return 2
@@ -174,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvloop
 
     try:
-        uvloop.run(serve(config))
+        uvloop.run(serve(config, auth, tls))
     except OSError as exc:
         log.error("cannot serve on %s: %s", config.listen, exc.strerror or exc)
         return 1

@@ -114,6 +114,7 @@ class DaemonConfig:
     header_timeout: float = 10.0
     max_connections: int = 4096
     metrics: str | None = None
+    metrics_port_file: str | None = None
     auth_file: str | None = None
     insecure: bool = False
     tls_cert: str | None = None

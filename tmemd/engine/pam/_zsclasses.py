@@ -16,7 +16,8 @@ pick the span length whose tail waste is smallest, as the kernel's
 Worked example: size 3_008 wastes 1_088 of 4_096 bytes in one frame (1
 slot, 73 % used), but 3 frames hold 4 slots (12_032 of 12_288, 97.9 %).
 With spans of up to 8 frames, 7 frames hold 9 slots (27_072 of 28_672,
-94.4 %) which is less, so 3 it is.
+94.4 %) which is less, so 3 it is; and as every size from 2_992 to 3_072
+also gives 4 slots in 3 frames, they all merge into the 3_072 class below.
 
 Merging: neighbouring sizes that give the same (span frames, slots per
 span) waste the same frames, so they are merged into the largest of them,

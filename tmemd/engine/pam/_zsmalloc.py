@@ -44,9 +44,9 @@ sequence of stores, frees and compactions; after ``compact()`` each class
 wastes less than one span of slots.
 
 Granularity: 16 bytes per slot plus the span tail.  Worked example: a
-1_499-byte page needs 1_503 bytes, slot 1_504: with 8-frame spans that size
-merges into the class of 1_520-byte slots, 8 frames holding 21 slots (99.5 %
-of 32_768 bytes used).  Its entry is ``offset << 13 | 1_499``.  Metadata:
+1_499-byte page needs 1_503 bytes, so a 1_504-byte slot: with spans of up
+to 8 frames that class packs 19 slots into 7 frames (28_576 of 28_672 bytes,
+99.7 %).  Its table entry is ``(slot offset + 4) << 13 | 1_499``.  Metadata:
 4 bytes per object in its slot, 8 bytes per handle in the table, 8 bytes
 per frame and 21 per span (about 12 bytes per frame held).
 """

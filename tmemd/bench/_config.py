@@ -1,0 +1,192 @@
+"""What one benchmark run measures: the matrix of cases and its bounds.
+
+A **case** is one measurement: one system (tmemd, memcached or redis), one
+workload, one in-flight depth, one number of connections and one number of
+pages stored before the timed phase.  tmemd cases also name a pool kind and
+a codec; the peers have neither (``"-"``), so the matrix holds each peer
+case once and every tmemd variant is compared with it.
+
+The matrix is the product of the configured lists with three rules:
+
+* ``flush_object`` runs at depth 1 only: the tmem client has no pipelined
+  flush, and one flush already drops a whole object (``PAGES_PER_OBJECT``).
+* ``precompressed`` pools take pages the client compressed, so they are
+  measured once, not once per codec (their codec column reads ``"client-lz4"``).
+* **scale** cases (``BenchConfig.scale``) add ``get_hit`` at depth 1 and one
+  connection with 10^3 ... 10^6 pages stored, for the "p99 get latency does
+  not grow with the store" target; tmemd runs them with lz4 ephemeral pools.
+
+Every timed loop is bounded twice: by ``ops_per_connection`` requests and by
+``duration_s`` seconds, whichever comes first.
+
+Worked example: ``--quick`` is 2 workloads x 2 depths x 1 connection count,
+lz4 ephemeral for tmemd: 4 cases per system, 12 in all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "CLIENT_CODEC",
+    "CODECS",
+    "CONNECTIONS",
+    "DEPTHS",
+    "MIXED_GET_PERCENT",
+    "NO_VARIANT",
+    "PAGES_PER_OBJECT",
+    "PAGE_BYTES",
+    "POOLS",
+    "SYSTEMS",
+    "WORKLOADS",
+    "BenchConfig",
+    "Case",
+    "build_cases",
+    "quick_config",
+]
+
+#: Every page is one x86-64 base page, tmem's default page size.
+PAGE_BYTES = 4096
+#: The systems one run compares; peers absent from the machine are skipped.
+SYSTEMS = ("tmemd", "memcached", "redis")
+#: put: fresh keys only.  get_hit: gets of stored keys.  get_miss: gets of
+#: keys never stored (on a populated store).  mixed: 80 % get / 20 % put of
+#: stored keys.  flush_object: drop whole objects of PAGES_PER_OBJECT pages.
+WORKLOADS = ("put", "get_hit", "get_miss", "mixed", "flush_object")
+#: tmemd pool kinds; "precompressed" is an ephemeral pool whose pages the
+#: client compressed (with lz4) before sending.
+POOLS = ("ephemeral", "persistent", "precompressed")
+#: The daemon's page codecs measured (its "none" codec is not a target).
+CODECS = ("lzo", "lz4", "zstd")
+#: Requests in flight per connection: 1 is one call at a time; 16 and 64
+#: are batches (put_many/get_many, set_many/get_many, a redis pipeline).
+DEPTHS = (1, 16, 64)
+#: Connections per case, spread over the client processes.
+CONNECTIONS = (1, 4, 16)
+#: Share of gets in the mixed workload, in percent.
+MIXED_GET_PERCENT = 80
+#: Pages per object in the flush_object workload: a small file's worth of
+#: page cache, enough that a flush is more than a single-page delete.
+PAGES_PER_OBJECT = 8
+#: The pool and codec columns of a peer case.
+NO_VARIANT = "-"
+#: The codec column of a precompressed pool: the client did the work.
+CLIENT_CODEC = "client-lz4"
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One measurement of the matrix."""
+
+    system: str
+    workload: str
+    depth: int
+    connections: int
+    #: Pages stored (over all connections) before the timed phase.
+    stored: int
+    pool: str = NO_VARIANT
+    codec: str = NO_VARIANT
+    #: True for the scale sub-matrix (p99 against the number stored).
+    scale: bool = False
+
+    @property
+    def label(self) -> str:
+        """The system as a chart legend names it: ``tmemd lz4/ephemeral``, ``redis``."""
+        if self.system != "tmemd":
+            return self.system
+        if self.pool == "precompressed":
+            return "tmemd precompressed"
+        return f"tmemd {self.codec}/{self.pool}"
+
+    def describe(self) -> str:
+        """One line for the progress bar."""
+        scale = f" stored={self.stored}" if self.scale else ""
+        return f"{self.label} {self.workload} d{self.depth} c{self.connections}{scale}"
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """Everything a run needs; the CLI builds it, ``--quick`` shrinks it."""
+
+    systems: tuple[str, ...] = SYSTEMS
+    workloads: tuple[str, ...] = WORKLOADS
+    pools: tuple[str, ...] = POOLS
+    codecs: tuple[str, ...] = CODECS
+    depths: tuple[int, ...] = DEPTHS
+    connections: tuple[int, ...] = CONNECTIONS
+    #: Pages stored before gets, misses and mixed runs (over all connections).
+    stored: int = 20_000
+    #: Extra get_hit cases at these store sizes (empty: none).
+    scale: tuple[int, ...] = (1_000, 1_000_000)
+    #: Time limit of each timed phase, seconds.
+    duration_s: float = 2.0
+    #: Request limit of each connection in a timed phase.
+    ops_per_connection: int = 200_000
+    #: Client processes per case (at most one per connection); 0 = CPU count.
+    processes: int = 0
+    #: Distinct pages in the corpus (keys reuse them cyclically).
+    corpus_pages: int = 20_000
+    #: Use generated text-like pages instead of real files (fast).
+    synthetic: bool = False
+    #: Memory given to every server (tmemd --memory, memcached -m, redis
+    #: maxmemory), bytes; raised per case when the store needs more.
+    memory_bytes: int = 4 << 30
+    seed: int = 20_240_601
+    charts: bool = True
+
+    def replace(self, **changes: Any) -> BenchConfig:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def quick_config(base: BenchConfig | None = None) -> BenchConfig:
+    """The ``--quick`` matrix: put and get_hit at depth 1 and 64, lz4, one
+    connection, a small real corpus; well within a minute on 2 cores."""
+    return (base or BenchConfig()).replace(
+        workloads=("put", "get_hit"),
+        pools=("ephemeral",),
+        codecs=("lz4",),
+        depths=(1, 64),
+        connections=(1,),
+        stored=4_000,
+        scale=(),
+        duration_s=1.5,
+        ops_per_connection=100_000,
+        corpus_pages=4_000,
+    )
+
+
+def _tmemd_variants(config: BenchConfig) -> Iterator[tuple[str, str]]:
+    for pool in config.pools:
+        if pool == "precompressed":
+            yield pool, CLIENT_CODEC
+        else:
+            for codec in config.codecs:
+                yield pool, codec
+
+
+def _variants(system: str, config: BenchConfig) -> Sequence[tuple[str, str]]:
+    if system == "tmemd":
+        return list(_tmemd_variants(config))
+    return [(NO_VARIANT, NO_VARIANT)]
+
+
+def build_cases(config: BenchConfig) -> list[Case]:
+    """The matrix in run order: by system, then workload, depth, connections."""
+    cases: list[Case] = []
+    for system in config.systems:
+        for pool, codec in _variants(system, config):
+            for workload in config.workloads:
+                depths = (1,) if workload == "flush_object" else config.depths
+                for depth in depths:
+                    for conns in config.connections:
+                        cases.append(
+                            Case(system, workload, depth, conns, config.stored, pool, codec)
+                        )
+        for stored in config.scale:
+            pool, codec = ("ephemeral", "lz4") if system == "tmemd" else (NO_VARIANT,) * 2
+            cases.append(Case(system, "get_hit", 1, 1, stored, pool, codec, scale=True))
+    return cases
