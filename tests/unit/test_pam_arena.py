@@ -129,3 +129,15 @@ def test_check_invariants_catches_corruption() -> None:
     arena.frames_used += 1
     with pytest.raises(AssertionError, match="counter"):
         arena.check_invariants()
+
+
+def test_worked_example_of_the_docstring() -> None:
+    arena = Arena(4000 * FRAME_BYTES)
+    frames = [arena.alloc_frame() for _ in range(4000)]
+    for frame in frames:
+        assert frame is not None
+        arena.free_frame(frame)
+    assert arena.frames_released == 14 * 256 == 3584
+    assert arena.frames_warm == 416
+    assert arena.madvise_calls == 14  # frames were freed in order: one run per round
+    arena.check_invariants()

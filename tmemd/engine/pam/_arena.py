@@ -34,10 +34,10 @@ use plus 2 MiB with the defaults; ``trim()`` drops the warm frames too.
 
 Granularity: one frame, 4 KiB.  Worked example: ``Arena(1 << 30)`` has
 262_144 frames; its own metadata is one state byte per frame plus 4 bytes
-per warm or released frame, at most 1.25 MiB (0.12 %).  Storing 10_000
-pages into 4_000 frames and freeing them all releases them in 15 batches of
-256 frames (2 MiB stays warm), with one ``madvise`` per run of consecutive
-frames in each batch.
+per warm or released frame, at most 1.25 MiB (0.12 %).  Freeing 4_000
+frames one by one releases 256 of them each time the warm count passes 512:
+14 rounds, 3_584 frames given back, 416 left warm; each round costs one
+``madvise`` per run of consecutive frame numbers in it.
 
 Limits: frame numbers are u32 in every PAM's arrays; the in-band free-list
 links of xvmalloc and zsmalloc address 4-byte words and 16-byte slots, so

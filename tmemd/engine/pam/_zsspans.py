@@ -12,8 +12,9 @@ scan instead of a walk.
 
 How: links are two i32 arrays indexed by span (its first frame's number),
 heads an i32 array indexed ``class * 11 + group``.  Worked example: a span
-of 21 slots with 8 in use is in group 8 * 10 // 21 + 1 = 4; storing one
-more object (9 / 21) keeps it there, two more (10 / 21) move it to group 5.
+of 21 slots with 8 in use is in group 8 * 10 // 21 + 1 = 4; one more
+object (9 / 21 = 43 %) moves it to group 5, and at 21 / 21 it leaves the
+lists until a free makes room in it again.
 """
 
 from __future__ import annotations

@@ -1,0 +1,147 @@
+"""Each arena PAM beside a dict model, under random store/load/free (hypothesis).
+
+One state machine per PAM, all built on ``PamMachine``: stores of sizes
+biased to the edges (tiny, class boundaries, header limits, whole pages),
+loads and frees of random live handles, plus zbud's ``reclaim`` and
+zsmalloc's ``compact``.  The model maps handle -> bytes.  After every step
+the PAM's and the arena's full invariant walks run and the PAM's counters
+must match the model.  ``PamFull`` is accepted only when the arena truly
+cannot supply what the store needed.  Arenas are small (48-96 frames) so
+that full arenas, reuse of freed frames and bulk release all happen.
+"""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from tmemd.engine._pam import PamFull
+from tmemd.engine.pam import FRAME_BYTES, Arena, XvmallocPam, ZbudPam, ZsmallocPam
+from tmemd.engine.pam._base import ArenaPam
+
+SETTINGS = settings(max_examples=100, stateful_step_count=50, deadline=None)
+
+sizes = st.one_of(
+    st.integers(0, 64),
+    st.integers(0, FRAME_BYTES),
+    st.integers(FRAME_BYTES - 100, FRAME_BYTES),
+    st.sampled_from([1, 12, 13, 300, 700, 1499, 2500, 3000, 4076, 4077, 4092, 4093]),
+)
+picks = st.integers(0, 1 << 16)
+
+
+def _data(n: int, seed: int) -> bytes:
+    return random.Random(seed << 13 | n).randbytes(n)
+
+
+class PamMachine(RuleBasedStateMachine):
+    """Random operations on one PAM, checked against a dict."""
+
+    FRAMES = 96
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arena = Arena(self.FRAMES * FRAME_BYTES, keep_warm=2, release_batch=4)
+        self.pam = self.make(self.arena)
+        self.model: dict[int, bytes] = {}
+
+    def make(self, arena: Arena) -> ArenaPam:
+        raise NotImplementedError
+
+    def frames_needed(self, n: int) -> int:
+        """Frames a store of ``n`` bytes may need when it cannot reuse a held one."""
+        return 1
+
+    def _pick(self, pick: int) -> int:
+        handles = sorted(self.model)
+        return handles[pick % len(handles)]
+
+    @rule(n=sizes, seed=st.integers(0, 255))
+    def store(self, n: int, seed: int) -> None:
+        data = _data(n, seed)
+        try:
+            handle = self.pam.store(data)
+        except PamFull:
+            assert self.arena.frames_free < self.frames_needed(n), "PamFull with room left"
+            event("store refused: arena full")
+            return
+        assert handle != 0, "handle 0 is never valid"
+        assert handle not in self.model, "a live handle was handed out again"
+        self.model[handle] = data
+
+    @precondition(lambda self: self.model)
+    @rule(pick=picks)
+    def load(self, pick: int) -> None:
+        handle = self._pick(pick)
+        assert self.pam.load(handle) == self.model[handle]
+        assert self.pam.stored_size(handle) == len(self.model[handle])
+
+    @precondition(lambda self: self.model)
+    @rule(pick=picks)
+    def free(self, pick: int) -> None:
+        handle = self._pick(pick)
+        self.pam.free(handle)
+        del self.model[handle]
+
+    @invariant()
+    def consistent(self) -> None:
+        self.pam.check_invariants()
+        self.arena.check_invariants()
+        stats = self.pam.statistics()
+        assert stats.objects == len(self.model)
+        assert stats.bytes_stored == sum(map(len, self.model.values()))
+        assert stats.frames == self.arena.frames_used
+
+
+class ZbudMachine(PamMachine):
+    def make(self, arena: Arena) -> ArenaPam:
+        return ZbudPam(arena)
+
+    @rule()
+    def reclaim(self) -> None:
+        assert isinstance(self.pam, ZbudPam)
+        tail = self.pam._lru_tail
+        expected = {h for h in self.model if (h - 1) >> 1 == tail}
+        handles = self.pam.reclaim()
+        assert set(handles) == expected and len(handles) == len(expected)
+        assert (not handles) == (not self.model)
+        for handle in handles:
+            del self.model[handle]
+        event(f"reclaim freed {len(handles)} objects")
+
+
+class XvmallocMachine(PamMachine):
+    def make(self, arena: Arena) -> ArenaPam:
+        return XvmallocPam(arena)
+
+
+class ZsmallocMachine(PamMachine):
+    FRAMES = 48
+
+    def make(self, arena: Arena) -> ArenaPam:
+        return ZsmallocPam(arena, max_span_frames=4)
+
+    def frames_needed(self, n: int) -> int:
+        assert isinstance(self.pam, ZsmallocPam)
+        return self.pam.table.classes[self.pam.table.by_length[n]].span_frames
+
+    @rule(budget=st.one_of(st.none(), st.integers(1, 8)))
+    def compact(self, budget: int | None) -> None:
+        assert isinstance(self.pam, ZsmallocPam)
+        before = self.pam.frames_held
+        freed = self.pam.compact(budget)
+        event("compaction freed frames" if freed else "compaction freed nothing")
+        assert self.pam.frames_held == before - freed
+        for handle, data in self.model.items():
+            assert self.pam.load(handle) == data
+
+
+TestZbud = ZbudMachine.TestCase
+TestZbud.settings = SETTINGS
+TestXvmalloc = XvmallocMachine.TestCase
+TestXvmalloc.settings = SETTINGS
+TestZsmalloc = ZsmallocMachine.TestCase
+TestZsmalloc.settings = SETTINGS
