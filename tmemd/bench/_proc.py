@@ -1,0 +1,54 @@
+"""What the harness reads about a server process from /proc, and free ports.
+
+CPU time is ``utime + stime`` from ``/proc/PID/stat`` (fields 14 and 15,
+counted over all the process's threads, in clock ticks of
+``SC_CLK_TCK``, 100 Hz on Debian: 10 ms resolution, so a timed phase of a
+second or more keeps the error of a per-op figure under ~1 %).  The
+harness reads it just before releasing the load and just after the last
+thread reports, so the difference is the server's work for the timed phase.
+
+RSS is ``VmRSS`` from ``/proc/PID/status`` (kB), read after the timed phase:
+the memory the server really holds for the data the case left in it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+__all__ = ["cpu_seconds", "free_port", "rss_bytes"]
+
+#: Clock ticks per second of /proc/PID/stat's time fields.
+CLK_TCK_HZ = os.sysconf("SC_CLK_TCK")
+#: Index of utime in the fields after the ``(comm)`` field: stat's fields
+#: 14 and 15 (1-based), minus the two fields (pid, comm) that precede them.
+_UTIME_AFTER_COMM = 11
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used (all threads)."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        text = fh.read()
+    # comm may hold spaces and parentheses: the fields start after the last ')'.
+    fields = text[text.rindex(b")") + 2 :].split()
+    utime, stime = int(fields[_UTIME_AFTER_COMM]), int(fields[_UTIME_AFTER_COMM + 1])
+    return (utime + stime) / CLK_TCK_HZ
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set size of ``pid`` in bytes (VmRSS)."""
+    with open(f"/proc/{pid}/status", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no VmRSS for pid {pid}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for peers that
+    cannot bind port 0 and report it; a race with another program is
+    possible, and the peer's start-up then fails loudly)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
