@@ -67,7 +67,7 @@ def _pool_entry(p: PoolStats, pool_id: int) -> dict[str, Any]:
 
 
 def _pools_of(stats: EngineStats, client: str) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for p in stats.pool_stats:
         if p.shared:
             out.extend(_pool_entry(p, pid) for member, pid in p.members if member == client)

@@ -50,12 +50,15 @@ Derived gauges, with worked examples
 
 from __future__ import annotations
 
+import asyncio
 import platform
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -69,11 +72,14 @@ from ._latency import LATENCY_BUCKETS_S, LatencySnapshot
 from ._metrics_engine import engine_families
 from ._metrics_http import start_metrics_server
 from ._metrics_proc import read_process_figures
+from .config import parse_address
 from .engine import EngineStats
 
 __all__ = [
+    "ServerLike",
     "ServerStats",
     "TmemdCollector",
+    "serve_metrics",
     "server_stats_of",
     "start_metrics_server",
 ]
@@ -264,3 +270,23 @@ class TmemdCollector(Collector):
         families.extend(server_families(server))
         families.extend(process_families(server.started_at))
         return families
+
+
+async def serve_metrics(
+    address: str,
+    engine_stats: Callable[[], EngineStats],
+    server: ServerLike,
+    *,
+    ready: Callable[[], bool],
+    started_at: float | None = None,
+) -> tuple[asyncio.AbstractServer, int]:
+    """The daemon's ``--metrics HOST:PORT``: a private registry, served; returns the bound port.
+
+    ``started_at`` (unix seconds) defaults to now, which is right when the
+    daemon calls this at start-up.
+    """
+    since = time.time() if started_at is None else started_at
+    registry = CollectorRegistry()
+    registry.register(TmemdCollector(engine_stats, lambda: server_stats_of(server, since)))
+    host, port = parse_address(address)
+    return await start_metrics_server(host, port, registry, ready)

@@ -202,7 +202,5 @@ class EngineModel(RuleBasedStateMachine):
         assert stats.pages <= held
 
 
-EngineModel.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=50, deadline=None
-)
+EngineModel.TestCase.settings = settings(max_examples=150, stateful_step_count=50, deadline=None)
 TestEngineModel = EngineModel.TestCase

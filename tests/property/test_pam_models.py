@@ -6,7 +6,7 @@ loads and frees of random live handles, plus zbud's ``reclaim`` and
 zsmalloc's ``compact``.  The model maps handle -> bytes.  After every step
 the PAM's and the arena's full invariant walks run and the PAM's counters
 must match the model.  ``PamFull`` is accepted only when the arena truly
-cannot supply what the store needed.  Arenas are small (48-96 frames) so
+cannot supply what the store needed.  Arenas are small (64 frames) so
 that full arenas, reuse of freed frames and bulk release all happen.
 """
 
@@ -16,7 +16,7 @@ import random
 
 from hypothesis import event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tmemd.engine._pam import PamFull
 from tmemd.engine.pam import FRAME_BYTES, Arena, XvmallocPam, ZbudPam, ZsmallocPam
@@ -40,7 +40,7 @@ def _data(n: int, seed: int) -> bytes:
 class PamMachine(RuleBasedStateMachine):
     """Random operations on one PAM, checked against a dict."""
 
-    FRAMES = 96
+    FRAMES = 64
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,36 +55,58 @@ class PamMachine(RuleBasedStateMachine):
         """Frames a store of ``n`` bytes may need when it cannot reuse a held one."""
         return 1
 
-    def _pick(self, pick: int) -> int:
+    def _pick(self, pick: int) -> int | None:
+        if not self.model:
+            return None
         handles = sorted(self.model)
         return handles[pick % len(handles)]
 
-    @rule(n=sizes, seed=st.integers(0, 255))
-    def store(self, n: int, seed: int) -> None:
+    def _store(self, n: int, seed: int) -> int | None:
+        """Store one object; its handle, or None when the PAM is full."""
         data = _data(n, seed)
         try:
             handle = self.pam.store(data)
         except PamFull:
             assert self.arena.frames_free < self.frames_needed(n), "PamFull with room left"
             event("store refused: arena full")
-            return
+            return None
         assert handle != 0, "handle 0 is never valid"
         assert handle not in self.model, "a live handle was handed out again"
         self.model[handle] = data
+        return handle
 
-    @precondition(lambda self: self.model)
+    @rule(n=sizes, seed=st.integers(0, 255))
+    def store(self, n: int, seed: int) -> None:
+        self._store(n, seed)
+
+    @rule(n=sizes, count=st.integers(2, 60), seed=st.integers(0, 255))
+    def store_many(self, n: int, count: int, seed: int) -> None:
+        """Same-sized objects: fill frames and classes fast."""
+        for i in range(count):
+            if self._store(n, seed + i) is None:
+                break
+
     @rule(pick=picks)
     def load(self, pick: int) -> None:
         handle = self._pick(pick)
-        assert self.pam.load(handle) == self.model[handle]
-        assert self.pam.stored_size(handle) == len(self.model[handle])
+        if handle is not None:
+            assert self.pam.load(handle) == self.model[handle]
+            assert self.pam.stored_size(handle) == len(self.model[handle])
 
-    @precondition(lambda self: self.model)
     @rule(pick=picks)
     def free(self, pick: int) -> None:
         handle = self._pick(pick)
-        self.pam.free(handle)
-        del self.model[handle]
+        if handle is not None:
+            self.pam.free(handle)
+            del self.model[handle]
+
+    @rule(keep_one_in=st.integers(2, 5), phase=st.integers(0, 4))
+    def free_many(self, keep_one_in: int, phase: int) -> None:
+        """Free all but every ``keep_one_in``-th live object: sparse frames and spans."""
+        for i, handle in enumerate(sorted(self.model)):
+            if (i + phase) % keep_one_in:
+                self.pam.free(handle)
+                del self.model[handle]
 
     @invariant()
     def consistent(self) -> None:
@@ -119,7 +141,6 @@ class XvmallocMachine(PamMachine):
 
 
 class ZsmallocMachine(PamMachine):
-    FRAMES = 48
 
     def make(self, arena: Arena) -> ArenaPam:
         return ZsmallocPam(arena, max_span_frames=4)
@@ -130,13 +151,30 @@ class ZsmallocMachine(PamMachine):
 
     @rule(budget=st.one_of(st.none(), st.integers(1, 8)))
     def compact(self, budget: int | None) -> None:
-        assert isinstance(self.pam, ZsmallocPam)
-        before = self.pam.frames_held
-        freed = self.pam.compact(budget)
+        pam = self.pam
+        assert isinstance(pam, ZsmallocPam)
+        before = pam.frames_held
+        freed = pam.compact(budget)
         event("compaction freed frames" if freed else "compaction freed nothing")
-        assert self.pam.frames_held == before - freed
+        assert pam.frames_held == before - freed
+        if budget is None:  # the guarantee: no class wastes a whole span any more
+            assert all(pam._wasted_spans(c) == 0 for c in range(len(pam.table.classes) - 1))
         for handle, data in self.model.items():
-            assert self.pam.load(handle) == data
+            assert pam.load(handle) == data
+
+    @rule(n=sizes, count=st.integers(10, 60), keep_one_in=st.integers(2, 4))
+    def fragment(self, n: int, count: int, keep_one_in: int) -> None:
+        """Fill spans of one class, then free most of it: compaction's raw material."""
+        stored = []
+        for i in range(count):
+            handle = self._store(n, i)
+            if handle is None:
+                break
+            stored.append(handle)
+        for i, handle in enumerate(stored):
+            if i % keep_one_in and handle in self.model:
+                self.pam.free(handle)
+                del self.model[handle]
 
 
 TestZbud = ZbudMachine.TestCase

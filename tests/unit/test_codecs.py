@@ -22,7 +22,9 @@ PAGE = 4096
 
 def _pages() -> dict[str, bytes]:
     rng = random.Random(7)
-    text = b"".join(b"line %d: the quick brown fox jumps over the lazy dog\n" % i for i in range(200))
+    text = b"".join(
+        b"line %d: the quick brown fox jumps over the lazy dog\n" % i for i in range(200)
+    )
     words = [rng.randbytes(rng.randint(1, 8)) for _ in range(64)]
     return {
         "text": text[:PAGE],

@@ -14,7 +14,13 @@ def test_is_a_pam() -> None:
 
 def test_store_load_free() -> None:
     pam = BytesPam(1 << 20)
-    blobs = [b"a", bytes(100), b"xyz" * 1000, bytearray(b"mutable"), memoryview(b"view")]
+    blobs: list[bytes | bytearray | memoryview] = [
+        b"a",
+        bytes(100),
+        b"xyz" * 1000,
+        bytearray(b"mutable"),
+        memoryview(b"view"),
+    ]
     handles = [pam.store(blob) for blob in blobs]
     assert 0 not in handles and len(set(handles)) == len(handles)
     for handle, blob in zip(handles, blobs, strict=True):

@@ -293,7 +293,9 @@ def test_reclaim_is_used_for_a_dedicated_ephemeral_pam() -> None:
 
 def test_reclaim_is_not_used_when_the_pam_holds_persistent_pages() -> None:
     pam = ReclaimingPam(3 * CHARGE)
-    engine = Engine(EngineConfig(default_codec="none", persistent_max=1.0), FakeClock(), ephemeral_pam=pam)
+    engine = Engine(
+        EngineConfig(default_codec="none", persistent_max=1.0), FakeClock(), ephemeral_pam=pam
+    )
     engine.connect("a")
     pool = engine.new_pool("a")
     persistent = engine.new_pool("a", persistent=True)

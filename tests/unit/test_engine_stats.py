@@ -41,7 +41,9 @@ def text_page(seed: int) -> bytes:
 
 def scripted() -> tuple[Engine, dict[str, int]]:
     """A run with a known outcome; returns the engine and the pools' ids."""
-    engine = Engine(EngineConfig(memory_bytes=100_000, persistent_max=0.1, persistent_accept=0.1), FakeClock())
+    engine = Engine(
+        EngineConfig(memory_bytes=100_000, persistent_max=0.1, persistent_accept=0.1), FakeClock()
+    )
     engine.connect("a")
     engine.connect("b")
     pools = {
@@ -119,7 +121,12 @@ def test_per_pool_statistics() -> None:
     eph = by_id["a", pools["eph"]]
     per = by_id["a", pools["per"]]
     pre = by_id["b", pools["b"]]
-    assert (eph.kind, eph.codec, eph.shared, eph.precompressed) == ("ephemeral", "lzo", False, False)
+    assert (eph.kind, eph.codec, eph.shared, eph.precompressed) == (
+        "ephemeral",
+        "lzo",
+        False,
+        False,
+    )
     assert (per.kind, per.codec, per.page_size) == ("persistent", "lz4", PAGE)
     assert pre.precompressed and pre.members == (("b", pools["b"]),)
     assert (eph.pages, eph.same_filled_pages, eph.stored_bytes) == (1, 1, 0)

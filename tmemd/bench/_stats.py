@@ -43,6 +43,8 @@ class ThreadResult:
     wrong: int = 0
     #: Puts the server refused (full store, or a persistent pool at its cap).
     refused: int = 0
+    #: Puts refused while preloading (the stored set did not fit).
+    preload_refused: int = 0
     start: float = 0.0
     end: float = 0.0
     latencies: array[float] = field(default_factory=lambda: array("d"))
@@ -72,6 +74,7 @@ class Summary:
     misses: int
     wrong: int
     refused: int
+    preload_refused: int
     elapsed_s: float
     latency: Latency
     errors: tuple[str, ...]
@@ -127,6 +130,7 @@ def aggregate(results: Sequence[ThreadResult]) -> Summary:
         misses=sum(r.misses for r in results),
         wrong=sum(r.wrong for r in results),
         refused=sum(r.refused for r in results),
+        preload_refused=sum(r.preload_refused for r in results),
         elapsed_s=elapsed,
         latency=summarize_latency(merged),
         errors=tuple(r.error for r in results if r.error is not None),

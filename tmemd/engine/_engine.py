@@ -57,7 +57,7 @@ from ._state import (
     make_token,
 )
 from ._stats import ClientStats, EngineStats, PoolStats, refusals_by_name, snapshot_counters
-from .codecs import CODECS, Codec, raw_threshold_bytes
+from .codecs import CODECS, Codec
 
 __all__ = ["Engine"]
 
@@ -155,19 +155,19 @@ class Engine:
     # --- pages --------------------------------------------------------------
 
     def _lookup(self, client: str, pool_id: int) -> tuple[Client, Pool]:
-        owner = self._clients.get(client)
-        if owner is None:
+        caller = self._clients.get(client)
+        if caller is None:
             raise NoSuchClient(client)
-        pool = owner.pools.get(pool_id)
+        pool = caller.pools.get(pool_id)
         if pool is None:
             raise NoSuchPool(f"client {client!r} has no pool {pool_id}")
-        return owner, pool
+        return caller, pool
 
     def put(
         self, client: str, pool_id: int, object_id: int, index: int, data: Data
     ) -> Refusal | None:
         """Store a page; None when stored, else why not (the old copy is gone then)."""
-        owner, pool = self._lookup(client, pool_id)
+        caller, pool = self._lookup(client, pool_id)
         _check_handle(object_id, index)
         page = data if type(data) is bytes else bytes(data)
         blob, encoding = self._encode(pool, page)
@@ -176,11 +176,11 @@ class Engine:
             self._release(pool, old)
         token = self._store(pool, blob, encoding, (pool, object_id, index))
         if isinstance(token, Refusal):
-            return self._refuse(owner, pool, token, replaced=bool(old))
+            return self._refuse(caller, pool, token, replaced=bool(old))
         pool.index.set(object_id, index, token)
         pool.account(token, 1)
         pool.counters.puts_stored += 1
-        owner.counters.puts_stored += 1
+        caller.counters.puts_stored += 1
         self._counters.puts_stored += 1
         return None
 
@@ -196,7 +196,7 @@ class Engine:
         if page == page[:1] * size:
             return page[:1], ENC_SAME
         compressed = pool.codec.compress(page)
-        if len(compressed) > raw_threshold_bytes(size):
+        if len(compressed) > pool.raw_limit:
             return page, ENC_RAW
         return compressed, ENC_COMPRESSED
 
@@ -220,10 +220,10 @@ class Engine:
             self._lru.add(handle, location)
         return make_token(handle, size, encoding)
 
-    def _refuse(self, owner: Client, pool: Pool, reason: Refusal, *, replaced: bool) -> Refusal:
+    def _refuse(self, caller: Client, pool: Pool, reason: Refusal, *, replaced: bool) -> Refusal:
         pool.counters.puts_refused += 1
-        owner.counters.puts_refused += 1
-        owner.refused_by_reason[reason] += 1
+        caller.counters.puts_refused += 1
+        caller.refused_by_reason[reason] += 1
         self._counters.puts_refused += 1
         self._refused_by_reason[reason] += 1
         if replaced:
@@ -243,12 +243,12 @@ class Engine:
         ``exclusive`` None means the pool's default: remove the page from a
         private ephemeral pool, keep it in a persistent or shared pool.
         """
-        owner, pool = self._lookup(client, pool_id)
+        caller, pool = self._lookup(client, pool_id)
         _check_handle(object_id, index)
         token = pool.index.get(object_id, index)
         if not token:
             pool.counters.gets_miss += 1
-            owner.counters.gets_miss += 1
+            caller.counters.gets_miss += 1
             self._counters.gets_miss += 1
             return None
         page = self._decode(pool, token)
@@ -260,7 +260,7 @@ class Engine:
         elif not pool.persistent and token & ENC_MASK != ENC_SAME:
             self._lru.touch(token >> VALUE_SHIFT)
         pool.counters.gets_hit += 1
-        owner.counters.gets_hit += 1
+        caller.counters.gets_hit += 1
         self._counters.gets_hit += 1
         return page
 
@@ -275,35 +275,35 @@ class Engine:
 
     def flush_page(self, client: str, pool_id: int, object_id: int, index: int) -> bool:
         """Remove one page; True if there was one."""
-        owner, pool = self._lookup(client, pool_id)
+        caller, pool = self._lookup(client, pool_id)
         _check_handle(object_id, index)
         pool.counters.flush_page_calls += 1
-        owner.counters.flush_page_calls += 1
+        caller.counters.flush_page_calls += 1
         self._counters.flush_page_calls += 1
         token = pool.index.delete(object_id, index)
         if not token:
             return False
         self._release(pool, token)
-        self._count_flushed(owner, pool, 1)
+        self._count_flushed(caller, pool, 1)
         return True
 
     def flush_object(self, client: str, pool_id: int, object_id: int) -> int:
         """Remove every page of one object; return how many there were."""
-        owner, pool = self._lookup(client, pool_id)
+        caller, pool = self._lookup(client, pool_id)
         if not 0 <= object_id < OBJECT_ID_LIMIT:
             raise BadObjectId(f"object id {object_id} is not in [0, 2**192)")
         pool.counters.flush_object_calls += 1
-        owner.counters.flush_object_calls += 1
+        caller.counters.flush_object_calls += 1
         self._counters.flush_object_calls += 1
         tokens = pool.index.pop_object(object_id)
         for token in tokens:
             self._release(pool, token)
-        self._count_flushed(owner, pool, len(tokens))
+        self._count_flushed(caller, pool, len(tokens))
         return len(tokens)
 
-    def _count_flushed(self, owner: Client, pool: Pool, pages: int) -> None:
+    def _count_flushed(self, caller: Client, pool: Pool, pages: int) -> None:
         pool.counters.pages_flushed += pages
-        owner.counters.pages_flushed += pages
+        caller.counters.pages_flushed += pages
         self._counters.pages_flushed += pages
 
     # --- freeing --------------------------------------------------------------

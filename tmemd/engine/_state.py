@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from ._index import PageIndex
 from ._pam import Pam
-from .codecs import Codec
+from .codecs import Codec, raw_threshold_bytes
 
 __all__ = [
     "ENC_COMPRESSED",
@@ -107,6 +107,7 @@ class Pool:
         "persistent",
         "pool_id",
         "precompressed",
+        "raw_limit",
         "raw_pages",
         "same_filled_pages",
         "shared_uuid",
@@ -134,6 +135,8 @@ class Pool:
         self.shared_uuid = shared_uuid
         self.precompressed = precompressed
         self.page_size = page_size
+        #: Longest compressed form kept compressed (longer: stored raw).
+        self.raw_limit = raw_threshold_bytes(page_size)
         #: The key of the engine's codec table this pool was created with.
         self.codec_name = codec_name
         self.codec = codec

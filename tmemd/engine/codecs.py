@@ -23,10 +23,10 @@ Codecs:
 ``lz4``
     LZ4 block format, default acceleration, no stored size.
 ``zstd``
-    Zstandard level 1, no content size and no checksum in the frame (the
-    size is known and the engine verifies nothing a checksum would catch
-    that a length check does not).  One compressor and one decompressor
-    object per codec: creating them costs more than compressing a page.
+    Zstandard level 1 frames without content size, checksum or dictionary
+    id: the size is known, and a checksum guards storage media and wires,
+    not our own memory.  One compressor and one decompressor object per
+    codec: creating them costs more than compressing a page.
 ``none``
     Identity; every page ends up raw.
 

@@ -255,7 +255,7 @@ class ZsmallocPam(ArenaPam):
             return self._view[off : off + n].tobytes()
         first = FRAME_BYTES - start
         nxt = self._frame_next[off >> FRAME_SHIFT] << FRAME_SHIFT
-        return self._view[off : off + first].tobytes() + self._view[nxt : nxt + n - first]
+        return self._view[off : off + n].tobytes()
 
     def _entry(self, handle: int) -> int:
         entry = self._loc[handle] if 0 < handle < len(self._loc) else 0

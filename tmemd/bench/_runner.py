@@ -1,0 +1,147 @@
+"""Running the matrix: one fresh server per case, the load, the server's figures.
+
+For each case the runner starts the system's server with enough memory for
+what the case stores (``case_memory``), runs the load (``_load``), reads the
+server's CPU seconds over the timed phase and its RSS after it, stops the
+server and keeps a ``CaseResult``.  A case that fails (a server that does
+not start, a client error) is kept with its error, and the run goes on: one
+broken peer must not cost the whole comparison.
+
+Peers that are not installed (no binary, or no Python client) are named
+once on stderr and their cases dropped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._config import PAGE_BYTES, PAGES_PER_OBJECT, BenchConfig, Case
+from ._corpus import precompress
+from ._load import FLUSH_STORE_FACTOR, LoadPlan, run_load
+from ._peers import find_peer, start_server
+from ._proc import cpu_seconds, rss_bytes
+from ._progress import Progress
+from ._stats import Summary, aggregate
+
+__all__ = ["MEMORY_SLACK", "CaseResult", "available_systems", "case_memory", "run_matrix"]
+
+#: Memory given per stored page, as a multiple of the page: Redis keeps a
+#: 4 KiB value in jemalloc's 5 KiB size class plus its dict entry, memcached
+#: in a 4.5 KiB slab chunk; 1.4x holds either without eviction.
+MEMORY_SLACK = 1.4
+#: The Python client each peer needs (the bench extra installs them).
+_CLIENT_MODULES = {"memcached": "pymemcache", "redis": "redis"}
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One case's outcome: the load's summary and the server's figures."""
+
+    case: Case
+    summary: Summary | None
+    server_cpu_s: float
+    rss_bytes: int
+    memory_bytes: int
+    error: str | None = None
+
+
+def available_systems(systems: Sequence[str], progress: Progress) -> list[str]:
+    """``systems`` less the peers this machine cannot run (each one said once)."""
+    usable = []
+    for system in systems:
+        if system in _CLIENT_MODULES:
+            if find_peer(system) is None:
+                progress.say(f"{system}: server not installed, skipped")
+                continue
+            if importlib.util.find_spec(_CLIENT_MODULES[system]) is None:
+                progress.say(
+                    f"{system}: Python client {_CLIENT_MODULES[system]} missing "
+                    "(pip install 'tmemd[bench]'), skipped"
+                )
+                continue
+        usable.append(system)
+    return usable
+
+
+def case_memory(config: BenchConfig, case: Case) -> int:
+    """Memory for the server of ``case``: the configured amount, or more if
+    the preloaded set would not fit in it."""
+    pages = case.stored * (FLUSH_STORE_FACTOR if case.workload == "flush_object" else 1)
+    return max(config.memory_bytes, int(pages * PAGE_BYTES * MEMORY_SLACK))
+
+
+def _stored_per_thread(case: Case) -> int:
+    per = max(1, case.stored // case.connections)
+    if case.workload == "flush_object":
+        return max(per, PAGES_PER_OBJECT)
+    return per
+
+
+def _run_case(
+    config: BenchConfig,
+    case: Case,
+    payloads: Sequence[bytes],
+    workdir: Path,
+    progress: Progress,
+) -> CaseResult:
+    memory = case_memory(config, case)
+    codec = case.codec if case.codec in config.codecs else "lz4"
+    try:
+        server = start_server(case.system, workdir, memory, codec)
+    except (OSError, RuntimeError) as exc:
+        return CaseResult(case, None, 0.0, 0, memory, f"start: {exc}")
+    try:
+        plan = LoadPlan(
+            case,
+            server.host,
+            server.port,
+            _stored_per_thread(case),
+            config.duration_s,
+            config.ops_per_connection,
+            config.seed,
+        )
+        results, cpu = run_load(
+            plan, payloads, config.processes, lambda: cpu_seconds(server.pid), progress.tick
+        )
+        rss = rss_bytes(server.pid)
+    finally:
+        code = server.stop()
+    summary = aggregate(results)
+    error = "; ".join(summary.errors[:3]) or None
+    if code not in (0, -15) and error is None:
+        error = f"server exited with {code}: {server.log_tail(500)}"
+    return CaseResult(case, summary, cpu, rss, memory, error)
+
+
+def _note(result: CaseResult) -> str:
+    if result.summary is None or result.error:
+        return f"FAILED {result.error}"
+    s = result.summary
+    return f"{s.pages_per_s:,.0f} pages/s, p99 {s.latency.p99_us:,.0f} µs"
+
+
+def run_matrix(
+    config: BenchConfig,
+    cases: Sequence[Case],
+    pages: Sequence[bytes],
+    workdir: Path,
+    progress: Progress,
+) -> list[CaseResult]:
+    """Run ``cases`` in order against fresh servers; failed cases are kept."""
+    packed: list[bytes] | None = None
+    out = []
+    for case in cases:
+        progress.start(case.describe())
+        payloads: Sequence[bytes] = pages
+        if case.pool == "precompressed":
+            packed = packed if packed is not None else precompress(pages)
+            payloads = packed
+        result = _run_case(config, case, payloads, workdir, progress)
+        if result.error:
+            progress.say(f"{case.describe()}: {result.error}")
+        progress.finish(_note(result))
+        out.append(result)
+    return out
