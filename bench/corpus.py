@@ -65,6 +65,9 @@ CATEGORY_SHARES: dict[str, float] = {
 #: and the indexes add about a third again, so 20 rows per sampled page
 #: gives a file larger than the sample (each page drawn at most once).
 DB_ROWS_PER_PAGE = 20
+#: Version of the generated rows: bump when ``_sqlite_file`` changes what it
+#: writes, so a stale cached file is never read.
+DB_FORMAT = 1
 #: Where the generated SQLite files are cached between runs.
 CACHE_DIR = os.path.join(tempfile.gettempdir(), "tmemd-corpus")
 
@@ -109,43 +112,54 @@ def _category_files(kind: str, n_pages: int) -> list[tuple[str, int]]:
     raise ValueError(f"unknown corpus kind {kind!r}")
 
 
-_FIRST = ["Ada", "Bruno", "Chen", "Dana", "Elif", "Femi", "Greta", "Hiro", "Ines", "Jonas",
-          "Kofi", "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara"]
-_LAST = ["Abbott", "Becker", "Castro", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad",
-         "Ivanova", "Jensen", "Kowalski", "Larsen", "Moreau", "Novak", "Okafor", "Petrov"]
-_CITIES = ["Lisbon", "Osaka", "Nairobi", "Toronto", "Krakow", "Lyon", "Austin", "Pune",
-           "Leeds", "Bergen", "Porto", "Graz", "Tartu", "Quito", "Perth", "Cork"]
-_WORDS = ["please", "deliver", "before", "noon", "leave", "the", "parcel", "with", "neighbour",
-          "fragile", "handle", "care", "gift", "wrap", "invoice", "attached", "customer",
-          "called", "twice", "about", "delayed", "shipment", "refund", "requested", "partial",
-          "return", "warehouse", "stock", "low", "backorder", "expected", "next", "week",
-          "priority", "express", "standard", "economy", "signature", "required", "door",
-          "code", "contact", "by", "phone"]
+# Word lists read better as one string each.
+_FIRST = "Ada Bruno Chen Dana Elif Femi Greta Hiro Ines Jonas Kofi Lena Mateo Nadia Omar".split()  # noqa: SIM905
+_LAST = "Abbott Becker Castro Dubois Eriksen Fischer Garcia Haddad Ivanova Jensen".split()  # noqa: SIM905
+_CITIES = "Lisbon Osaka Nairobi Toronto Krakow Lyon Austin Pune Leeds Bergen Porto".split()  # noqa: SIM905
+_WORDS = (  # noqa: SIM905
+    "please deliver before noon leave the parcel with neighbour fragile handle with care "
+    "gift wrap invoice attached customer called twice about delayed shipment refund "
+    "requested partial return warehouse stock low backorder expected next week priority "
+    "express standard economy signature required door code contact by phone"
+).split()
 _STATUS = ["pending", "paid", "shipped", "delivered", "returned", "cancelled"]
 
 
 def _sqlite_file(rows: int) -> str:
     """Path of a SQLite database of ``rows`` seeded orders, built once and cached."""
     os.makedirs(CACHE_DIR, exist_ok=True)
-    path = os.path.join(CACHE_DIR, f"orders-{rows}-{SEED}.sqlite")
+    path = os.path.join(CACHE_DIR, f"orders-v{DB_FORMAT}-{rows}-{SEED}.sqlite")
     if os.path.exists(path):
         return path
     rng = random.Random(SEED)
     tmp = path + f".{os.getpid()}.tmp"
     con = sqlite3.connect(tmp)
-    con.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, email TEXT,"
-                " city TEXT, created TEXT, amount_cents INTEGER, status TEXT, note TEXT)")
+    con.execute(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, email TEXT,"
+        " city TEXT, created TEXT, amount_cents INTEGER, status TEXT, note TEXT)"
+    )
     base = 1_700_000_000
     batch = []
     for i in range(rows):
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
         ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(base + i * 37 + rng.randrange(30)))
         note = " ".join(rng.choices(_WORDS, k=rng.randrange(0, 14)))
-        batch.append((f"{first} {last}", f"{first}.{last}{rng.randrange(1000)}@example.org".lower(),
-                      rng.choice(_CITIES), ts, rng.randrange(100, 500_000),
-                      rng.choice(_STATUS), note))
-    con.executemany("INSERT INTO orders (customer, email, city, created, amount_cents, status,"
-                    " note) VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
+        batch.append(
+            (
+                f"{first} {last}",
+                f"{first}.{last}{rng.randrange(1000)}@example.org".lower(),
+                rng.choice(_CITIES),
+                ts,
+                rng.randrange(100, 500_000),
+                rng.choice(_STATUS),
+                note,
+            )
+        )
+    con.executemany(
+        "INSERT INTO orders (customer, email, city, created, amount_cents, status,"
+        " note) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        batch,
+    )
     con.execute("CREATE INDEX orders_email ON orders (email)")
     con.execute("CREATE INDEX orders_created ON orders (created, status)")
     con.commit()
@@ -213,8 +227,10 @@ def main() -> None:
     for kind, page in labeled:
         by_kind[kind] = by_kind.get(kind, 0) + 1
         same_filled += page == page[:1] * PAGE_BYTES
-    print(f"{len(labeled)} pages, {len(labeled) * PAGE_BYTES / 2**20:.1f} MiB, "
-          f"built in {elapsed:.1f} s; same-filled pages: {same_filled}")
+    print(
+        f"{len(labeled)} pages, {len(labeled) * PAGE_BYTES / 2**20:.1f} MiB, "
+        f"built in {elapsed:.1f} s; same-filled pages: {same_filled}"
+    )
     for kind, count in by_kind.items():
         print(f"  {kind:16s} {count:7d}")
 

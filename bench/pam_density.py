@@ -10,11 +10,16 @@ compressed page into a fresh arena, and we print per PAM and codec:
 * loss: 1 - achieved / ideal; frag: 1 - stored bytes / held bytes;
 * RSS eff.: original bytes / growth of this process's RSS while storing
   (arena frames touched plus every byte of PAM metadata);
-* µs per store, load and free (loads and frees in a seeded random order).
+* µs per store into a fresh arena ("cold": each new frame faults in), and
+  per store, load and free once the frames are resident (loads and frees
+  in a seeded random order).
 
-Then metadata bytes per stored object (tracemalloc: Python memory the PAM
-allocated, over the objects it holds) at 10^5 and 10^6 objects, and the cost
-of one ``madvise`` per freed frame against the arena's batched release.
+Then fragmentation under churn (LZO1X-1 pages; A: 30 % replaced five times,
+B: small objects mostly freed, then large ones stored; zsmalloc before and
+after ``compact()``), metadata bytes per stored object
+(tracemalloc: Python memory the PAM allocated, over the objects it holds) at
+10^5 and 10^6 objects, and the cost of one ``madvise`` per freed frame
+against the arena's batched release.
 
 Usage: ``python bench/pam_density.py [--pages N] [--meta 100000,1000000]``.
 """
@@ -40,8 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from corpus import DEFAULT_PAGES, PAGE_BYTES, load_corpus
 
-from tmemd.engine._pam import Pam
-from tmemd.engine.pam import Arena, XvmallocPam, ZbudPam, ZsmallocPam
+from tmemd.engine.pam import Arena, ArenaPam, XvmallocPam, ZbudPam, ZsmallocPam
 
 #: Pages compressing above this are stored raw (the engine's rule).
 RAW_ABOVE_BYTES = PAGE_BYTES * 7 // 8
@@ -52,7 +56,7 @@ CODECS: dict[str, Callable[[bytes], bytes]] = {
     "lz4": lambda p: lz4.block.compress(p, store_size=False),
     "zstd": _zstd.compress,
 }
-PAMS: dict[str, Callable[[Arena], Pam]] = {
+PAMS: dict[str, Callable[[Arena], ArenaPam]] = {
     "zbud": ZbudPam,
     "xvmalloc": XvmallocPam,
     "zsmalloc": ZsmallocPam,
@@ -75,30 +79,38 @@ def compress_all(pages: list[bytes], codec: Callable[[bytes], bytes]) -> list[by
     return out
 
 
-def run_one(make: Callable[[Arena], Pam], objs: list[bytes], n_pages: int) -> dict[str, float]:
-    """Store, load and free ``objs`` in a fresh arena; return the figures."""
-    gc.collect()
-    rss0 = rss_bytes()
-    arena = Arena(len(objs) * PAGE_BYTES + (1 << 20))
-    pam = make(arena)
-    handles = array("Q", bytes(8 * len(objs)))
+def _timed_store(pam: ArenaPam, objs: list[bytes], handles: array[int]) -> float:
     store = pam.store
     t0 = time.perf_counter()
     for i, obj in enumerate(objs):
         handles[i] = store(obj)
-    t_store = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def run_one(make: Callable[[Arena], ArenaPam], objs: list[bytes], n_pages: int) -> dict[str, float]:
+    """Store ``objs`` into a fresh arena (cold), free them, then time a warm round."""
+    gc.collect()
+    rss0 = rss_bytes()
+    frames = len(objs) + 256
+    # Keep every freed frame resident so the second round measures the PAM, not page faults.
+    arena = Arena(frames * PAGE_BYTES, keep_warm=frames)
+    pam = make(arena)
+    handles = array("Q", bytes(8 * len(objs)))
+    t_cold = _timed_store(pam, objs, handles)
     rss_growth = rss_bytes() - rss0
     stats = pam.statistics()
+    for i in range(0, len(objs), 97):
+        assert pam.load(handles[i]) == objs[i]
+    for handle in handles:
+        pam.free(handle)
+    t_store = _timed_store(pam, objs, handles)
     order = list(range(len(objs)))
     random.Random(7).shuffle(order)
-    load = pam.load
+    load, free = pam.load, pam.free
     t0 = time.perf_counter()
     for i in order:
         load(handles[i])
     t_load = time.perf_counter() - t0
-    for i in order[:200]:
-        assert load(handles[i]) == objs[i]
-    free = pam.free
     t0 = time.perf_counter()
     for i in order:
         free(handles[i])
@@ -110,6 +122,7 @@ def run_one(make: Callable[[Arena], Pam], objs: list[bytes], n_pages: int) -> di
         "achieved": n_pages * PAGE_BYTES / max(1, stats.bytes_used),
         "frag": 1 - stats.bytes_stored / max(1, stats.bytes_used),
         "rss_eff": n_pages * PAGE_BYTES / max(1, rss_growth),
+        "cold_us": t_cold / n * 1e6,
         "store_us": t_store / n * 1e6,
         "load_us": t_load / n * 1e6,
         "free_us": t_free / n * 1e6,
@@ -117,16 +130,69 @@ def run_one(make: Callable[[Arena], Pam], objs: list[bytes], n_pages: int) -> di
 
 
 def density_table(pages: list[bytes]) -> None:
-    print(f"{'PAM':11s} {'codec':5s} {'ideal':>6s} {'achieved':>8s} {'loss':>6s} {'frag':>6s} "
-          f"{'RSS eff':>7s} {'store':>6s} {'load':>6s} {'free':>6s}  (µs/op)")
+    print(
+        f"{'PAM':11s} {'codec':5s} {'ideal':>6s} {'achieved':>8s} {'loss':>6s} {'frag':>6s} "
+        f"{'RSS eff':>7s} {'cold':>6s} {'store':>6s} {'load':>6s} {'free':>6s}  (µs/op)"
+    )
     for cname, codec in CODECS.items():
         objs = compress_all(pages, codec)
         ideal = len(pages) * PAGE_BYTES / sum(map(len, objs))
         for pname, make in PAMS.items():
             r = run_one(make, objs, len(pages))
-            print(f"{pname:11s} {cname:5s} {ideal:6.3f} {r['achieved']:8.3f} "
-                  f"{1 - r['achieved'] / ideal:6.1%} {r['frag']:6.1%} {r['rss_eff']:7.3f} "
-                  f"{r['store_us']:6.2f} {r['load_us']:6.2f} {r['free_us']:6.2f}")
+            print(
+                f"{pname:11s} {cname:5s} {ideal:6.3f} {r['achieved']:8.3f} "
+                f"{1 - r['achieved'] / ideal:6.1%} {r['frag']:6.1%} {r['rss_eff']:7.3f} "
+                f"{r['cold_us']:6.2f} {r['store_us']:6.2f} {r['load_us']:6.2f} "
+                f"{r['free_us']:6.2f}"
+            )
+
+
+def _compact_note(pam: ArenaPam) -> str:
+    if not isinstance(pam, ZsmallocPam):
+        return ""
+    held = pam.frames_held
+    t0 = time.perf_counter()
+    freed = pam.compact()
+    elapsed = time.perf_counter() - t0
+    return (
+        f", after compact() {pam.fragmentation():6.1%} "
+        f"({freed} of {held} frames freed in {elapsed * 1e3:.0f} ms)"
+    )
+
+
+def churn(objs: list[bytes], rounds: int = 5, share: float = 0.3) -> None:
+    """Fragmentation under churn: steady replacement, then a shift to larger objects."""
+    small = [o for o in objs if len(o) < 1200]
+    large = [o for o in objs if len(o) > 2500]
+    print(
+        f"\nchurn A: {rounds} rounds of replacing {share:.0%} of {len(objs)} objects;"
+        f"\nchurn B: {2 * len(small)} objects under 1_200 bytes, 70 % of them freed, then"
+        f" {len(large)} objects over 2_500 bytes stored"
+    )
+    for pname, make in PAMS.items():
+        rng = random.Random(3)
+        arena = Arena((2 * len(objs) + 256) * PAGE_BYTES)
+        pam = make(arena)
+        live = [pam.store(obj) for obj in objs]
+        for _ in range(rounds):
+            rng.shuffle(live)
+            cut = int(len(live) * share)
+            for handle in live[:cut]:
+                pam.free(handle)
+            live[:cut] = [pam.store(objs[rng.randrange(len(objs))]) for _ in range(cut)]
+        line = f"  {pname:11s} A: fragmentation {pam.fragmentation():6.1%}{_compact_note(pam)}"
+        arena.close()
+        arena = Arena((2 * len(objs) + 256) * PAGE_BYTES)
+        pam = make(arena)
+        live = [pam.store(obj) for obj in small * 2]
+        rng.shuffle(live)
+        for handle in live[: len(live) * 7 // 10]:
+            pam.free(handle)
+        for obj in large:
+            pam.store(obj)
+        line += f"\n  {'':11s} B: fragmentation {pam.fragmentation():6.1%}{_compact_note(pam)}"
+        print(line)
+        arena.close()
 
 
 def metadata_per_object(objs: list[bytes], counts: list[int]) -> None:
@@ -165,23 +231,30 @@ def madvise_cost(frames: int = 20_000) -> None:
         for f in got:
             arena.free_frame(f)  # type: ignore[arg-type]
         elapsed = time.perf_counter() - t0
-        print(f"  {label:18s} {elapsed / frames * 1e6:6.2f} µs/free, "
-              f"{arena.madvise_calls} madvise calls")
+        print(
+            f"  {label:18s} {elapsed / frames * 1e6:6.2f} µs/free, "
+            f"{arena.madvise_calls} madvise calls"
+        )
         arena.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=DEFAULT_PAGES)
-    parser.add_argument("--meta", default="100000,1000000",
-                        help="object counts for the metadata measurement ('' to skip)")
+    parser.add_argument(
+        "--meta",
+        default="100000,1000000",
+        help="object counts for the metadata measurement ('' to skip)",
+    )
     args = parser.parse_args()
     pages = load_corpus(args.pages)
     print(f"corpus: {len(pages)} pages ({len(pages) * PAGE_BYTES / 2**20:.0f} MiB)\n")
     density_table(pages)
+    churn(compress_all(pages[:20_000], CODECS["lzo"]))
     if args.meta:
-        metadata_per_object(compress_all(pages, CODECS["zstd"]),
-                            [int(c) for c in args.meta.split(",")])
+        metadata_per_object(
+            compress_all(pages, CODECS["zstd"]), [int(c) for c in args.meta.split(",")]
+        )
     madvise_cost()
 
 

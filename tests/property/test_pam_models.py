@@ -73,7 +73,11 @@ class PamMachine(RuleBasedStateMachine):
         assert handle != 0, "handle 0 is never valid"
         assert handle not in self.model, "a live handle was handed out again"
         self.model[handle] = data
+        self.stored(handle)
         return handle
+
+    def stored(self, handle: int) -> None:
+        """Hook: ``handle`` was just stored."""
 
     @rule(n=sizes, seed=st.integers(0, 255))
     def store(self, n: int, seed: int) -> None:
@@ -119,15 +123,27 @@ class PamMachine(RuleBasedStateMachine):
 
 
 class ZbudMachine(PamMachine):
+    """zbud, with a model of frame recency: a store into a frame makes it newest."""
+
+    def __init__(self) -> None:
+        self.last_store: dict[int, int] = {}  # frame -> time of its latest store
+        self.clock = 0
+        super().__init__()
+
     def make(self, arena: Arena) -> ArenaPam:
         return ZbudPam(arena)
 
+    def stored(self, handle: int) -> None:
+        self.clock += 1
+        self.last_store[(handle - 1) >> 1] = self.clock
+
     @rule()
     def reclaim(self) -> None:
-        assert isinstance(self.pam, ZbudPam)
-        tail = self.pam._lru_tail
-        expected = {h for h in self.model if (h - 1) >> 1 == tail}
+        live = {(h - 1) >> 1 for h in self.model}
+        oldest = min(live, key=self.last_store.__getitem__, default=None)
+        expected = {h for h in self.model if (h - 1) >> 1 == oldest}
         handles = self.pam.reclaim()
+        assert handles is not None
         assert set(handles) == expected and len(handles) == len(expected)
         assert (not handles) == (not self.model)
         for handle in handles:
@@ -141,7 +157,6 @@ class XvmallocMachine(PamMachine):
 
 
 class ZsmallocMachine(PamMachine):
-
     def make(self, arena: Arena) -> ArenaPam:
         return ZsmallocPam(arena, max_span_frames=4)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -27,7 +28,7 @@ def test_class_table_is_consistent(max_span: int) -> None:
     for c in classes:
         assert c.size % 16 == 0 and 1 <= c.span_frames <= max_span
         assert c.objs == c.span_frames * FRAME_BYTES // c.size
-    for a, b in zip(classes, classes[1:], strict=False):
+    for a, b in itertools.pairwise(classes):
         assert (a.span_frames, a.objs) != (b.span_frames, b.objs), "unmerged neighbours"
     assert [c.huge for c in classes] == [False] * (len(classes) - 1) + [True]
     prev = 0
@@ -87,7 +88,7 @@ def test_frames_of_a_span_need_not_be_adjacent() -> None:
         arena.free_frame(frame)  # the free frames are now every other one
     rest = [pam.store(_data(1499, i)) for i in range(21)]
     frames = pam.span_frames(pam._frame_span[(pam._loc[rest[0]] >> 13) // FRAME_BYTES])
-    assert any(b != a + 1 for a, b in zip(frames, frames[1:], strict=False))
+    assert any(b != a + 1 for a, b in itertools.pairwise(frames))
     for i, handle in enumerate(rest):
         assert pam.load(handle) == _data(1499, i)
     pam.check_invariants()

@@ -94,9 +94,7 @@ class Arena:
             raise ValueError("keep_warm must be >= 0 and release_batch >= 1")
         self.frames_total = frames
         self.size_bytes = frames << FRAME_SHIFT
-        self._map = mmap.mmap(
-            -1, self.size_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-        )
+        self._map = mmap.mmap(-1, self.size_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         #: The whole mapping as bytes; PAMs copy objects in and out through it.
         self.view = memoryview(self._map)
         #: The mapping as u32 words, for in-band headers and free-list links.

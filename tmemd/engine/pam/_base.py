@@ -7,9 +7,10 @@ so the single place that raises ``PamFull``; ``_give_frame`` the single
 place where it shrinks.
 
 Per-frame metadata lives in ``array`` objects indexed by arena frame number,
-never in per-object Python objects.  They grow on demand to the highest frame
-number a PAM has held (``_grow``), so their cost follows the arena's peak use
-rather than its size: the arena hands out low frame numbers first.
+never in per-object Python objects.  They grow on demand, a quarter at a
+time, to cover the highest frame number a PAM has held (``_grow_to``), so
+their cost follows the arena's peak use rather than its size: the arena
+hands out frame numbers below its high-water mark first.
 
 Fragmentation is reported two ways: ``utilization()`` is bytes stored over
 bytes held (1.0 means no waste at all), and ``fragmentation()`` is one minus

@@ -197,8 +197,11 @@ class XvmallocPam(ArenaPam):
                 raise KeyError(handle)
             return frame << FRAME_SHIFT, n
         w = (handle >> 2) - 1
-        if handle <= 0 or handle & 3 or (w >> 10) >= len(self._kind) or (
-            self._kind[w >> 10] != _WHOLE
+        if (
+            handle <= 0
+            or handle & 3
+            or (w >> 10) >= len(self._kind)
+            or (self._kind[w >> 10] != _WHOLE)
         ):
             raise KeyError(handle)
         hdr = self._words[w]

@@ -32,7 +32,7 @@ Granularity: 64 bytes.  Worked example: a 1_500-byte page takes
 ceil(1_500 / 64) = 24 chunks; stored as a first buddy it occupies bytes
 0..1_535 of its frame, which goes on ``unbuddied[40]``.  A 2_400-byte page
 (38 chunks <= 40) then lands in the same frame as the last buddy at offset
-4_096 - 38 * 64 = 1_664.  Metadata: 12 bytes per frame held (two u16
+4_096 - 38 * 64 = 1_664.  Metadata: 20 bytes per frame held (two u16
 lengths and four i32 list links), nothing per object.
 """
 

@@ -58,6 +58,7 @@ from array import array
 
 from ._arena import FRAME_BYTES, FRAME_SHIFT, Arena
 from ._base import NIL, ArenaPam, extend_to
+from ._zscheck import check_zsmalloc
 from ._zsclasses import DEFAULT_MAX_SPAN_FRAMES, HEADER_BYTES, build_classes
 from ._zsspans import SpanLists
 
@@ -153,8 +154,10 @@ class ZsmallocPam(ArenaPam):
     @staticmethod
     def slot_offsets(frames: list[int], size: int, objs: int) -> list[int]:
         """Arena offsets of a span's slots, in order."""
-        return [(frames[s >> FRAME_SHIFT] << FRAME_SHIFT) | (s & _FRAME_MASK)
-                for s in range(0, objs * size, size)]
+        return [
+            (frames[s >> FRAME_SHIFT] << FRAME_SHIFT) | (s & _FRAME_MASK)
+            for s in range(0, objs * size, size)
+        ]
 
     def span_frames(self, span: int) -> list[int]:
         """The frames of span ``span``, in order."""
@@ -193,34 +196,45 @@ class ZsmallocPam(ArenaPam):
             raise ValueError(f"zsmalloc stores at most {FRAME_BYTES} bytes, got {n}")
         cls = self._by_length[n]
         if cls == self._huge:
-            frame = self._take_frames(1)[0]
-            span = self._new_span_id()
-            self._sp_first[span] = frame
-            self._frame_span[frame] = span
-            self._sp_class[span] = cls
-            self._sp_inuse[span] = 1
-            self.class_spans[cls] += 1
-            off = frame << FRAME_SHIFT
+            return self._store_huge(data, n)
+        span = self.lists.fullest(cls)
+        if span == NIL:
+            span = self._new_span(cls)
+        slot = self._take_slot(span)
+        free_handles = self._free_handles
+        handle = free_handles.pop() if free_handles else self._new_handle()
+        self._words[slot >> 2] = handle << 1 | 1
+        off = slot + HEADER_BYTES
+        if (off & _FRAME_MASK) + n <= FRAME_BYTES:
             self._view[off : off + n] = data
         else:
-            span = self.lists.fullest(cls)
-            if span == NIL:
-                span = self._new_span(cls)
-            slot = self._take_slot(span)
-            off = slot + HEADER_BYTES
-            self._write(off, data, n)
-        handle = self._new_handle()
-        if cls != self._huge:
-            self._words[(off - HEADER_BYTES) >> 2] = handle << 1 | 1
+            self._write_split(off, data, n)
         self._loc[handle] = off << _LEN_BITS | n
         self.class_used[cls] += 1
         self.objects += 1
         self.bytes_stored += n
         return handle
 
+    def _store_huge(self, data: bytes | bytearray | memoryview, n: int) -> int:
+        """A header-less object alone in a one-frame span."""
+        frame = self._take_frames(1)[0]
+        span = self._new_span_id()
+        self._sp_first[span] = frame
+        self._frame_span[frame] = span
+        self._sp_class[span] = self._huge
+        self._sp_inuse[span] = 1
+        self.class_spans[self._huge] += 1
+        off = frame << FRAME_SHIFT
+        self._view[off : off + n] = data
+        handle = self._free_handles.pop() if self._free_handles else self._new_handle()
+        self._loc[handle] = off << _LEN_BITS | n
+        self.class_used[self._huge] += 1
+        self.objects += 1
+        self.bytes_stored += n
+        return handle
+
     def _new_handle(self) -> int:
-        if self._free_handles:
-            return self._free_handles.pop()
+        """A never used handle number (the free stack is empty)."""
         handle = len(self._loc)
         if handle > MAX_HANDLE:
             raise OverflowError("zsmalloc handle space exhausted")
@@ -235,27 +249,35 @@ class ZsmallocPam(ArenaPam):
         self._sp_inuse[span] = inuse
         cls = self._sp_class[span]
         objs = self._objs[cls]
-        self.lists.move(span, cls, 0 if inuse == objs else inuse * 10 // objs + 1)
+        group = 0 if inuse == objs else inuse * 10 // objs + 1
+        if group != self.lists.group[span]:
+            self.lists.move(span, cls, group)
         return slot
 
     def _write(self, off: int, data: bytes | bytearray | memoryview, n: int) -> None:
-        start = off & _FRAME_MASK
-        if start + n <= FRAME_BYTES:
+        if (off & _FRAME_MASK) + n <= FRAME_BYTES:
             self._view[off : off + n] = data
-            return
-        first = FRAME_BYTES - start
+        else:
+            self._write_split(off, data, n)
+
+    def _write_split(self, off: int, data: bytes | bytearray | memoryview, n: int) -> None:
+        """Write an object that crosses into the span's next frame."""
+        first = FRAME_BYTES - (off & _FRAME_MASK)
         src = memoryview(data)
         self._view[off : off + first] = src[:first]
         nxt = self._frame_next[off >> FRAME_SHIFT] << FRAME_SHIFT
         self._view[nxt : nxt + n - first] = src[first:]
 
     def _read(self, off: int, n: int) -> bytes:
-        start = off & _FRAME_MASK
-        if start + n <= FRAME_BYTES:
+        if (off & _FRAME_MASK) + n <= FRAME_BYTES:
             return self._view[off : off + n].tobytes()
-        first = FRAME_BYTES - start
+        return self._read_split(off, n)
+
+    def _read_split(self, off: int, n: int) -> bytes:
+        """Read an object that crosses into the span's next frame."""
+        first = FRAME_BYTES - (off & _FRAME_MASK)
         nxt = self._frame_next[off >> FRAME_SHIFT] << FRAME_SHIFT
-        return self._view[off : off + n].tobytes()
+        return self._view[off : off + first].tobytes() + self._view[nxt : nxt + n - first]
 
     def _entry(self, handle: int) -> int:
         entry = self._loc[handle] if 0 < handle < len(self._loc) else 0
@@ -264,8 +286,13 @@ class ZsmallocPam(ArenaPam):
         return entry
 
     def load(self, handle: int) -> bytes:
-        entry = self._entry(handle)
-        return self._read(entry >> _LEN_BITS, entry & _LEN_MASK)
+        entry = self._loc[handle] if 0 < handle < len(self._loc) else 0
+        if not entry:
+            raise KeyError(handle)
+        off, n = entry >> _LEN_BITS, entry & _LEN_MASK
+        if (off & _FRAME_MASK) + n <= FRAME_BYTES:
+            return self._view[off : off + n].tobytes()
+        return self._read_split(off, n)
 
     def stored_size(self, handle: int) -> int:
         return self._entry(handle) & _LEN_MASK
@@ -284,8 +311,14 @@ class ZsmallocPam(ArenaPam):
             self._sp_inuse[span] = 0
             self._free_span(span)
             return
-        self._release_slot(span, off - HEADER_BYTES)
-        self._settle(span)
+        slot = off - HEADER_BYTES
+        self._words[slot >> 2] = self._sp_free[span] << 1
+        self._sp_free[span] = slot >> 4
+        inuse = self._sp_inuse[span] - 1
+        self._sp_inuse[span] = inuse
+        objs = self._objs[cls]
+        if inuse == 0 or inuse * 10 // objs + 1 != self.lists.group[span]:
+            self._settle(span)
 
     def _release_slot(self, span: int, slot: int) -> None:
         self._words[slot >> 2] = self._sp_free[span] << 1
@@ -344,6 +377,4 @@ class ZsmallocPam(ArenaPam):
     # --- checking -------------------------------------------------------
 
     def check_invariants(self) -> None:
-        from ._zscheck import check_zsmalloc
-
         check_zsmalloc(self)
