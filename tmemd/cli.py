@@ -27,8 +27,18 @@ from typing import Any
 from . import __version__
 from ._auth import AuthTable, load_auth_file
 from ._logging import setup_logging
-from .config import CODECS, LOG_FORMATS, LOG_LEVELS, ConfigError, DaemonConfig, coerce, load_toml
-from .engine import Engine, EngineConfig
+from .config import (
+    CODECS,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    ConfigError,
+    DaemonConfig,
+    coerce,
+    load_toml,
+    parse_address,
+)
+from .engine import ClientLimits, Engine, EngineConfig
+from .metrics import serve_metrics
 from .server import Server
 
 __all__ = ["build_parser", "main", "make_config"]
@@ -171,8 +181,17 @@ def make_engine(config: DaemonConfig) -> Engine:
     )
 
 
+def apply_auth_limits(engine: Engine, auth: AuthTable) -> None:
+    """Give every client of the auth file its weight and caps before it connects."""
+    for entry in auth.entries.values():
+        limits = ClientLimits(entry.weight, entry.persistent_cap, entry.total_cap)
+        engine.configure_client(entry.name, limits)
+
+
 async def serve(config: DaemonConfig, auth: AuthTable | None, tls: ssl.SSLContext | None) -> None:
     engine = make_engine(config)
+    if auth is not None:
+        apply_auth_limits(engine, auth)
     server = Server.build(config, engine, authenticate=auth.check if auth else None)
     host, port = await server.start(ssl=tls)
     log.info(
@@ -185,15 +204,27 @@ async def serve(config: DaemonConfig, auth: AuthTable | None, tls: ssl.SSLContex
         config.codec,
         f"{len(auth.entries)} clients in {config.auth_file}" if auth else "no auth file",
     )
+    stop = asyncio.Event()
+    metrics = None
+    if config.metrics:
+        metrics, metrics_port = await serve_metrics(
+            config.metrics, engine.statistics, server, ready=lambda: not stop.is_set()
+        )
+        log.info("metrics on http://%s:%d/metrics", parse_address(config.metrics)[0], metrics_port)
+        if config.metrics_port_file:
+            _write_port_file(config.metrics_port_file, metrics_port)
+    # The data port file is written last: a watcher that sees it may use everything.
     if config.port_file:
         _write_port_file(config.port_file, port)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
     await server.close()
+    if metrics is not None:
+        metrics.close()
+        await metrics.wait_closed()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,9 +9,10 @@ nothing for metrics), the server keeps its own (connections, bytes, a
 frozen ``EngineStats`` snapshot and one ``ServerStats`` and turns them into
 metric families.  The registry is passed in by the daemon, never the global
 one, so tests build as many independent exporters as they like.
-``start_metrics_server`` (in ``_metrics_http``) serves the registry on the
-daemon's own event loop; a scrape is therefore one callback between
-requests and sees a consistent snapshot without any lock.
+``start_metrics_server`` (in ``_metrics_http``) collects the registry on
+the daemon's own event loop, so a scrape sees a consistent snapshot without
+any lock, and formats the text in a worker thread.  ``serve_metrics`` is the
+daemon's one call for ``--metrics HOST:PORT``.
 
 Names follow the Prometheus conventions: prefix ``tmemd_``, base units
 (bytes, seconds), ``_total`` on counters, ``_ratio`` on unitless fractions.
@@ -24,13 +25,18 @@ histogram.
 Label cardinality
 -----------------
 Labels are ``client``, ``pool``, ``pool_kind``, ``op``, ``result``,
-``reason``, ``state``, ``pam`` and ``codec``; never an object id or a page
-index.  ``pool`` is a client's small pool id (at most
-``MAX_POOLS_PER_CLIENT`` = 64 per client); ``client`` is a name from the
-auth file, or, without one, one of the clients connected now or within their
-lease (at most ``--max-connections`` connected at once).  Per-pool families
-therefore have at most (clients x 64) series each, and the others a handful
-per client.  A shared pool appears once, under the client charged for it.
+``reason``, ``state``, ``pam``, ``codec``, ``shared`` and ``page_size``
+(the last three only on ``tmemd_pool_info``); never an object id or a page
+index.  On the ``tmemd_pam_*`` gauges ``pool_kind`` names the PAM's role:
+``ephemeral`` or ``persistent``, or ``any`` when one PAM serves both.
+``pool`` is a client's small pool id (at most ``MAX_POOLS_PER_CLIENT`` = 64
+per client); ``client`` is a name from the auth file, or, without one, one of
+the clients connected now or within their lease (at most
+``--max-connections`` connected at once).  Per-pool families therefore have
+at most (clients x 64) series each, and the others a handful per client.  A
+shared pool appears once, under the client charged for it.  Cost: about
+15 series per pool; a scrape of 512 pools (7,900 lines) takes ~14 ms of
+event-loop time to collect and ~46 ms of a worker thread to format.
 
 Derived gauges, with worked examples
 ------------------------------------
@@ -76,6 +82,7 @@ from .config import parse_address
 from .engine import EngineStats
 
 __all__ = [
+    "PAGE_OPS",
     "ServerLike",
     "ServerStats",
     "TmemdCollector",
@@ -85,6 +92,9 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, int] = MappingProxyType({})
+#: The ``op`` label values of page requests (the wire's opcode names, lower
+#: case, as ``tmemd.server`` records latency under).
+PAGE_OPS = ("put_page", "get_page", "flush_page", "flush_object")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +197,11 @@ def _latency_family(snapshots: tuple[LatencySnapshot, ...]) -> HistogramMetricFa
         labels=["op"],
     )
     bounds = [repr(b) for b in LATENCY_BUCKETS_S] + ["+Inf"]
-    for snap in snapshots:
+    seen = {snap.op for snap in snapshots}
+    # Page ops are exported at zero before their first request: a series
+    # that first appears already counting a burst shows rate() no increase.
+    idle = tuple(LatencySnapshot(op, (0,) * len(bounds), 0.0) for op in PAGE_OPS if op not in seen)
+    for snap in snapshots + idle:
         running, buckets = 0, []
         for bound, count in zip(bounds, snap.bucket_counts, strict=True):
             running += count

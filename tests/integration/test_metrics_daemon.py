@@ -35,8 +35,12 @@ def start(daemon_factory: Callable[..., Daemon], tmp_path: Path, *flags: str) ->
         "--memory", "16MiB", "--metrics", "127.0.0.1:0",
         "--metrics-port-file", str(port_file), *flags,
     )  # fmt: skip
-    # The daemon writes the metrics port before the data port (which the
-    # fixture waited for), so it is there now.
+    # The daemon writes the metrics port before the data port, which the
+    # fixture waited for; the bounded wait only guards against a reordering.
+    deadline = time.monotonic() + TIMEOUT_S
+    while not port_file.exists():
+        assert time.monotonic() < deadline, f"no --metrics-port-file written:\n{daemon.log()}"
+        time.sleep(0.02)
     return daemon, int(port_file.read_text())
 
 

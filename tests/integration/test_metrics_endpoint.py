@@ -60,6 +60,7 @@ def run(loop_factory: Callable[[], asyncio.AbstractEventLoop], scenario: Scenari
         server, port = await start_metrics_server(
             "127.0.0.1", 0, make_registry(), ready=lambda: bool(state["ready"])
         )
+        state["server"] = server
         try:
             await scenario(port, state)
         finally:
@@ -163,7 +164,10 @@ def test_connection_limit(loop_factory: Callable[[], asyncio.AbstractEventLoop])
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"GET /metrics HTTP/1.1\r\n")
             held.append((reader, writer))
-        await asyncio.sleep(0.2)  # let the server accept them (not a timing assertion)
+        deadline = time.monotonic() + IO_TIMEOUT_S
+        while len(state["server"]._app.tasks) < MAX_METRICS_CONNECTIONS:
+            assert time.monotonic() < deadline, "the server did not accept the connections"
+            await asyncio.sleep(0.01)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(get("/healthz"))
         try:

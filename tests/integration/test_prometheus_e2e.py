@@ -179,6 +179,7 @@ def test_prometheus_reads_tmemd(
     daemon = daemon_factory(
         "--memory", "32MiB", "--metrics", "127.0.0.1:0", "--metrics-port-file", str(port_file)
     )
+    assert port_file.exists(), f"no --metrics-port-file written:\n{daemon.log()}"
     prom = prometheus_factory(int(port_file.read_text()))
     prom.wait_for('up{job="tmemd"}', 1)
     swap = drive_traffic(daemon.address, prom)

@@ -23,7 +23,7 @@ from prometheus_client.samples import Sample
 from tmemd._latency import LATENCY_BUCKETS_S, LatencyRecorder
 from tmemd._metrics_proc import read_process_figures
 from tmemd.engine import Engine, EngineConfig, Refusal
-from tmemd.metrics import ServerStats, TmemdCollector, server_stats_of
+from tmemd.metrics import PAGE_OPS, ServerStats, TmemdCollector, server_stats_of
 
 #: Every family the daemon exports, by type (the public contract).
 EXPORTED = {
@@ -422,3 +422,24 @@ def test_scrape_is_cheap_enough_for_many_pools() -> None:
     samples = scrape(engine)
     print(f"scrape of 512 pools: {(time.perf_counter() - t0) * 1e3:.1f} ms")
     assert len(samples["tmemd_stored_pages"]) == 512
+
+
+def test_page_ops_are_exported_at_zero_before_any_request() -> None:
+    """A series born already counting a burst would show rate() no increase."""
+    engine, _ = make_engine()
+    samples = scrape(engine, server_stats(latency=()))
+    for op in PAGE_OPS:
+        assert value(samples, "tmemd_op_duration_seconds_count", op=op) == 0
+        assert value(samples, "tmemd_op_duration_seconds_bucket", op=op, le="+Inf") == 0
+    engine.connect("alice")
+    pid = new_pool(engine, "alice", persistent=False)
+    samples = scrape(engine)
+    pool = dict(client="alice", pool=str(pid), pool_kind="ephemeral")
+    ops = [s for s in samples["tmemd_ops"] if s.labels.items() >= pool.items()]
+    assert len(ops) == 6 and all(s.value == 0 for s in ops)
+
+
+def test_op_labels_are_the_wire_opcode_names() -> None:
+    from tmem.proto import Opcode
+
+    assert set(PAGE_OPS) <= {op.name.lower() for op in Opcode}
