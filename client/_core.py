@@ -40,6 +40,7 @@ import msgpack
 
 from tmem.proto import (
     NEED_DATA,
+    NO_OPCODE,
     NO_POOL,
     GetFlags,
     Opcode,
@@ -367,9 +368,10 @@ class ClientCore:
         return completed
 
     def _dispatch(self, frame: Response, completed: list[Call[Any]]) -> None:
-        if frame.status >= FIRST_FRAMING_STATUS:
-            # The server lost sync with us and closes; its frame may not name
-            # our request (request id 0, opcode 0xFF), so do not match it.
+        if frame.status >= FIRST_FRAMING_STATUS or frame.opcode == NO_OPCODE:
+            # A connection-level error: the server lost sync with us, or turned
+            # the connection away (BUSY), and closes.  Its frame names no
+            # request of ours (request id 0, opcode 0xFF), so do not match it.
             raise error_from_response(frame.status, frame.request_id, frame.payload)
         if not self._pending:
             raise TmemProtocolError(f"reply to no request in flight: {frame.describe()}")

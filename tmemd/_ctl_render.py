@@ -11,7 +11,14 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-__all__ = ["Screen", "human_bytes", "render_stats", "table"]
+__all__ = [
+    "Screen",
+    "human_bytes",
+    "render_admin_reply",
+    "render_clients",
+    "render_stats",
+    "table",
+]
 
 _WORD = re.compile(r"\S+")
 _REVERSE, _RESET = "\x1b[7m", "\x1b[0m"
@@ -79,10 +86,49 @@ def _client_rows(clients: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "refused": counters.get("puts_refused"),
                 "hits": counters.get("gets_hit"),
                 "misses": counters.get("gets_miss"),
+                "evicted": counters.get("pages_evicted"),
+                "weight": c.get("weight", "-"),
+                "persistent_cap": c.get("persistent_cap"),
+                "total_cap": c.get("total_cap"),
                 "frozen": c.get("frozen", False),
             }
         )
     return rows
+
+
+def render_clients(reply: Mapping[str, Any]) -> str:
+    """``list_clients``: one row per client, settings beside the figures."""
+    return table(_client_rows(reply.get("clients", [])), title="clients")
+
+
+def _settings_line(reply: Mapping[str, Any]) -> str:
+    return (
+        f"client {reply.get('client')}: weight {reply.get('weight')}, "
+        f"persistent cap {_cell('persistent_cap', reply.get('persistent_cap'))}, "
+        f"total cap {_cell('total_cap', reply.get('total_cap'))}, "
+        f"codec {reply.get('codec') or 'default'}, "
+        f"{'FROZEN' if reply.get('frozen') else 'not frozen'}"
+    )
+
+
+def render_admin_reply(cmd: str, reply: Mapping[str, Any]) -> str:
+    """One line for an administrator command's reply (``--json`` shows it all)."""
+    if cmd == "clients":
+        return render_clients(reply)
+    if "weight" in reply and "frozen" in reply:
+        return _settings_line(reply)
+    if "freed_bytes" in reply:
+        return f"freed {human_bytes(reply['freed_bytes'])} of ephemeral memory"
+    if "freeable_bytes" in reply:
+        return f"freeable: {human_bytes(reply['freeable_bytes'])} of ephemeral memory"
+    if "authorized" in reply:
+        verb = "may now join" if reply["authorized"] else "may no longer join"
+        return f"client {reply.get('client')} {verb} shared pool {reply.get('uuid')}"
+    if "pages_freed" in reply:
+        return f"client {reply.get('client')} destroyed: {reply['pages_freed']} pages freed"
+    if not reply:
+        return "ok"
+    return "\n".join(f"{k}: {v}" for k, v in sorted(reply.items()))
 
 
 def _pool_rows(pools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

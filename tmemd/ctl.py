@@ -24,7 +24,7 @@ from typing import Any
 
 from tmem.client import Client, TmemConnectionError, TmemError
 
-from ._ctl_render import Screen, render_stats, table
+from ._ctl_render import Screen, render_admin_reply, render_stats, table
 from .config import DEFAULT_LISTEN, ConfigError, parse_size
 
 __all__ = ["build_parser", "main"]
@@ -32,6 +32,11 @@ __all__ = ["build_parser", "main"]
 #: Watch-mode redraw period; one second matches ``watch``'s habit and a
 #: Prometheus scrape is rarely finer.
 DEFAULT_WATCH_INTERVAL_S = 1.0
+#: The daemon frees at most ``MAX_FLUSH_PAGES_PER_CALL`` pages per
+#: flush_ephemeral request (so one request cannot stall it); tmemctl repeats
+#: the request until the size asked for is freed, nothing more was freed, or
+#: this many requests were made (16384 pages each: far beyond any arena).
+MAX_FLUSH_REQUESTS = 4096
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,17 +205,24 @@ def run(args: argparse.Namespace) -> None:
             _print(args, client.stats(), lambda r: render_stats(r, server=args.server))
         elif cmd == "pools":
             _print(args, client.list_pools(), lambda r: table(r, title="pools"))
+        elif cmd == "flush-ephemeral":
+            _print(
+                args, _flush(client, parse_size(args.size)), lambda r: render_admin_reply(cmd, r)
+            )
         else:
             reply = client.control(**_control_body(args))
-            _print(args, reply, lambda r: _human_reply(cmd, r))
+            _print(args, reply, lambda r: render_admin_reply(cmd, r))
 
 
-def _human_reply(cmd: str, reply: dict[str, Any]) -> str:
-    if cmd == "clients":
-        return table(reply.get("clients", []), title="clients")
-    if not reply:
-        return "ok"
-    return "\n".join(f"{k}: {v}" for k, v in sorted(reply.items()))
+def _flush(client: Client, nbytes: int) -> dict[str, Any]:
+    """flush_ephemeral, repeated until ``nbytes`` are freed (see MAX_FLUSH_REQUESTS)."""
+    freed = 0
+    for _ in range(MAX_FLUSH_REQUESTS):
+        got = int(client.control("flush_ephemeral", bytes=nbytes - freed).get("freed_bytes", 0))
+        freed += got
+        if got == 0 or freed >= nbytes:
+            break
+    return {"freed_bytes": freed}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tmem.proto import (
     MAX_REQUEST_PAYLOAD_BYTES,
     MAX_RESPONSE_PAYLOAD_BYTES,

@@ -4,10 +4,12 @@ daemon keeps serving, and no other client's pages are disturbed or leaked."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import msgpack
 import pytest
 
+from tmem.client import Client, ServerBusy
 from tmem.proto import (
     MAX_REQUEST_PAYLOAD_BYTES,
     NO_POOL,
@@ -181,3 +183,14 @@ def test_garbage_does_not_disturb_other_clients(daemon: Daemon) -> None:
         for i in range(50):
             got = good.call(Opcode.GET_PAGE, pool_id=pool, index=i)
             assert got.payload == struct.pack("<I", i) * 1024
+
+
+def test_connection_over_the_limit_gets_server_busy(
+    daemon_factory: Callable[..., Daemon],
+) -> None:
+    daemon = daemon_factory("--max-connections", "1")
+    with Client(daemon.address, client_name="first") as first:
+        first.ping()
+        with Client(daemon.address, client_name="second") as second, pytest.raises(ServerBusy):
+            second.ping()
+        first.ping()

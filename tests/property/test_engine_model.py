@@ -11,8 +11,12 @@ handle.  Rules checked on every get:
 
 Memory is small (a few pages) so that refusals and evictions happen in most
 runs.  Pools: a private ephemeral, a persistent and a precompressed pool of
-client "a", and a shared pool that "a" created and "b" joined.  After every
-step the engine's full invariant walk runs.
+client "a", and a shared pool that "a" created and "b" joined.  Tenancy
+rules interleave: freezing and thawing either client (a frozen client's put
+is refused with FROZEN and its old copy is gone), caps on "a" (a refused put
+names a cap, or NO_MEMORY), weights, and administrative flushes (which may
+only remove ephemeral pages).  After every step the engine's full invariant
+walk runs.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from tmemd.engine import BYTES_PAM_OVERHEAD, Engine, EngineConfig, Refusal
+from tmemd.engine import BYTES_PAM_OVERHEAD, ClientLimits, Engine, EngineConfig, Refusal
 
 PAGE = 4096
 SHARED_UUID = 42
@@ -59,6 +63,9 @@ def make_page(kind: int, seed: int) -> bytes:
 pool_names = st.sampled_from(sorted(POOLS))
 object_ids = st.integers(0, 2)
 indexes = st.integers(0, 3)
+#: Caps around a few pages' stored bytes, so that they bite in most runs.
+caps = st.none() | st.sampled_from([0, 1500, PAGE, 3 * PAGE])
+EPHEMERAL_REFUSALS = {Refusal.NO_MEMORY, Refusal.CLIENT_TOTAL_CAP}
 
 
 class EngineModel(RuleBasedStateMachine):
@@ -76,6 +83,7 @@ class EngineModel(RuleBasedStateMachine):
         )
         self.ids: dict[str, int] = {}
         self.model: dict[str, dict[tuple[int, int], bytes]] = {}
+        self.frozen: set[str] = set()
 
     @initialize(codec=st.sampled_from(["lzo", "lz4", "zstd", "none"]))
     def open_pools(self, codec: str) -> None:
@@ -119,12 +127,15 @@ class EngineModel(RuleBasedStateMachine):
         result = self.engine.put(client, self.ids[name], object_id, index, memoryview(data))
         pages = self.pages(name)
         if result is None:
+            assert client not in self.frozen, "a frozen client's put was stored"
             pages[object_id, index] = data
             return
         assert isinstance(result, Refusal)
         pages.pop((object_id, index), None)
-        if not persistent:
-            assert result is Refusal.NO_MEMORY
+        if client in self.frozen:
+            assert result is Refusal.FROZEN
+        elif not persistent:
+            assert result in EPHEMERAL_REFUSALS
 
     @rule(
         name=pool_names,
@@ -191,6 +202,29 @@ class EngineModel(RuleBasedStateMachine):
         # b left the shared pool; a still has it, so its pages stay.
         self._open_pools_of("b")
 
+    @rule(client=st.sampled_from(["a", "b"]), frozen=st.booleans())
+    def freeze(self, client: str, frozen: bool) -> None:
+        if frozen:
+            self.engine.freeze(client)
+            self.frozen.add(client)
+        else:
+            self.engine.thaw(client)
+            self.frozen.discard(client)
+
+    @rule(weight=st.sampled_from([1, 100, 10_000]), persistent_cap=caps, total_cap=caps)
+    def set_limits_of_a(
+        self, weight: int, persistent_cap: int | None, total_cap: int | None
+    ) -> None:
+        self.engine.set_client_limits("a", ClientLimits(weight, persistent_cap, total_cap))
+
+    @rule(nbytes=st.sampled_from([0, 1, PAGE, 10 * PAGE]))
+    def flush_ephemeral(self, nbytes: int) -> None:
+        before = self.engine.freeable()
+        freed = self.engine.flush_ephemeral(nbytes)
+        assert freed == before - self.engine.freeable()
+        assert freed >= min(nbytes, before)
+        # Evicted ephemeral pages miss from now on; the get rule forgets them.
+
     @invariant()
     def consistent(self) -> None:
         self.engine.check_invariants()
@@ -200,6 +234,8 @@ class EngineModel(RuleBasedStateMachine):
         held = sum(len(pages) for pages in self.model.values())
         assert stats.persistent_pages == len(self.pages("per")) + len(self.pages("pre"))
         assert stats.pages <= held
+        frozen = {c.name for c in stats.client_stats if c.frozen}
+        assert frozen == self.frozen
 
 
 EngineModel.TestCase.settings = settings(max_examples=150, stateful_step_count=50, deadline=None)

@@ -84,7 +84,12 @@ def test_global_counters_and_gauges() -> None:
         **{r.name.lower(): 0 for r in Refusal},
         "persistent_full": 1,
     }
-    assert dict(stats.evictions_by_reason) == {"lru": 0, "reclaim": 0}
+    assert dict(stats.evictions_by_reason) == {
+        "lru": 0,
+        "reclaim": 0,
+        "client_total_cap": 0,
+        "admin_flush": 0,
+    }
     # Left: a zero page (eph), two raw pages (per), 3 bytes (b's pool).
     assert (stats.pages, stats.persistent_pages) == (4, 2)
     assert (stats.same_filled_pages, stats.raw_pages) == (1, 2)

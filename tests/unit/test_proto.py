@@ -16,6 +16,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
+
 from tmem.proto import (
     NEED_DATA,
     REQUEST_HEADER_BYTES,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
+
 from tmem.proto import (
     NO_OPCODE,
     Opcode,

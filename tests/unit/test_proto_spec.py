@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from tmem.proto import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SHIFT,

@@ -9,10 +9,12 @@ the codec), never a scan over unrelated pages.  Calls return plain values
 (``put`` returns ``None`` or a ``Refusal``; ``get`` returns bytes or
 ``None``) and raise ``EngineError`` subclasses for invalid requests.
 
-Reading order: ``_engine`` (the calls and the put/get paths), ``_registry``
-(clients, pool-id namespaces, shared pools, leases), ``_policy`` (eviction
-and the persistent share), ``_state`` (live objects and the page token
-format), ``_index``, ``codecs``, ``_pam`` and ``_bytes_pam``, ``_stats``.
+Reading order: ``_engine`` (the calls and the put/get paths), ``_admin``
+(the client, pool and administration calls), ``_registry`` (clients,
+pool-id namespaces, shared pools, leases), ``_policy`` (fair eviction and
+the persistent share), ``_tenancy`` (per-client weights, caps, freeze),
+``_state`` (live objects and the page token format), ``_index``,
+``codecs``, ``_pam`` and ``_bytes_pam``, ``_stats``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from __future__ import annotations
 from ._bytes_pam import BYTES_PAM_OVERHEAD, BytesPam
 from ._config import (
     DEFAULT_PAGE_BYTES,
+    DEFAULT_WEIGHT,
     INDEX_LIMIT,
     MAX_PAGE_BYTES,
     MAX_POOLS_PER_CLIENT,
+    MAX_WEIGHT,
     MIN_PAGE_BYTES,
     OBJECT_ID_LIMIT,
     UUID_LIMIT,
@@ -46,18 +50,23 @@ from ._errors import (
 )
 from ._pam import Pam, PamFull, PamStats
 from ._policy import MAX_EVICTIONS_PER_PUT
+from ._state import Eviction
 from ._stats import ClientStats, EngineStats, OpCounters, PoolStats
+from ._tenancy import MAX_FLUSH_PAGES_PER_CALL, ClientLimits, ClientSettings
 from .codecs import CODECS, Codec
 
 __all__ = [
     "BYTES_PAM_OVERHEAD",
     "CODECS",
     "DEFAULT_PAGE_BYTES",
+    "DEFAULT_WEIGHT",
     "ERROR_CLASSES",
     "INDEX_LIMIT",
     "MAX_EVICTIONS_PER_PUT",
+    "MAX_FLUSH_PAGES_PER_CALL",
     "MAX_PAGE_BYTES",
     "MAX_POOLS_PER_CLIENT",
+    "MAX_WEIGHT",
     "MIN_PAGE_BYTES",
     "OBJECT_ID_LIMIT",
     "UUID_LIMIT",
@@ -66,6 +75,8 @@ __all__ = [
     "BadLength",
     "BadObjectId",
     "BytesPam",
+    "ClientLimits",
+    "ClientSettings",
     "ClientStats",
     "Codec",
     "Engine",
@@ -73,6 +84,7 @@ __all__ = [
     "EngineError",
     "EngineStats",
     "ErrorCode",
+    "Eviction",
     "Forbidden",
     "NoSuchClient",
     "NoSuchPool",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ._pam import Pam, PamFull, PamStats
 
-__all__ = ["BYTES_PAM_OVERHEAD", "BytesPam"]
+__all__ = ["BYTES_PAM_OVERHEAD", "BytesPam", "choose_pams"]
 
 #: Bytes charged per stored object beyond its length.  Measured with
 #: tracemalloc at 10^5 objects: 117 bytes (``bytes`` header 33, the dict
@@ -84,3 +84,18 @@ class BytesPam(Pam):
             bytes_used=self.bytes_used(),
             capacity=self.capacity_bytes,
         )
+
+
+def choose_pams(
+    memory_bytes: int, ephemeral: Pam | None, persistent: Pam | None
+) -> tuple[Pam, Pam]:
+    """The engine's (ephemeral, persistent) PAMs: one given serves both kinds;
+    none given, one ``BytesPam`` of ``memory_bytes`` does."""
+    if ephemeral is None and persistent is None:
+        ephemeral = BytesPam(memory_bytes)
+    if ephemeral is None:
+        ephemeral = persistent
+    if persistent is None:
+        persistent = ephemeral
+    assert ephemeral is not None and persistent is not None
+    return ephemeral, persistent

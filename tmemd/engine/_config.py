@@ -12,11 +12,14 @@ from dataclasses import dataclass
 
 __all__ = [
     "DEFAULT_PAGE_BYTES",
+    "DEFAULT_WEIGHT",
     "INDEX_LIMIT",
     "MAX_PAGE_BYTES",
     "MAX_POOLS_PER_CLIENT",
+    "MAX_WEIGHT",
     "MIN_PAGE_BYTES",
     "OBJECT_ID_LIMIT",
+    "POOL_ID_BITS",
     "UUID_LIMIT",
     "EngineConfig",
 ]
@@ -38,6 +41,15 @@ DEFAULT_PAGE_BYTES = 4096
 #: application pools needs more, and 64 still bounds the per-client tables
 #: (and the linear lowest-free-id search) to a trivial size.
 MAX_POOLS_PER_CLIENT = 64
+#: Bits of a pool id inside an eviction-LRU entry (``_policy.pack_location``),
+#: so ``max_pools_per_client`` may not pass ``1 << POOL_ID_BITS``; 65536 pools
+#: is far beyond any real client, and 16 bits keep the entry a small int.
+POOL_ID_BITS = 16
+#: A client's scheduling weight when nobody set one: Xen's tmem default.
+DEFAULT_WEIGHT = 100
+#: Largest weight (the auth file's bound too): 10000 against the default 100
+#: already gives one client 99% of contended ephemeral memory.
+MAX_WEIGHT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,5 +83,8 @@ class EngineConfig:
             )
         if self.lease_s < 0:
             raise ValueError(f"lease_s must not be negative, not {self.lease_s}")
-        if self.max_pools_per_client < 1:
-            raise ValueError(f"max_pools_per_client must be >= 1, not {self.max_pools_per_client}")
+        if not 1 <= self.max_pools_per_client <= 1 << POOL_ID_BITS:
+            raise ValueError(
+                f"max_pools_per_client must be in [1, {1 << POOL_ID_BITS}], "
+                f"not {self.max_pools_per_client}"
+            )

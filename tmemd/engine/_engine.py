@@ -12,10 +12,14 @@ otherwise the codec's output, or the raw page when that output is over 7/8
 of a page).  The old copy at that handle, if any, is removed *first*: its
 memory then helps the new copy fit, and if the new copy is refused the old
 one must go anyway (DESIGN.md 3.2: no stale page may be returned later).
-Then policy decides: a persistent page must fit the persistent share
-(``PersistentShare``); any page that needs PAM space is stored through the
-``Evictor``, which evicts least recently used ephemeral pages until it fits
-or refuses with NO_MEMORY.  A refused put returns a ``Refusal``.
+Then policy decides: a frozen client's put is refused before any of this
+(the old copy is flushed all the same); a persistent page must fit its
+client's persistent cap and the persistent share (``PersistentShare``); a
+page that would pass its client's total cap first evicts that client's own
+ephemeral pages (``_tenancy`` has the rules); any page that needs PAM space
+is stored through the ``Evictor``, which evicts ephemeral pages, least
+recently used of the client most above its weighted share, until it fits or
+refuses with NO_MEMORY.  A refused put returns a ``Refusal``.
 
 A **get** looks the token up, rebuilds the page, and for an exclusive get
 (the default for private ephemeral pools) removes it; a kept ephemeral page
@@ -26,22 +30,31 @@ Data handed in may be a memoryview over a receive buffer: it is copied to
 ``bytes`` once on entry (0.14 us for 4 KiB, and ``bytes`` compares and
 compresses far faster than a memoryview) and never kept.
 
-Every ephemeral page in a PAM is in the LRU; persistent pages and
-same-filled pages never are.  ``check_invariants()`` verifies this and every
-gauge, for tests.
+Every ephemeral page in a PAM is in the LRU of the client it is charged
+to; persistent pages and same-filled pages never are.  ``check_invariants()``
+verifies this and every gauge, for tests.  Administration (settings, freeze,
+flush_ephemeral) is delegated to ``_tenancy``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 
-from ._bytes_pam import BytesPam
-from ._config import INDEX_LIMIT, OBJECT_ID_LIMIT, EngineConfig
+from ._admin import ClientCalls
+from ._bytes_pam import choose_pams
+from ._config import INDEX_LIMIT, OBJECT_ID_LIMIT, POOL_ID_BITS, EngineConfig
 from ._errors import BadIndex, BadLength, BadObjectId, NoSuchClient, NoSuchPool, Refusal
 from ._invariants import check_engine
 from ._pam import Pam
-from ._policy import EvictionLru, Evictor, PageLocation, PersistentShare
+from ._policy import (
+    INDEX_BITS,
+    INDEX_MASK,
+    POOL_ID_MASK,
+    Evictor,
+    PersistentShare,
+    rehome_pages,
+)
 from ._registry import Registry
 from ._state import (
     ENC_COMPRESSED,
@@ -53,10 +66,12 @@ from ._state import (
     VALUE_SHIFT,
     Client,
     Counters,
+    Eviction,
     Pool,
     make_token,
 )
-from ._stats import ClientStats, EngineStats, PoolStats, refusals_by_name, snapshot_counters
+from ._stats import EngineStats, build_statistics
+from ._tenancy import Tenancy
 from .codecs import CODECS, Codec
 
 __all__ = ["Engine"]
@@ -64,7 +79,7 @@ __all__ = ["Engine"]
 Data = bytes | bytearray | memoryview
 
 
-class Engine:
+class Engine(ClientCalls):
     """Synchronous tmem engine; see the module docstring.
 
     ``ephemeral_pam`` and ``persistent_pam`` default to one ``BytesPam`` of
@@ -86,71 +101,31 @@ class Engine:
         self._codecs = CODECS if codecs is None else codecs
         if config.default_codec not in self._codecs:
             raise ValueError(f"default codec {config.default_codec!r} is not in the codec table")
-        ephemeral, persistent = _choose_pams(config, ephemeral_pam, persistent_pam)
+        ephemeral, persistent = choose_pams(config.memory_bytes, ephemeral_pam, persistent_pam)
         self._pams = (ephemeral, persistent)
-        self._lru = EvictionLru()
         self._evictor = Evictor(
-            ephemeral, self._lru, self._drop_evicted, use_reclaim=ephemeral is not persistent
+            ephemeral, self._drop_evicted, use_reclaim=ephemeral is not persistent
         )
+        self._holders = self._evictor.holders
         self._share = PersistentShare(
             config.memory_bytes, config.persistent_max, config.persistent_accept
         )
-        self._registry = Registry(config, clock, self._codecs, self._pams, self._free_pool)
+        self._registry = Registry(
+            config,
+            clock,
+            self._codecs,
+            self._pams,
+            self._free_pool,
+            functools.partial(rehome_pages, holders=self._holders),
+            lambda client: self._tenancy.apply(client),
+        )
         self._clients = self._registry.clients
+        self._tenancy = Tenancy(self._clients, self._codecs, self._evictor)
         self._counters = Counters()
         self._refused_by_reason = [0] * len(Refusal)
+        self._evicted_by_reason = [0] * len(Eviction)
         self._dropped_by_refused_replace = 0
         self._freed_by_destroy = 0
-
-    # --- clients and pools (bookkeeping lives in the registry) -----------
-
-    def connect(self, client: str) -> None:
-        """Create ``client`` if new, count a connection and cancel its lease."""
-        self._registry.connect(client)
-
-    def disconnect(self, client: str) -> None:
-        """Count a closed connection; at zero connections the lease starts."""
-        self._registry.disconnect(client)
-
-    def expire_leases(self) -> list[str]:
-        """Free every client whose lease ended by now; return their names."""
-        return self._registry.expire_leases()
-
-    def destroy_client(self, client: str) -> None:
-        """Free all of ``client``'s pools now; forget it unless it is connected."""
-        self._registry.destroy_client(client)
-
-    def pool_ids(self, client: str) -> list[int]:
-        """The pool ids open in ``client``'s id space, ascending."""
-        return self._registry.pool_ids(client)
-
-    def new_pool(
-        self,
-        client: str,
-        *,
-        persistent: bool = False,
-        shared_uuid: int | None = None,
-        precompressed: bool = False,
-        page_size: int = 4096,
-        codec: str | None = None,
-    ) -> int:
-        """Create a pool (or join the shared pool ``shared_uuid``); return its id."""
-        return self._registry.new_pool(
-            client,
-            persistent=persistent,
-            shared_uuid=shared_uuid,
-            precompressed=precompressed,
-            page_size=page_size,
-            codec=codec,
-        )
-
-    def destroy_pool(self, client: str, pool_id: int) -> None:
-        """Free a pool's pages (a shared pool: leave it; the last member frees it)."""
-        self._registry.destroy_pool(client, pool_id)
-
-    def authorize_shared(self, uuid: int, client: str) -> None:
-        """Let ``client`` (known yet or not) join the shared pool ``uuid``."""
-        self._registry.authorize_shared(uuid, client)
 
     # --- pages --------------------------------------------------------------
 
@@ -169,12 +144,14 @@ class Engine:
         """Store a page; None when stored, else why not (the old copy is gone then)."""
         caller, pool = self._lookup(client, pool_id)
         _check_handle(object_id, index)
+        if caller.frozen:
+            return self._refuse_frozen(caller, pool, object_id, index, len(data))
         page = data if type(data) is bytes else bytes(data)
         blob, encoding = self._encode(pool, page)
         old = pool.index.delete(object_id, index)
         if old:
             self._release(pool, old)
-        token = self._store(pool, blob, encoding, (pool, object_id, index))
+        token = self._store(pool, blob, encoding, object_id, index)
         if isinstance(token, Refusal):
             return self._refuse(caller, pool, token, replaced=bool(old))
         pool.index.set(object_id, index, token)
@@ -184,9 +161,21 @@ class Engine:
         self._counters.puts_stored += 1
         return None
 
+    def _refuse_frozen(
+        self, caller: Client, pool: Pool, object_id: int, index: int, size: int
+    ) -> Refusal:
+        """A frozen client's put: valid or an error like any put, then refused
+        without compressing; the old copy goes (the replace rule)."""
+        _check_length(pool, size)
+        old = pool.index.delete(object_id, index)
+        if old:
+            self._release(pool, old)
+        return self._refuse(caller, pool, Refusal.FROZEN, replaced=bool(old))
+
     def _encode(self, pool: Pool, page: bytes) -> tuple[bytes, int]:
         """The blob to store and its encoding (for ENC_SAME the blob is the fill byte)."""
         size = len(page)
+        # _check_length's rules, inline: this is every put's path.
         if pool.precompressed:
             if not 0 < size <= pool.page_size:
                 raise BadLength(f"precompressed page of {size} bytes; need 1..{pool.page_size}")
@@ -201,7 +190,7 @@ class Engine:
         return compressed, ENC_COMPRESSED
 
     def _store(
-        self, pool: Pool, blob: bytes, encoding: int, location: PageLocation
+        self, pool: Pool, blob: bytes, encoding: int, object_id: int, index: int
     ) -> int | Refusal:
         """Admit and store a blob; return its token or the refusal."""
         if encoding == ENC_SAME:
@@ -209,16 +198,42 @@ class Engine:
                 return Refusal.PERSISTENT_FULL
             return make_token(blob[0], 0, ENC_SAME)
         size = len(blob)
-        if pool.persistent and not self._share.admits(size):
-            return Refusal.PERSISTENT_FULL
-        handle = self._evictor.store(pool.pam, blob)
+        tenant = pool.tenant
+        if pool.persistent:
+            refusal = self._admit_persistent(tenant, size)
+            if refusal is not None:
+                return refusal
+            handle = self._evictor.store(pool.pam, blob, tenant, 0)
+            if not handle:
+                return Refusal.NO_MEMORY
+            self._share.bytes += size
+            tenant.persistent_bytes += size
+            return make_token(handle, size, encoding)
+        cap = tenant.total_cap
+        if cap is not None and not self._evictor.fit_cap(tenant, size, cap):
+            return Refusal.CLIENT_TOTAL_CAP
+        handle = self._evictor.store(pool.pam, blob, tenant, size)
         if not handle:
             return Refusal.NO_MEMORY
-        if pool.persistent:
-            self._share.bytes += size
-        else:
-            self._lru.add(handle, location)
+        lru = tenant.lru
+        if not lru:
+            self._holders[tenant.name] = tenant
+        lru[handle] = (object_id << INDEX_BITS | index) << POOL_ID_BITS | pool.pool_id
+        tenant.ephemeral_bytes += size
         return make_token(handle, size, encoding)
+
+    def _admit_persistent(self, tenant: Client, size: int) -> Refusal | None:
+        """The client's persistent cap, the global share, then the total cap
+        (last: making room for it evicts the client's own ephemeral pages)."""
+        cap = tenant.persistent_cap
+        if cap is not None and tenant.persistent_bytes + size > cap:
+            return Refusal.CLIENT_PERSISTENT_CAP
+        if not self._share.admits(size):
+            return Refusal.PERSISTENT_FULL
+        cap = tenant.total_cap
+        if cap is not None and not self._evictor.fit_cap(tenant, size, cap):
+            return Refusal.CLIENT_TOTAL_CAP
+        return None
 
     def _refuse(self, caller: Client, pool: Pool, reason: Refusal, *, replaced: bool) -> Refusal:
         pool.counters.puts_refused += 1
@@ -258,7 +273,7 @@ class Engine:
             pool.index.delete(object_id, index)
             self._release(pool, token)
         elif not pool.persistent and token & ENC_MASK != ENC_SAME:
-            self._lru.touch(token >> VALUE_SHIFT)
+            pool.tenant.lru.move_to_end(token >> VALUE_SHIFT)
         pool.counters.gets_hit += 1
         caller.counters.gets_hit += 1
         self._counters.gets_hit += 1
@@ -315,19 +330,29 @@ class Engine:
             return
         handle = token >> VALUE_SHIFT
         pool.pam.free(handle)
+        stored = token >> LENGTH_SHIFT & LENGTH_MASK
         if pool.persistent:
-            self._share.bytes -= token >> LENGTH_SHIFT & LENGTH_MASK
+            self._share.bytes -= stored
+            pool.tenant.persistent_bytes -= stored
         else:
-            self._lru.discard(handle)
+            tenant = pool.tenant
+            del tenant.lru[handle]
+            tenant.ephemeral_bytes -= stored
 
-    def _drop_evicted(self, location: PageLocation) -> None:
+    def _drop_evicted(self, client: Client, packed: int, reason: int) -> int:
         """Evictor callback: unindex a page whose handle was already freed."""
-        pool, object_id, index = location
-        token = pool.index.delete(object_id, index)
+        pool = client.pools[packed & POOL_ID_MASK]
+        location = packed >> POOL_ID_BITS
+        token = pool.index.delete(location >> INDEX_BITS, location & INDEX_MASK)
         pool.account(token, -1)
+        stored: int = token >> LENGTH_SHIFT & LENGTH_MASK
+        client.ephemeral_bytes -= stored
         pool.counters.pages_evicted += 1
-        self._clients[pool.owner].counters.pages_evicted += 1
+        client.counters.pages_evicted += 1
         self._counters.pages_evicted += 1
+        client.evicted_by_reason[reason] += 1
+        self._evicted_by_reason[reason] += 1
+        return stored
 
     def _free_pool(self, pool: Pool) -> None:
         """Registry callback: free every page of a pool whose last member left."""
@@ -340,40 +365,18 @@ class Engine:
 
     def statistics(self) -> EngineStats:
         """A frozen snapshot of every counter and gauge (built now, O(clients + pools))."""
-        pools = self._registry.pools()
-        owned: dict[str, list[Pool]] = {name: [] for name in self._clients}
-        for pool in pools:
-            owned[pool.owner].append(pool)
-        persistent = [pool for pool in pools if pool.persistent]
-        pams = self._distinct_pams()
-        return EngineStats(
-            counters=snapshot_counters(self._counters),
-            puts_refused_by_reason=refusals_by_name(self._refused_by_reason),
-            evictions_by_reason=MappingProxyType(
-                {"lru": self._evictor.evicted_lru, "reclaim": self._evictor.evicted_reclaim}
-            ),
-            pages_dropped_by_refused_replace=self._dropped_by_refused_replace,
-            pages_freed_by_destroy=self._freed_by_destroy,
-            leases_expired=self._registry.leases_expired,
-            pages=sum(len(pool.index) for pool in pools),
-            persistent_pages=sum(len(pool.index) for pool in persistent),
-            same_filled_pages=sum(pool.same_filled_pages for pool in pools),
-            raw_pages=sum(pool.raw_pages for pool in pools),
-            original_bytes=sum(pool.original_bytes for pool in pools),
-            stored_bytes=sum(pool.stored_bytes for pool in pools),
-            memory_used_bytes=sum(pam.bytes_used() for pam in pams),
+        return build_statistics(
+            self._registry.pools(),
+            self._clients,
+            self._distinct_pams(),
+            self._share,
             memory_limit_bytes=self._config.memory_bytes,
-            persistent_bytes=self._share.bytes,
-            persistent_max_bytes=self._share.max_bytes,
-            persistent_accept_bytes=self._share.accept_bytes,
-            persistent_full=self._share.full,
-            clients=len(self._clients),
-            pools=len(pools),
-            client_stats=tuple(
-                ClientStats.of(client, owned[name]) for name, client in self._clients.items()
-            ),
-            pool_stats=tuple(PoolStats.of(pool) for pool in pools),
-            pam_stats=tuple(pam.statistics() for pam in pams),
+            counters=self._counters,
+            refused_by_reason=self._refused_by_reason,
+            evicted_by_reason=self._evicted_by_reason,
+            dropped_by_refused_replace=self._dropped_by_refused_replace,
+            freed_by_destroy=self._freed_by_destroy,
+            leases_expired=self._registry.leases_expired,
         )
 
     def _distinct_pams(self) -> tuple[Pam, ...]:
@@ -382,21 +385,21 @@ class Engine:
 
     def check_invariants(self) -> None:
         """Walk every structure; raise ``AssertionError`` on any inconsistency (tests)."""
-        check_engine(self._registry.pools(), self._distinct_pams(), self._lru, self._share)
+        check_engine(
+            self._registry.pools(),
+            self._clients,
+            self._holders,
+            self._distinct_pams(),
+            self._share,
+        )
 
 
-def _choose_pams(
-    config: EngineConfig, ephemeral: Pam | None, persistent: Pam | None
-) -> tuple[Pam, Pam]:
-    """(ephemeral, persistent) PAMs: one given serves both; none given, one BytesPam."""
-    if ephemeral is None and persistent is None:
-        ephemeral = BytesPam(config.memory_bytes)
-    if ephemeral is None:
-        ephemeral = persistent
-    if persistent is None:
-        persistent = ephemeral
-    assert ephemeral is not None and persistent is not None
-    return ephemeral, persistent
+def _check_length(pool: Pool, size: int) -> None:
+    if pool.precompressed:
+        if not 0 < size <= pool.page_size:
+            raise BadLength(f"precompressed page of {size} bytes; need 1..{pool.page_size}")
+    elif size != pool.page_size:
+        raise BadLength(f"page of {size} bytes in a pool of {pool.page_size}-byte pages")
 
 
 def _check_handle(object_id: int, index: int) -> None:

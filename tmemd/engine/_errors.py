@@ -50,11 +50,12 @@ class Refusal(enum.IntEnum):
     NO_MEMORY = 1
     #: Persistent pages reached ``persistent_max`` of memory (with hysteresis).
     PERSISTENT_FULL = 2
-    #: The client's persistent-bytes cap is reached (tenancy; not enforced yet).
+    #: The client's cap on persistent stored bytes would be passed.
     CLIENT_PERSISTENT_CAP = 3
-    #: The client's total-bytes cap is reached (tenancy; not enforced yet).
+    #: The client's cap on total stored bytes would be passed even after
+    #: evicting its own ephemeral pages.
     CLIENT_TOTAL_CAP = 4
-    #: The client is frozen by an administrator (not enforced yet).
+    #: The client is frozen by an administrator.
     FROZEN = 5
     #: An ephemeral put the policy chose not to keep.
     POLICY = 6
@@ -108,7 +109,8 @@ class BadLength(EngineError):
 
 class BadArgument(EngineError):
     """An argument is out of range: a page size, a UUID, a shared pool joined with
-    flags that differ from the pool's, a disconnect without a connect."""
+    flags that differ from the pool's, a disconnect without a connect, a weight
+    or cap out of range."""
 
     code = ErrorCode.BAD_ARGUMENT
 
@@ -127,7 +129,8 @@ class Forbidden(EngineError):
 
 
 class NoSuchClient(EngineError):
-    """The client is unknown (the server must ``connect`` it first)."""
+    """The client is unknown (the server must ``connect`` it first; an
+    administrator may name only live or configured clients)."""
 
     code = ErrorCode.NO_SUCH_CLIENT
 

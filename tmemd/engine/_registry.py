@@ -11,7 +11,11 @@ appears in each member's table, under an id of that member's own choosing.
 The creator may always join; anyone else needs ``authorize_shared(uuid,
 name)`` first, because a UUID is not a secret.  ``destroy_pool`` by a member
 only leaves; the pages go when the last member leaves.  Pages are charged to
-the pool's owner: the creator, then the earliest-joined remaining member.
+the pool's owner: the creator, then the earliest-joined remaining member
+(``rehome`` moves the pages' charge and LRU entries when the owner leaves).
+``revoke_shared`` withdraws an authorization and makes the client leave the
+pool if it is a member (a revoked client must lose access, not just the
+right to join again); the creator cannot be revoked.
 
 Leases: a client is created by its first ``connect``.  When its last
 connection closes, its lease starts; ``expire_leases()`` frees every client
@@ -45,7 +49,9 @@ class Registry:
     """Client and pool bookkeeping; pages are the engine's business.
 
     ``free_pages(pool)`` is called when a pool's last member leaves; it must
-    free every page of the pool.
+    free every page of the pool.  ``rehome(pool, old_owner, old_pool_id)``
+    is called after a shared pool's owner changed.  ``init_client(client)``
+    is called for each new ``Client`` (to copy in its settings).
     """
 
     def __init__(
@@ -55,12 +61,16 @@ class Registry:
         codecs: Mapping[str, Codec],
         pams: tuple[Pam, Pam],
         free_pages: Callable[[Pool], None],
+        rehome: Callable[[Pool, Client, int], None],
+        init_client: Callable[[Client], None],
     ) -> None:
         self._config = config
         self._clock = clock
         self._codecs = codecs
         self._ephemeral_pam, self._persistent_pam = pams
         self._free_pages = free_pages
+        self._rehome = rehome
+        self._init_client = init_client
         self.clients: dict[str, Client] = {}
         #: Clients with no connection: name -> lease deadline.
         self._idle: dict[str, float] = {}
@@ -80,6 +90,7 @@ class Registry:
         client = self.clients.get(name)
         if client is None:
             client = self.clients[name] = Client(name, len(Refusal))
+            self._init_client(client)
         client.connections += 1
         client.lease_deadline = None
         self._idle.pop(name, None)
@@ -138,16 +149,17 @@ class Registry:
             if existing is not None:
                 return self._join(client, existing, precompressed, page_size, codec)
         pool_id = self._free_id(client)
-        codec_name = self._config.default_codec if codec is None else codec
+        if codec is None:
+            codec = self._config.default_codec if client.codec is None else client.codec
         pool = Pool(
-            name,
+            client,
             pool_id,
             persistent=persistent,
             shared_uuid=shared_uuid,
             precompressed=precompressed,
             page_size=page_size,
-            codec_name=codec_name,
-            codec=self._codecs[codec_name],
+            codec_name=codec,
+            codec=self._codecs[codec],
             pam=self._persistent_pam if persistent else self._ephemeral_pam,
         )
         client.pools[pool_id] = pool
@@ -190,6 +202,8 @@ class Registry:
             if pool.owner == name:
                 # Charge the pages to the earliest-joined remaining member.
                 pool.owner, pool.pool_id = next(iter(pool.members.items()))
+                pool.tenant = self.clients[pool.owner]
+                self._rehome(pool, client, pool_id)
             return
         if pool.shared_uuid is not None:
             del self._shared[pool.shared_uuid]
@@ -199,6 +213,18 @@ class Registry:
         if not 0 <= uuid < UUID_LIMIT:
             raise BadArgument(f"shared pool UUID {uuid} is not a 128-bit value")
         self._authorized.setdefault(uuid, set()).add(name)
+
+    def revoke_shared(self, uuid: int, name: str) -> None:
+        if not 0 <= uuid < UUID_LIMIT:
+            raise BadArgument(f"shared pool UUID {uuid} is not a 128-bit value")
+        authorized = self._authorized.get(uuid)
+        if authorized is not None:
+            authorized.discard(name)
+            if not authorized:
+                del self._authorized[uuid]
+        pool = self._shared.get(uuid)
+        if pool is not None and name in pool.members and name != pool.creator:
+            self.destroy_pool(name, pool.members[name])
 
     def pools(self) -> list[Pool]:
         """Every open pool once (a shared pool under its owner)."""

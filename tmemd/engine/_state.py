@@ -23,6 +23,10 @@ is never 0).
 
 from __future__ import annotations
 
+import enum
+from collections import OrderedDict
+
+from ._config import DEFAULT_WEIGHT
 from ._index import PageIndex
 from ._pam import Pam
 from .codecs import Codec, raw_threshold_bytes
@@ -37,6 +41,7 @@ __all__ = [
     "VALUE_SHIFT",
     "Client",
     "Counters",
+    "Eviction",
     "Pool",
     "make_token",
 ]
@@ -50,6 +55,20 @@ LENGTH_SHIFT = 2
 LENGTH_BITS = 17
 LENGTH_MASK = (1 << LENGTH_BITS) - 1
 VALUE_SHIFT = LENGTH_SHIFT + LENGTH_BITS
+
+
+class Eviction(enum.IntEnum):
+    """Why an ephemeral page was dropped to make room (a counter per reason)."""
+
+    #: Memory was full: the page was its client's least recently used, and
+    #: that client was the one most above its weighted share (``_policy``).
+    LRU = 0
+    #: Dropped with a whole PAM reclaim unit (a zbud frame).
+    RECLAIM = 1
+    #: Its own client's put would have passed the client's total cap.
+    CLIENT_TOTAL_CAP = 2
+    #: An administrator asked for ephemeral memory back (``flush_ephemeral``).
+    ADMIN_FLUSH = 3
 
 
 def make_token(value: int, stored_length: int, encoding: int) -> int:
@@ -89,8 +108,8 @@ class Pool:
 
     A shared pool is one ``Pool`` object that appears in several clients'
     tables (``members`` maps each member's name to its own pool id).  Its
-    pages are charged to ``owner``: the creator, or, once the creator has
-    left, the member that joined earliest.
+    pages are charged to ``owner`` (``tenant``): the creator, or, once the
+    creator has left, the member that joined earliest.
     """
 
     __slots__ = (
@@ -112,11 +131,12 @@ class Pool:
         "same_filled_pages",
         "shared_uuid",
         "stored_bytes",
+        "tenant",
     )
 
     def __init__(
         self,
-        owner: str,
+        owner: Client,
         pool_id: int,
         *,
         persistent: bool,
@@ -127,8 +147,11 @@ class Pool:
         codec: Codec,
         pam: Pam,
     ) -> None:
-        self.owner = owner
-        self.creator = owner
+        #: The client charged for the pages (its name, and the object itself so
+        #: that the hot path reaches its gauges and LRU without a lookup).
+        self.owner = owner.name
+        self.tenant = owner
+        self.creator = owner.name
         #: The pool's id in the owner's id space.
         self.pool_id = pool_id
         self.persistent = persistent
@@ -142,7 +165,7 @@ class Pool:
         self.codec = codec
         self.pam = pam
         self.index = PageIndex()
-        self.members: dict[str, int] = {owner: pool_id}
+        self.members: dict[str, int] = {owner.name: pool_id}
         self.counters = Counters()
         self.same_filled_pages = 0
         self.raw_pages = 0
@@ -170,9 +193,31 @@ class Pool:
 
 
 class Client:
-    """A client identity (not a connection) and its pool table."""
+    """A client identity (not a connection): its pool table, its settings, and
+    the gauges and LRU of the pages charged to it.
 
-    __slots__ = ("connections", "counters", "lease_deadline", "name", "pools", "refused_by_reason")
+    Settings (``weight``, the caps, ``codec``, ``frozen``) are copied in from
+    the engine's settings table when the client is created and kept in step
+    by ``_tenancy``; the hot path reads them here, as plain attributes.
+    """
+
+    __slots__ = (
+        "codec",
+        "connections",
+        "counters",
+        "ephemeral_bytes",
+        "evicted_by_reason",
+        "frozen",
+        "lease_deadline",
+        "lru",
+        "name",
+        "persistent_bytes",
+        "persistent_cap",
+        "pools",
+        "refused_by_reason",
+        "total_cap",
+        "weight",
+    )
 
     def __init__(self, name: str, refusal_kinds: int) -> None:
         self.name = name
@@ -184,3 +229,21 @@ class Client:
         self.counters = Counters()
         #: Refused puts, indexed by ``Refusal`` value.
         self.refused_by_reason = [0] * refusal_kinds
+        #: Evicted pages charged to this client, indexed by ``Eviction`` value.
+        self.evicted_by_reason = [0] * len(Eviction)
+        self.weight = DEFAULT_WEIGHT
+        #: Caps on stored bytes (None: no cap), and the codec of new pools
+        #: that name none (None: the daemon's default).
+        self.persistent_cap: int | None = None
+        self.total_cap: int | None = None
+        self.codec: str | None = None
+        #: Puts are refused (FROZEN) while set; gets and flushes are served.
+        self.frozen = False
+        #: Stored bytes of the pages charged to this client, by kind.  Every
+        #: ephemeral page with stored bytes sits in ``lru``.
+        self.ephemeral_bytes = 0
+        self.persistent_bytes = 0
+        #: Evictable pages, least recently used first: PAM handle -> packed
+        #: location (``_policy.pack_location``).  A plain OrderedDict rather
+        #: than a wrapper class: the hot path touches it on every put and get.
+        self.lru: OrderedDict[int, int] = OrderedDict()

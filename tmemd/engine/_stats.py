@@ -12,19 +12,23 @@ gauges (current values) are told apart in each field's comment.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from ._errors import Refusal
-from ._pam import PamStats
-from ._state import Client, Counters, Pool
+from ._pam import Pam, PamStats
+from ._policy import PersistentShare
+from ._state import Client, Counters, Eviction, Pool
 
 __all__ = [
     "ClientStats",
     "EngineStats",
     "OpCounters",
     "PoolStats",
+    "build_statistics",
+    "by_name",
     "refusals_by_name",
     "snapshot_counters",
 ]
@@ -60,9 +64,14 @@ def snapshot_counters(counters: Counters) -> OpCounters:
     )
 
 
+def by_name(kinds: type[enum.IntEnum], counts: list[int]) -> Mapping[str, int]:
+    """Counts indexed by an enum's values, as a read-only map from lower-case name."""
+    return MappingProxyType({kind.name.lower(): counts[kind] for kind in kinds})
+
+
 def refusals_by_name(counts: list[int]) -> Mapping[str, int]:
     """Counts indexed by ``Refusal`` value, as a read-only map from lower-case name."""
-    return MappingProxyType({reason.name.lower(): counts[reason] for reason in Refusal})
+    return by_name(Refusal, counts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +144,17 @@ class ClientStats:
     original_bytes: int
     stored_bytes: int
     persistent_stored_bytes: int
+    #: Gauge: stored bytes of its evictable (ephemeral, not same-filled) pages.
+    ephemeral_stored_bytes: int
+    #: Settings: weight, caps on stored bytes (None: none), codec of new
+    #: pools naming none (None: the daemon's default), frozen.
+    weight: int
+    persistent_cap: int | None
+    total_cap: int | None
+    codec: str | None
+    frozen: bool
+    #: Counter: its pages evicted, by lower-case ``Eviction`` name (every name present).
+    pages_evicted_by_reason: Mapping[str, int]
 
     @classmethod
     def of(cls, client: Client, owned: list[Pool]) -> ClientStats:
@@ -151,6 +171,13 @@ class ClientStats:
             original_bytes=sum(pool.original_bytes for pool in owned),
             stored_bytes=sum(pool.stored_bytes for pool in owned),
             persistent_stored_bytes=sum(pool.stored_bytes for pool in persistent),
+            ephemeral_stored_bytes=client.ephemeral_bytes,
+            weight=client.weight,
+            persistent_cap=client.persistent_cap,
+            total_cap=client.total_cap,
+            codec=client.codec,
+            frozen=client.frozen,
+            pages_evicted_by_reason=by_name(Eviction, client.evicted_by_reason),
         )
 
 
@@ -162,8 +189,10 @@ class EngineStats:
     counters: OpCounters
     #: Counter: refused puts by lower-case ``Refusal`` name (every name present).
     puts_refused_by_reason: Mapping[str, int]
-    #: Counter: evicted pages by reason: "lru" (one by one, least recently
-    #: used first) and "reclaim" (dropped with a whole PAM unit, e.g. a frame).
+    #: Counter: evicted pages by reason: "lru" (memory full: the oldest page
+    #: of the client most above its weighted share), "reclaim" (dropped with
+    #: a whole PAM unit, e.g. a frame), "client_total_cap" (its own client's
+    #: put passed the total cap), "admin_flush" (``flush_ephemeral``).
     evictions_by_reason: Mapping[str, int]
     #: Counter: old copies flushed because their replacement was refused.
     pages_dropped_by_refused_replace: int
@@ -181,6 +210,8 @@ class EngineStats:
     #: Gauges: memory charged by the PAMs, against the one limit.
     memory_used_bytes: int
     memory_limit_bytes: int
+    #: Gauge: stored bytes of every evictable page (what ``flush_ephemeral`` can free).
+    freeable_bytes: int
     #: Gauges: persistent pages' stored bytes, the share's limit and
     #: accept threshold, and whether persistent puts are being refused.
     persistent_bytes: int
@@ -194,3 +225,50 @@ class EngineStats:
     pool_stats: tuple[PoolStats, ...]
     #: Each distinct PAM's own view (one entry when both kinds share a PAM).
     pam_stats: tuple[PamStats, ...]
+
+
+def build_statistics(
+    pools: list[Pool],
+    clients: Mapping[str, Client],
+    pams: tuple[Pam, ...],
+    share: PersistentShare,
+    *,
+    memory_limit_bytes: int,
+    counters: Counters,
+    refused_by_reason: list[int],
+    evicted_by_reason: list[int],
+    dropped_by_refused_replace: int,
+    freed_by_destroy: int,
+    leases_expired: int,
+) -> EngineStats:
+    """The engine's snapshot from its live parts; O(clients + pools)."""
+    owned: dict[str, list[Pool]] = {name: [] for name in clients}
+    for pool in pools:
+        owned[pool.owner].append(pool)
+    persistent = [pool for pool in pools if pool.persistent]
+    return EngineStats(
+        counters=snapshot_counters(counters),
+        puts_refused_by_reason=by_name(Refusal, refused_by_reason),
+        evictions_by_reason=by_name(Eviction, evicted_by_reason),
+        pages_dropped_by_refused_replace=dropped_by_refused_replace,
+        pages_freed_by_destroy=freed_by_destroy,
+        leases_expired=leases_expired,
+        pages=sum(len(pool.index) for pool in pools),
+        persistent_pages=sum(len(pool.index) for pool in persistent),
+        same_filled_pages=sum(pool.same_filled_pages for pool in pools),
+        raw_pages=sum(pool.raw_pages for pool in pools),
+        original_bytes=sum(pool.original_bytes for pool in pools),
+        stored_bytes=sum(pool.stored_bytes for pool in pools),
+        memory_used_bytes=sum(pam.bytes_used() for pam in pams),
+        memory_limit_bytes=memory_limit_bytes,
+        freeable_bytes=sum(client.ephemeral_bytes for client in clients.values()),
+        persistent_bytes=share.bytes,
+        persistent_max_bytes=share.max_bytes,
+        persistent_accept_bytes=share.accept_bytes,
+        persistent_full=share.full,
+        clients=len(clients),
+        pools=len(pools),
+        client_stats=tuple(ClientStats.of(client, owned[name]) for name, client in clients.items()),
+        pool_stats=tuple(PoolStats.of(pool) for pool in pools),
+        pam_stats=tuple(pam.statistics() for pam in pams),
+    )
