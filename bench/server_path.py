@@ -26,7 +26,7 @@ from tmemd.engine import CODECS
 from tmemd.server import Connection, Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import make_pages  # noqa: E402 - sibling script
+from throughput import make_pages
 
 BURST = 64
 
