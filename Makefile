@@ -7,19 +7,28 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test dev lint typecheck system-deps bench clean
+.PHONY: run test dev lint typecheck system-deps test-deps bench clean
 
-# Debian packages: liblzo2-dev to build python-lzo; memcached, redis and
-# prometheus are the peers and the scraper the integration tests start.
-DEBS := liblzo2-dev memcached redis-server prometheus
-system-deps:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Debian packages: liblzo2-dev to build python-lzo (the daemon needs only
+# that); memcached, redis and prometheus are the peers and the scraper the
+# test suite starts.
+RUN_DEBS := liblzo2-dev
+TEST_DEBS := $(RUN_DEBS) memcached redis-server prometheus
+define install_debs
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+endef
+
+system-deps:
+	$(call install_debs,$(RUN_DEBS))
+
+test-deps:
+	$(call install_debs,$(TEST_DEBS))
 
 $(STAMP): pyproject.toml | system-deps
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
@@ -42,7 +51,7 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy -p tmemd -p tmem.proto -p tmem.client
 
-test: dev
+test: test-deps dev
 	$(BIN)/python -m pytest tests $(ARGS)
 
 bench: dev
