@@ -47,11 +47,12 @@ from ._errors import (
     Unsupported,
 )
 from ._pool import AsyncPool, Pool
-from ._spec import CODEC_NAMES, PoolInfo
+from ._spec import CODEC_NAMES, PAM_NAMES, PoolInfo
 from ._sync import Client
 
 __all__ = [
     "CODEC_NAMES",
+    "PAM_NAMES",
     "STATUS_TO_EXCEPTION",
     "AsyncClient",
     "AsyncPool",

@@ -303,6 +303,7 @@ class AsyncClient:
         codec: str | None = None,
         page_size: int = 4096,
         precompressed: bool = False,
+        pam: str | None = None,
     ) -> AsyncPool:
         """Create a pool; the arguments are those of ``Client.new_pool``."""
         spec, uuid_value = pool_spec(
@@ -311,6 +312,7 @@ class AsyncClient:
             codec=codec,
             page_size=page_size,
             precompressed=precompressed,
+            pam=pam,
         )
         pool_id = await self._exchange(lambda core: core.new_pool(spec, uuid_value))
         return AsyncPool(self, info_from_spec(pool_id, spec))

@@ -27,6 +27,7 @@ from tmem.proto import (
     INDEX_LIMIT,
     OBJECT_ID_LIMIT,
     CodecId,
+    PamId,
     PoolSpec,
     Status,
     decode_pool_flags,
@@ -38,6 +39,7 @@ from ._errors import BadPool
 __all__ = [
     "CODEC_NAMES",
     "MAX_CLIENT_NAME_CHARS",
+    "PAM_NAMES",
     "Page",
     "PoolInfo",
     "check_client_name",
@@ -49,6 +51,7 @@ __all__ = [
     "find_pool",
     "info_from_listing",
     "info_from_spec",
+    "pam_id",
     "parse_address",
     "pool_spec",
     "uuid_int",
@@ -72,6 +75,12 @@ CODEC_NAMES: Mapping[str, CodecId] = {
     "lz4": CodecId.LZ4,
     "zstd": CodecId.ZSTD,
 }
+#: PAM names accepted by ``new_pool(pam=...)``; None means the daemon's default.
+PAM_NAMES: Mapping[str, PamId] = {
+    "zbud": PamId.ZBUD,
+    "xvmalloc": PamId.XVMALLOC,
+    "zsmalloc": PamId.ZSMALLOC,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +94,8 @@ class PoolInfo:
     precompressed: bool = False
     #: Codec name ("lzo", ...) or None for the daemon's default.
     codec: str | None = None
+    #: PAM name ("zbud", "xvmalloc", "zsmalloc") or None for the daemon's default.
+    pam: str | None = None
 
 
 def check_client_name(name: str) -> str:
@@ -118,6 +129,18 @@ def codec_id(codec: str | CodecId | None) -> CodecId:
         ) from None
 
 
+def pam_id(pam: str | PamId | None) -> PamId:
+    """The wire PAM selector for a ``new_pool(pam=...)`` argument."""
+    if pam is None:
+        return PamId.DEFAULT
+    if isinstance(pam, PamId):
+        return pam
+    try:
+        return PAM_NAMES[pam]
+    except (KeyError, TypeError):
+        raise ValueError(f"pam must be None or one of {sorted(PAM_NAMES)}, not {pam!r}") from None
+
+
 def uuid_int(shared_uuid: uuid.UUID | str | int) -> int:
     """A shared pool's UUID as the 128-bit integer the wire carries (never 0)."""
     if isinstance(shared_uuid, uuid.UUID):
@@ -138,12 +161,13 @@ def pool_spec(
     codec: str | CodecId | None = None,
     page_size: int = DEFAULT_PAGE_SIZE,
     precompressed: bool = False,
+    pam: str | PamId | None = None,
 ) -> tuple[PoolSpec, int | None]:
     """The checked ``PoolSpec`` and UUID (or None) of ``new_pool``'s arguments.
 
     Raises ``ValueError`` for what the server would refuse anyway: a
     persistent shared pool, a page size that is not 4 KiB times a power of
-    two up to 64 KiB, an unknown codec name, a zero or oversized UUID.
+    two up to 64 KiB, an unknown codec or PAM name, a zero or oversized UUID.
     """
     uuid_value = None if shared_uuid is None else uuid_int(shared_uuid)
     if persistent and uuid_value is not None:
@@ -154,6 +178,7 @@ def pool_spec(
         precompressed=bool(precompressed),
         page_size=operator.index(page_size),
         codec=codec_id(codec),
+        pam=pam_id(pam),
     )
     encode_pool_flags(spec)  # raises LocalProtocolError (a ValueError) on a bad page size
     return spec, uuid_value
@@ -162,8 +187,9 @@ def pool_spec(
 def info_from_spec(pool_id: int, spec: PoolSpec) -> PoolInfo:
     """The ``PoolInfo`` of a pool just created from ``spec``."""
     codec = None if spec.codec is CodecId.DEFAULT else spec.codec.name.lower()
+    pam = None if spec.pam is PamId.DEFAULT else spec.pam.name.lower()
     return PoolInfo(
-        pool_id, spec.page_size, spec.persistent, spec.shared, spec.precompressed, codec
+        pool_id, spec.page_size, spec.persistent, spec.shared, spec.precompressed, codec, pam
     )
 
 

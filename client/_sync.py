@@ -271,16 +271,19 @@ class Client:
         codec: str | None = None,
         page_size: int = 4096,
         precompressed: bool = False,
+        pam: str | None = None,
     ) -> Pool:
         """Create a pool.  ``shared_uuid`` (uuid.UUID, str or int) makes it a
         shared ephemeral pool; ``codec`` is None (the daemon's default),
-        "none", "lzo", "lz4" or "zstd"."""
+        "none", "lzo", "lz4" or "zstd"; ``pam`` is None (the daemon's
+        default for the pool's kind), "zbud", "xvmalloc" or "zsmalloc"."""
         spec, uuid_value = pool_spec(
             persistent=persistent,
             shared_uuid=shared_uuid,
             codec=codec,
             page_size=page_size,
             precompressed=precompressed,
+            pam=pam,
         )
         pool_id = self._exchange(lambda core: core.new_pool(spec, uuid_value))
         return Pool(self, info_from_spec(pool_id, spec))

@@ -132,6 +132,7 @@ class FakeClient:
         codec: str | None = None,
         page_size: int = 4096,
         precompressed: bool = False,
+        pam: str | None = None,
     ) -> Pool:
         """Create a pool, as ``Client.new_pool``."""
         args = {
@@ -140,6 +141,7 @@ class FakeClient:
             "codec": codec,
             "page_size": page_size,
             "precompressed": precompressed,
+            "pam": pam,
         }
         return Pool(self, self.server.new_pool(self.client_name, args))
 
@@ -246,9 +248,10 @@ class AsyncFakeClient:
         codec: str | None = None,
         page_size: int = 4096,
         precompressed: bool = False,
+        pam: str | None = None,
     ) -> AsyncPool:
         """Create a pool, as ``AsyncClient.new_pool``."""
-        pool = self.sync.new_pool(persistent, shared_uuid, codec, page_size, precompressed)
+        pool = self.sync.new_pool(persistent, shared_uuid, codec, page_size, precompressed, pam)
         return AsyncPool(self, pool.info)
 
     async def pool(self, pool_id: int) -> AsyncPool:

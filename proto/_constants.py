@@ -4,9 +4,10 @@ Opcode numbers follow Xen's tmem ABI (``xen/include/public/tmem.h``) so that
 anyone who knows that interface reads our traces without a table; the numbers
 that Xen did not have (HELLO, PING) sit above Xen's range.  Pool flags keep
 Xen's bit layout too (PERSIST bit 0, SHARED bit 1, page-size shift in bits
-4-7, spec version in bits 24-31); we add PRECOMPRESSED in bit 2 and a codec
-selector in bits 8-11, both in bits Xen left reserved.  All other bits are
-reserved and must be zero: a peer that sets them gets ``Status.BAD_FLAGS``.
+4-7, spec version in bits 24-31); we add PRECOMPRESSED in bit 2, a codec
+selector in bits 8-11 and a PAM selector in bits 12-15, all in bits Xen left
+reserved.  All other bits are reserved and must be zero: a peer that sets
+them gets ``Status.BAD_FLAGS``.
 
 Each limit says why it has that value; the decoder enforces the length
 limits as soon as a header is complete (h2 checked late and paid for it).
@@ -38,6 +39,7 @@ __all__ = [
     "CodecId",
     "GetFlags",
     "Opcode",
+    "PamId",
     "PoolFlags",
     "RefuseReason",
     "Status",
@@ -130,6 +132,8 @@ PAGE_SHIFT_OFFSET = 4
 PAGE_SHIFT_MASK = 0xF << PAGE_SHIFT_OFFSET
 CODEC_OFFSET = 8
 CODEC_MASK = 0xF << CODEC_OFFSET
+PAM_OFFSET = 12
+PAM_MASK = 0xF << PAM_OFFSET
 VERSION_OFFSET = 24
 VERSION_MASK = 0xFF << VERSION_OFFSET
 #: Every pool-flag bit with a meaning; the rest are reserved (must be 0).
@@ -139,6 +143,7 @@ POOL_FLAGS_DEFINED = (
     | PoolFlags.PRECOMPRESSED
     | PAGE_SHIFT_MASK
     | CODEC_MASK
+    | PAM_MASK
     | VERSION_MASK
 )
 
@@ -156,6 +161,15 @@ class CodecId(enum.IntEnum):
     LZO = 2  # LZO1X-1, as zcache
     LZ4 = 3
     ZSTD = 4
+
+
+class PamId(enum.IntEnum):
+    """PAM selector in pool flags bits 12-15: where the pool's pages are packed."""
+
+    DEFAULT = 0  # the daemon's --ephemeral-pam or --persistent-pam
+    ZBUD = 1  # two pages per frame, whole-frame eviction
+    XVMALLOC = 2  # variable blocks inside frames
+    ZSMALLOC = 3  # size classes across spans of frames: the densest
 
 
 class GetFlags(enum.IntFlag):

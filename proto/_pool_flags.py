@@ -18,11 +18,14 @@ from ._constants import (
     MAX_PAGE_SHIFT,
     PAGE_SHIFT_MASK,
     PAGE_SHIFT_OFFSET,
+    PAM_MASK,
+    PAM_OFFSET,
     POOL_FLAGS_DEFINED,
     SPEC_VERSION,
     VERSION_MASK,
     VERSION_OFFSET,
     CodecId,
+    PamId,
     PoolFlags,
     Status,
 )
@@ -40,6 +43,7 @@ class PoolSpec:
     precompressed: bool = False
     page_size: int = DEFAULT_PAGE_SIZE
     codec: CodecId = CodecId.DEFAULT
+    pam: PamId = PamId.DEFAULT
 
 
 class PoolFlagsError(ValueError):
@@ -64,6 +68,7 @@ def encode_pool_flags(spec: PoolSpec) -> int:
     word = SPEC_VERSION << VERSION_OFFSET
     word |= shift << PAGE_SHIFT_OFFSET
     word |= int(spec.codec) << CODEC_OFFSET
+    word |= int(spec.pam) << PAM_OFFSET
     if spec.persistent:
         word |= PoolFlags.PERSIST
     if spec.shared:
@@ -92,6 +97,11 @@ def decode_pool_flags(word: int) -> PoolSpec:
         codec = CodecId(codec_value)
     except ValueError:
         raise PoolFlagsError(Status.BAD_FLAGS, f"unknown codec id {codec_value}") from None
+    pam_value = (word & PAM_MASK) >> PAM_OFFSET
+    try:
+        pam = PamId(pam_value)
+    except ValueError:
+        raise PoolFlagsError(Status.BAD_FLAGS, f"unknown PAM id {pam_value}") from None
     persistent = bool(word & PoolFlags.PERSIST)
     shared = bool(word & PoolFlags.SHARED)
     if persistent and shared:
@@ -102,4 +112,5 @@ def decode_pool_flags(word: int) -> PoolSpec:
         precompressed=bool(word & PoolFlags.PRECOMPRESSED),
         page_size=DEFAULT_PAGE_SIZE << shift,
         codec=codec,
+        pam=pam,
     )

@@ -26,6 +26,7 @@ from tmem.proto import (
     CodecId,
     GetFlags,
     Opcode,
+    PamId,
     PoolFlagsError,
     Request,
     Status,
@@ -54,6 +55,12 @@ _CODEC_NAMES = {
     CodecId.LZO: "lzo",
     CodecId.LZ4: "lz4",
     CodecId.ZSTD: "zstd",
+}
+_PAM_NAMES = {
+    PamId.DEFAULT: None,
+    PamId.ZBUD: "zbud",
+    PamId.XVMALLOC: "xvmalloc",
+    PamId.ZSMALLOC: "zsmalloc",
 }
 _OK_EMPTY: Result = (Status.OK, 0, b"")
 _MISS: Result = (Status.MISS, 0, b"")
@@ -169,6 +176,7 @@ def _new_pool(ctx: HandlerContext, s: Session, req: Request) -> Result:
         precompressed=spec.precompressed,
         page_size=spec.page_size,
         codec=_CODEC_NAMES[spec.codec],
+        pam=_PAM_NAMES[spec.pam],
     )
     log.debug("client %s new pool %d %s", s.client, pool_id, spec)
     return (Status.OK, pool_id, b"")

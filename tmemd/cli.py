@@ -31,13 +31,14 @@ from .config import (
     CODECS,
     LOG_FORMATS,
     LOG_LEVELS,
+    PAMS,
     ConfigError,
     DaemonConfig,
     coerce,
     load_toml,
     parse_address,
 )
-from .engine import ClientLimits, Engine, EngineConfig
+from .engine import ClientLimits, Engine, EngineConfig, make_codecs
 from .metrics import serve_metrics
 from .server import Server
 
@@ -64,6 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--memory", metavar="SIZE", help="arena size, e.g. 256MiB, 4GiB (default 256MiB)"
     )
     p.add_argument("--codec", choices=CODECS, help="default page codec (default lzo)")
+    p.add_argument(
+        "--ephemeral-pam", choices=PAMS, help="PAM of ephemeral pools naming none (default zbud)"
+    )
+    p.add_argument(
+        "--persistent-pam",
+        choices=PAMS,
+        help="PAM of persistent pools naming none (default zsmalloc)",
+    )
+    p.add_argument("--zstd-level", type=int, metavar="N", help="zstd level, 1-19 (default 3)")
+    p.add_argument(
+        "--zstd-dictionary",
+        metavar="SIZE",
+        help="per-pool zstd dictionary trained from the pool's pages; 0 turns it off "
+        "(default 128KiB)",
+    )
     p.add_argument(
         "--lease",
         type=float,
@@ -169,6 +185,7 @@ def make_ssl_context(config: DaemonConfig) -> ssl.SSLContext | None:
 
 
 def make_engine(config: DaemonConfig) -> Engine:
+    """The engine over one arena of ``--memory`` with the configured PAMs and codecs."""
     return Engine(
         EngineConfig(
             memory_bytes=config.memory,
@@ -176,8 +193,12 @@ def make_engine(config: DaemonConfig) -> Engine:
             lease_s=config.lease,
             persistent_max=config.persistent_max,
             persistent_accept=config.persistent_accept,
+            ephemeral_pam=config.ephemeral_pam,
+            persistent_pam=config.persistent_pam,
+            dictionary_bytes=config.zstd_dictionary,
         ),
         clock=time.monotonic,
+        codecs=make_codecs(config.zstd_level),
     )
 
 
@@ -195,13 +216,15 @@ async def serve(config: DaemonConfig, auth: AuthTable | None, tls: ssl.SSLContex
     server = Server.build(config, engine, authenticate=auth.check if auth else None)
     host, port = await server.start(ssl=tls)
     log.info(
-        "tmemd %s listening on %s:%d%s, memory %d bytes, codec %s, %s",
+        "tmemd %s listening on %s:%d%s, memory %d bytes, codec %s, PAMs %s/%s, %s",
         __version__,
         host,
         port,
         " (TLS)" if tls else "",
         config.memory,
         config.codec,
+        config.ephemeral_pam,
+        config.persistent_pam,
         f"{len(auth.entries)} clients in {config.auth_file}" if auth else "no auth file",
     )
     stop = asyncio.Event()

@@ -40,6 +40,15 @@ DEFAULT_MEMORY_BYTES = 256 << 20
 MIN_MEMORY_BYTES = 64 << 10
 
 CODECS = ("lzo", "lz4", "zstd", "none")
+#: The arena PAMs (``tmemd.engine.pam``); the defaults are chosen by
+#: measurement, see docs/memory.md.
+PAMS = ("zbud", "xvmalloc", "zsmalloc")
+#: zstd levels accepted: the standard ones; negative (fast) levels compress
+#: worse than LZO here and 20+ need more memory than a page store wants.
+ZSTD_LEVELS = range(1, 20)
+#: Largest per-pool zstd dictionary: zstd's dictionaries stop helping 4 KiB
+#: pages long before 1 MiB, and each trained pool holds one.
+MAX_ZSTD_DICTIONARY_BYTES = 1 << 20
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 
@@ -110,6 +119,8 @@ class DaemonConfig:
     persistent_accept: float = 0.70
     ephemeral_pam: str = "zbud"
     persistent_pam: str = "zsmalloc"
+    zstd_level: int = 3
+    zstd_dictionary: int = 128 << 10
     idle_timeout: float = 300.0
     header_timeout: float = 10.0
     max_connections: int = 4096
@@ -132,6 +143,13 @@ class DaemonConfig:
             raise ConfigError(f"memory must be at least {MIN_MEMORY_BYTES} bytes")
         if self.codec not in CODECS:
             raise ConfigError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
+        for name in ("ephemeral_pam", "persistent_pam"):
+            if getattr(self, name) not in PAMS:
+                raise ConfigError(f"{name.replace('_', '-')} must be one of {', '.join(PAMS)}")
+        if self.zstd_level not in ZSTD_LEVELS:
+            raise ConfigError(f"zstd-level must be in 1..{ZSTD_LEVELS[-1]}")
+        if not 0 <= self.zstd_dictionary <= MAX_ZSTD_DICTIONARY_BYTES:
+            raise ConfigError(f"zstd-dictionary must be 0..{MAX_ZSTD_DICTIONARY_BYTES} bytes")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log-level must be one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in LOG_FORMATS:
@@ -155,7 +173,7 @@ class DaemonConfig:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(DaemonConfig)} - {"extra"}
-_SIZE_KEYS = {"memory"}
+_SIZE_KEYS = {"memory", "zstd_dictionary"}
 
 
 def coerce(key: str, value: Any) -> Any:

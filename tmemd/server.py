@@ -237,6 +237,7 @@ class Server:
                     conn.fail(Status.TIMEOUT, "idle timeout", 0, NO_OPCODE)
             for name in self.engine.expire_leases():
                 log.info("lease of client %s ended; its pools are freed", name)
+            self.engine.maintain()  # bounded: compaction, dictionary training
 
     async def close(self) -> None:
         """Stop listening, close every connection, stop the sweeper."""

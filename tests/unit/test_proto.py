@@ -24,6 +24,7 @@ from tmem.proto import (
     CodecId,
     GetFlags,
     Opcode,
+    PamId,
     PoolFlagsError,
     PoolSpec,
     RefuseReason,
@@ -217,7 +218,8 @@ def test_msgpack_body(vector: Vector) -> None:
 @pytest.mark.parametrize("vector", SPEC_VECTORS, ids=ids(SPEC_VECTORS))
 def test_pool_spec(vector: Vector) -> None:
     raw = json.loads(vector.meta["pool_spec"])
-    spec = PoolSpec(**{**raw, "codec": CodecId[raw["codec"]]})
+    pam = PamId[raw.get("pam", "DEFAULT")]
+    spec = PoolSpec(**{**raw, "codec": CodecId[raw["codec"]], "pam": pam})
     assert decode_pool_flags(number(vector, "arg")) == spec
     assert encode_pool_flags(spec) == number(vector, "arg")
 

@@ -70,7 +70,7 @@ def test_pool_flags_round_trip(spec: PoolSpec) -> None:
     ("word", "status"),
     [
         (0x01000001 | 1 << 3, Status.BAD_FLAGS),  # bit 3 reserved
-        (0x01000001 | 1 << 12, Status.BAD_FLAGS),
+        (0x01000001 | 1 << 16, Status.BAD_FLAGS),  # bits 12-15 are the PAM field
         (0x01000001 | 1 << 23, Status.BAD_FLAGS),
         (0x01000003, Status.BAD_FLAGS),  # persistent + shared
         (0x01000500, Status.BAD_FLAGS),  # codec 5
@@ -82,7 +82,7 @@ def test_pool_flags_round_trip(spec: PoolSpec) -> None:
         (0x010000F0, Status.BAD_PAGE_SIZE),
         # Order: reserved bits beat the version, the version beats the page size,
         # the page size beats the codec, the codec beats persistent+shared.
-        (0x02001000, Status.BAD_FLAGS),
+        (0x02010000, Status.BAD_FLAGS),
         (0x02000050, Status.BAD_SPEC_VERSION),
         (0x01000950, Status.BAD_PAGE_SIZE),
         (0x01000903, Status.BAD_FLAGS),

@@ -23,6 +23,7 @@ from tmem.proto import (
     CodecId,
     GetFlags,
     Opcode,
+    PamId,
     PoolFlags,
     RefuseReason,
     Request,
@@ -46,7 +47,7 @@ def section(number: int) -> str:
     return SPEC[start : end if end != -1 else len(SPEC)]
 
 
-@pytest.mark.parametrize("enum_type", [Opcode, Status, RefuseReason, CodecId, GetFlags])
+@pytest.mark.parametrize("enum_type", [Opcode, Status, RefuseReason, CodecId, PamId, GetFlags])
 def test_every_member_has_a_table_row(enum_type: type[enum.Enum]) -> None:
     for member in enum_type:
         assert ROWS.get(member.name) == {member.value}, f"{enum_type.__name__}.{member.name}"

@@ -39,6 +39,7 @@ __all__ = [
     "NO_VARIANT",
     "PAGES_PER_OBJECT",
     "PAGE_BYTES",
+    "PLACEMENTS",
     "POOLS",
     "SYSTEMS",
     "WORKLOADS",
@@ -71,6 +72,8 @@ MIXED_GET_PERCENT = 80
 #: Pages per object in the flush_object workload: a small file's worth of
 #: page cache, enough that a flush is more than a single-page delete.
 PAGES_PER_OBJECT = 8
+#: How servers and clients share the CPUs (``BenchConfig.placement``).
+PLACEMENTS = ("split", "shared")
 #: The pool and codec columns of a peer case.
 NO_VARIANT = "-"
 #: The codec column of a precompressed pool: the client did the work.
@@ -136,6 +139,11 @@ class BenchConfig:
     memory_bytes: int = 4 << 30
     seed: int = 20_240_601
     charts: bool = True
+    #: "split": the server on the first half of the CPUs, the clients on the
+    #: rest (see ``_proc.split_cpus``); "shared": wherever the OS puts them.
+    placement: str = "split"
+    #: Runs of each case; the one of median pages/s is reported.
+    repeat: int = 1
 
     def replace(self, **changes: Any) -> BenchConfig:
         """A copy with some fields changed."""
@@ -175,18 +183,21 @@ def _variants(system: str, config: BenchConfig) -> Sequence[tuple[str, str]]:
 
 
 def build_cases(config: BenchConfig) -> list[Case]:
-    """The matrix in run order: by system, then workload, depth, connections."""
+    """The matrix in run order: by workload, depth and connections, then by
+    system, so the cases a ratio compares run seconds apart and a machine
+    that gets busy mid-run skews them alike; the scale cases come last."""
     cases: list[Case] = []
-    for system in config.systems:
-        for pool, codec in _variants(system, config):
-            for workload in config.workloads:
-                depths = (1,) if workload == "flush_object" else config.depths
-                for depth in depths:
-                    for conns in config.connections:
+    for workload in config.workloads:
+        depths = (1,) if workload == "flush_object" else config.depths
+        for depth in depths:
+            for conns in config.connections:
+                for system in config.systems:
+                    for pool, codec in _variants(system, config):
                         cases.append(
                             Case(system, workload, depth, conns, config.stored, pool, codec)
                         )
-        for stored in config.scale:
+    for stored in config.scale:
+        for system in config.systems:
             pool, codec = ("ephemeral", "lz4") if system == "tmemd" else (NO_VARIANT,) * 2
             cases.append(Case(system, "get_hit", 1, 1, stored, pool, codec, scale=True))
     return cases

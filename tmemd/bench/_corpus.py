@@ -122,7 +122,9 @@ def _read_pages(files: list[str], count: int, rng: random.Random) -> list[bytes]
     for path in files:
         total += -(-os.path.getsize(path) // PAGE_BYTES)
         ends.append(total)
-    numbers = rng.sample(range(total), count) if count <= total else rng.choices(range(total), k=count)
+    numbers = (
+        rng.sample(range(total), count) if count <= total else rng.choices(range(total), k=count)
+    )
     pages = []
     for number in numbers:
         slot = bisect.bisect_right(ends, number)
@@ -142,7 +144,9 @@ def _database(rows: int, seed: int) -> str:
     if path.exists():
         return str(path)
     rng = random.Random(seed)
-    names = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(4, 10))) for _ in range(500)]
+    names = [
+        "".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(4, 10))) for _ in range(500)
+    ]
     streets = ["Main St", "High St", "Station Rd", "Church Ln", "Park Ave", "Mill Rd"]
     tmp = path.with_suffix(f".tmp.{os.getpid()}")
     db = sqlite3.connect(tmp)

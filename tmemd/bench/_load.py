@@ -25,6 +25,7 @@ the mixed workload puts it again, so the check needs no history.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.queues
 import multiprocessing.synchronize
@@ -71,6 +72,8 @@ class LoadPlan:
     duration_s: float
     ops_per_connection: int
     seed: int
+    #: CPUs the client processes run on (None: wherever the OS puts them).
+    client_cpus: frozenset[int] | None = None
 
 
 def page_for(payloads: Sequence[bytes], thread: int, key: int) -> bytes:
@@ -113,7 +116,9 @@ def _choose_keys(plan: LoadPlan, rng: random.Random, depth: int) -> tuple[bool, 
     stored = max(1, plan.stored_per_thread)
     # Distinct keys within a call: memcached's set_many takes a dict, so a
     # repeated key would silently shrink its batch.
-    keys = rng.sample(range(stored), depth) if depth <= stored else rng.choices(range(stored), k=depth)
+    keys = (
+        rng.sample(range(stored), depth) if depth <= stored else rng.choices(range(stored), k=depth)
+    )
     if workload == "get_miss":
         return False, [MISS_BASE + key for key in keys]
     if workload == "mixed":
@@ -142,9 +147,9 @@ def timed_loop(
     rng = random.Random(f"{plan.seed}:{thread}")
     clock, lat = time.perf_counter, result.latencies
     objects = plan.stored_per_thread * FLUSH_STORE_FACTOR // PAGES_PER_OBJECT
-    budget = min(plan.ops_per_connection, objects) if case.workload == "flush_object" else (
-        plan.ops_per_connection
-    )
+    budget = plan.ops_per_connection
+    if case.workload == "flush_object":
+        budget = min(budget, objects)
     result.start = clock()
     deadline = result.start + plan.duration_s
     while result.ops < budget and clock() < deadline:
@@ -213,15 +218,16 @@ def _thread_main(plan: LoadPlan, thread: int, payloads: Sequence[bytes], sig: _S
             result.end = result.end or time.perf_counter()
     sig.messages.put(("done", thread, result))
     sig.release.wait(RESULT_GRACE_S)
-    try:
+    # Closing a connection the server may already have dropped can fail; moot.
+    with contextlib.suppress(Exception):
         driver.close()
-    except Exception:  # noqa: S110 - closing a connection the server may have dropped
-        pass
 
 
 def _worker_main(
     plan: LoadPlan, threads: Sequence[int], payloads: Sequence[bytes], sig: _Signals
 ) -> None:
+    if plan.client_cpus is not None:
+        os.sched_setaffinity(0, plan.client_cpus)
     workers = [
         threading.Thread(target=_thread_main, args=(plan, t, payloads, sig), daemon=True)
         for t in threads
@@ -286,4 +292,3 @@ def run_load(
     missing = conns - len(results)
     results += [ThreadResult(error="thread sent no result") for _ in range(missing)]
     return results, cpu
-

@@ -137,10 +137,17 @@ def _answers(system: str, port: int) -> bool:
         return False
 
 
-def start_server(system: str, workdir: Path, memory_bytes: int, codec: str = "lz4") -> Server:
+def start_server(
+    system: str,
+    workdir: Path,
+    memory_bytes: int,
+    codec: str = "lz4",
+    cpus: frozenset[int] | None = None,
+) -> Server:
     """Start ``system`` on a free loopback port and wait until it answers.
 
-    ``codec`` is tmemd's default codec (pools name theirs anyway).  Raises
+    ``codec`` is tmemd's default codec (pools name theirs anyway); ``cpus``
+    pins the server and every thread it starts to those CPUs.  Raises
     ``RuntimeError`` with the log's tail when the server does not come up.
     """
     stamp = time.monotonic_ns()
@@ -151,6 +158,8 @@ def start_server(system: str, workdir: Path, memory_bytes: int, codec: str = "lz
         proc = subprocess.Popen(
             _argv(system, port, memory_bytes, codec, port_file),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            # Set between fork and exec, so threads the server starts inherit it.
+            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
         )  # fmt: skip
     server = Server(system, proc, "127.0.0.1", port, log_path)
     deadline = time.monotonic() + START_TIMEOUT_S

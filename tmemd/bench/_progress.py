@@ -48,8 +48,7 @@ class Progress:
         filled = BAR_CELLS * self.done // self.total
         bar = "#" * filled + "-" * (BAR_CELLS - filled)
         line = (
-            f"[{bar}] {self.done}/{self.total} {self._label} ({phase}) "
-            f"{now - self.started:5.0f}s"
+            f"[{bar}] {self.done}/{self.total} {self._label} ({phase}) {now - self.started:5.0f}s"
         )
         width = shutil.get_terminal_size((100, 20)).columns - 1
         self.stream.write("\r" + line[:width].ljust(width))

@@ -27,10 +27,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._codec_cost import CodecCost
-from ._config import PAGE_BYTES, Case
+from ._config import PAGE_BYTES
 from ._runner import CaseResult
 
-__all__ = ["case_record", "compare", "format_table", "targets"]
+__all__ = ["case_record", "compare", "format_table", "format_targets", "targets"]
 
 #: Goals of the benchmark issue.
 GOAL_VS_MEMCACHED = 1.0
@@ -42,6 +42,8 @@ GOAL_D1_P99_VS_MEMCACHED = 1.0
 TARGET_WORKLOADS = ("put", "get_hit")
 TARGET_DEPTHS = (1, 64)
 PEERS = ("memcached", "redis")
+#: Characters of an error shown in the table (the JSON keeps all of it).
+NOTE_CHARS = 60
 
 
 def _num(value: float) -> float | None:
@@ -75,6 +77,7 @@ def case_record(result: CaseResult) -> dict[str, Any]:
         server_cpu_s=_num(result.server_cpu_s),
         cpu_us_per_op=_num(result.server_cpu_s / s.ops * 1e6) if s.ops else None,
         rss_bytes=result.rss_bytes,
+        runs_pages_per_s=[_num(x) for x in result.runs_pages_per_s],
     )  # fmt: skip
     return rec
 
@@ -89,16 +92,21 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3)
 
 
+def _measured(rec: dict[str, Any]) -> bool:
+    """True when the case ran without error (a failed case compares with nothing)."""
+    return rec["error"] is None and bool(rec.get("pages_per_s"))
+
+
 def compare(records: Sequence[dict[str, Any]]) -> None:
     """Add ``vs`` (ratios to each peer's matching case) to tmemd records, in place."""
     peers = {(r["system"], *_key(r)): r for r in records if r["system"] in PEERS}
     for rec in records:
-        if rec["system"] != "tmemd" or "pages_per_s" not in rec:
+        if rec["system"] != "tmemd" or not _measured(rec):
             continue
         vs = {}
         for peer in PEERS:
             other = peers.get((peer, *_key(rec)))
-            if other is None or "pages_per_s" not in other:
+            if other is None or not _measured(other):
                 continue
             vs[peer] = {
                 "throughput": _ratio(rec["pages_per_s"], other["pages_per_s"]),
@@ -109,8 +117,8 @@ def compare(records: Sequence[dict[str, Any]]) -> None:
 
 def _target(name: str, value: float | None, goal: float, higher_is_better: bool) -> dict[str, Any]:
     met = None if value is None else (value >= goal if higher_is_better else value <= goal)
-    return {"target": name, "value": value, "goal": (">= " if higher_is_better else "<= ") + f"{goal}",
-            "met": met}  # fmt: skip
+    goal_text = (">= " if higher_is_better else "<= ") + f"{goal}"
+    return {"target": name, "value": value, "goal": goal_text, "met": met}
 
 
 def _peer_targets(rec: dict[str, Any], name: str) -> Iterable[dict[str, Any]]:
@@ -138,7 +146,7 @@ def _cpu_target(
 
 def _scale_targets(records: Sequence[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     scale = sorted(
-        (r for r in records if r["system"] == "tmemd" and r["scale"] and "latency_us" in r),
+        (r for r in records if r["system"] == "tmemd" and r["scale"] and _measured(r)),
         key=lambda r: r["stored"],
     )
     if len(scale) >= 2:
@@ -155,11 +163,13 @@ def targets(records: Sequence[dict[str, Any]], costs: dict[str, CodecCost]) -> l
     """The issue's targets over ``records`` (after ``compare``)."""
     out: list[dict[str, Any]] = []
     for rec in records:
-        if rec["system"] != "tmemd" or rec["scale"] or "pages_per_s" not in rec:
+        if rec["system"] != "tmemd" or rec["scale"] or not _measured(rec):
             continue
         if rec["workload"] not in TARGET_WORKLOADS or rec["depth"] not in TARGET_DEPTHS:
             continue
-        name = f"{rec['workload']} d{rec['depth']} c{rec['connections']} {rec['codec']}/{rec['pool']}"
+        name = (
+            f"{rec['workload']} d{rec['depth']} c{rec['connections']} {rec['codec']}/{rec['pool']}"
+        )
         if rec["codec"] == "lz4":
             out.extend(_peer_targets(rec, name))
         out.extend(_cpu_target(rec, name, costs))
@@ -182,7 +192,8 @@ def _row(rec: dict[str, Any]) -> list[str]:
     lat = rec.get("latency_us", {})
     gets = rec.get("hits", 0) + rec.get("misses", 0) + rec.get("wrong", 0)
     hit = _fmt(100 * rec["hits"] / gets, 1) if gets else "-"
-    note = rec["error"] or (f"WRONG {rec['wrong']}" if rec.get("wrong") else "")
+    error = (rec["error"] or "").strip().splitlines()
+    note = error[0][:NOTE_CHARS] if error else (f"WRONG {rec['wrong']}" if rec.get("wrong") else "")
     if not note and rec.get("refused"):
         note = f"refused {rec['refused']}"
     rss = rec.get("rss_bytes")
@@ -210,8 +221,3 @@ def format_targets(items: Sequence[dict[str, Any]]) -> str:
         mark = {True: "met   ", False: "MISSED", None: "n/a   "}[item["met"]]
         lines.append(f"{mark} {item['target']}: {_fmt(item['value'], 2)} (goal {item['goal']})")
     return "\n".join(lines)
-
-
-def labels(cases: Iterable[Case]) -> list[str]:
-    """Distinct system labels in first-seen order (chart legends)."""
-    return list(dict.fromkeys(case.label for case in cases))

@@ -95,7 +95,8 @@ def percentile(ordered: Sequence[float], p: float) -> float:
         raise ValueError(f"percentile must be in (0, 100], not {p}")
     if not ordered:
         return math.nan
-    rank = math.ceil(p / 100 * len(ordered))
+    # Rounded first: 99.9 / 100 * 1000 is 999.0000000000001 in floats.
+    rank = math.ceil(round(p / 100 * len(ordered), 9))
     return ordered[max(rank, 1) - 1]
 
 

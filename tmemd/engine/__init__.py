@@ -13,8 +13,10 @@ Reading order: ``_engine`` (the calls and the put/get paths), ``_admin``
 (the client, pool and administration calls), ``_registry`` (clients,
 pool-id namespaces, shared pools, leases), ``_policy`` (fair eviction and
 the persistent share), ``_tenancy`` (per-client weights, caps, freeze),
-``_state`` (live objects and the page token format), ``_index``,
-``codecs``, ``_pam`` and ``_bytes_pam``, ``_stats``.
+``_state`` (live objects and the page token format), ``_index`` (the
+compact page index), ``_memory`` (the arena, its spaces, maintenance),
+``_space`` (per-handle LRU and reverse map), ``_same``, ``codecs``,
+``_pam``, ``pam`` (the arena PAMs) and ``_bytes_pam``, ``_stats``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ._config import (
     MAX_WEIGHT,
     MIN_PAGE_BYTES,
     OBJECT_ID_LIMIT,
+    PAM_NAMES,
     UUID_LIMIT,
     EngineConfig,
 )
@@ -53,7 +56,7 @@ from ._policy import MAX_EVICTIONS_PER_PUT
 from ._state import Eviction
 from ._stats import ClientStats, EngineStats, OpCounters, PoolStats
 from ._tenancy import MAX_FLUSH_PAGES_PER_CALL, ClientLimits, ClientSettings
-from .codecs import CODECS, Codec
+from .codecs import CODECS, Codec, make_codecs
 
 __all__ = [
     "BYTES_PAM_OVERHEAD",
@@ -69,6 +72,7 @@ __all__ = [
     "MAX_WEIGHT",
     "MIN_PAGE_BYTES",
     "OBJECT_ID_LIMIT",
+    "PAM_NAMES",
     "UUID_LIMIT",
     "BadArgument",
     "BadIndex",
@@ -96,4 +100,5 @@ __all__ = [
     "Refusal",
     "TooManyPools",
     "Unsupported",
+    "make_codecs",
 ]

@@ -52,8 +52,13 @@ class ClientCalls:
         precompressed: bool = False,
         page_size: int = 4096,
         codec: str | None = None,
+        pam: str | None = None,
     ) -> int:
-        """Create a pool (or join the shared pool ``shared_uuid``); return its id."""
+        """Create a pool (or join the shared pool ``shared_uuid``); return its id.
+
+        ``pam`` names the PAM of its pages ("zbud", "xvmalloc", "zsmalloc");
+        None: the daemon's default for the pool's kind.
+        """
         return self._registry.new_pool(
             client,
             persistent=persistent,
@@ -61,6 +66,7 @@ class ClientCalls:
             precompressed=precompressed,
             page_size=page_size,
             codec=codec,
+            pam=pam,
         )
 
     def destroy_pool(self, client: str, pool_id: int) -> None:

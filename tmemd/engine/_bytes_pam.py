@@ -61,8 +61,10 @@ class BytesPam(Pam):
     def load(self, handle: int) -> bytes:
         return self._objects[handle]
 
-    def free(self, handle: int) -> None:
-        self._bytes_stored -= len(self._objects.pop(handle))
+    def free(self, handle: int) -> int:
+        size = len(self._objects.pop(handle))
+        self._bytes_stored -= size
+        return size
 
     def stored_size(self, handle: int) -> int:
         return len(self._objects[handle])

@@ -19,6 +19,7 @@ __all__ = [
     "MAX_WEIGHT",
     "MIN_PAGE_BYTES",
     "OBJECT_ID_LIMIT",
+    "PAM_NAMES",
     "POOL_ID_BITS",
     "UUID_LIMIT",
     "EngineConfig",
@@ -45,6 +46,8 @@ MAX_POOLS_PER_CLIENT = 64
 #: so ``max_pools_per_client`` may not pass ``1 << POOL_ID_BITS``; 65536 pools
 #: is far beyond any real client, and 16 bits keep the entry a small int.
 POOL_ID_BITS = 16
+#: The arena PAMs a pool may ask for (``tmemd.engine.pam``).
+PAM_NAMES = ("zbud", "xvmalloc", "zsmalloc")
 #: A client's scheduling weight when nobody set one: Xen's tmem default.
 DEFAULT_WEIGHT = 100
 #: Largest weight (the auth file's bound too): 10000 against the default 100
@@ -62,6 +65,14 @@ class EngineConfig:
     pass ``persistent_max``, and accepted again only when they have dropped
     below ``persistent_accept`` (hysteresis, as zswap's
     ``accept_threshold_percent``, so the boundary does not flap page by page).
+
+    ``ephemeral_pam`` and ``persistent_pam`` name the arena PAMs (of
+    ``PAM_NAMES``) that pools use unless they ask for another; naming either
+    makes the engine map one ``Arena`` of ``memory_bytes`` that bounds page
+    bytes and metadata together (one given: it serves both kinds).  Neither
+    named: the engine uses PAMs handed to it, or one ``BytesPam`` (the
+    reference store for tests).  ``dictionary_bytes`` > 0 lets ``maintain()``
+    train a zstd dictionary of that size for each big enough zstd pool.
     """
 
     memory_bytes: int = 256 << 20
@@ -72,6 +83,9 @@ class EngineConfig:
     persistent_max: float = 0.75
     persistent_accept: float = 0.70
     max_pools_per_client: int = MAX_POOLS_PER_CLIENT
+    ephemeral_pam: str | None = None
+    persistent_pam: str | None = None
+    dictionary_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.memory_bytes <= 0:
@@ -83,6 +97,11 @@ class EngineConfig:
             )
         if self.lease_s < 0:
             raise ValueError(f"lease_s must not be negative, not {self.lease_s}")
+        for pam in (self.ephemeral_pam, self.persistent_pam):
+            if pam is not None and pam not in PAM_NAMES:
+                raise ValueError(f"no PAM {pam!r}; have {', '.join(PAM_NAMES)}")
+        if self.dictionary_bytes < 0:
+            raise ValueError(f"dictionary_bytes must not be negative, not {self.dictionary_bytes}")
         if not 1 <= self.max_pools_per_client <= 1 << POOL_ID_BITS:
             raise ValueError(
                 f"max_pools_per_client must be in [1, {1 << POOL_ID_BITS}], "

@@ -1,4 +1,4 @@
-"""The engine: tmem semantics over pools, an index, codecs and a PAM.
+"""The engine: tmem semantics over pools, an index, codecs and PAMs.
 
 Theory of operation
 -------------------
@@ -7,7 +7,7 @@ table (``NoSuchClient``, ``NoSuchPool``), then checks the object id, index
 and length, and only then changes state, so an error changes nothing.
 
 A **put** turns the page into a blob (precompressed pools: the bytes as
-given; same-filled pages: no blob, the fill byte goes in the token;
+given; same-filled pages: the fill byte, kept in the same-filled store;
 otherwise the codec's output, or the raw page when that output is over 7/8
 of a page).  The old copy at that handle, if any, is removed *first*: its
 memory then helps the new copy fit, and if the new copy is refused the old
@@ -16,59 +16,54 @@ Then policy decides: a frozen client's put is refused before any of this
 (the old copy is flushed all the same); a persistent page must fit its
 client's persistent cap and the persistent share (``PersistentShare``); a
 page that would pass its client's total cap first evicts that client's own
-ephemeral pages (``_tenancy`` has the rules); any page that needs PAM space
-is stored through the ``Evictor``, which evicts ephemeral pages, least
-recently used of the client most above its weighted share, until it fits or
-refuses with NO_MEMORY.  A refused put returns a ``Refusal``.
+ephemeral pages (``_tenancy`` has the rules); the ledger must have room for
+the page's metadata, and the blob is stored through the ``Evictor``, which
+evicts ephemeral pages, least recently used of the client most above its
+weighted share, until both fit or refuses with NO_MEMORY.  A refused put
+returns a ``Refusal``.  A stored ephemeral page is linked at the newest end
+of its client's LRU in its space (``_space``).
 
 A **get** looks the token up, rebuilds the page, and for an exclusive get
 (the default for private ephemeral pools) removes it; a kept ephemeral page
 becomes the most recently used.  flush_page and flush_object remove pages;
-flush_object pops one object's dict, never scanning other objects.
+flush_object pops one object's entry, never scanning other objects.
+Eviction is a removal like a flush: the evictor names a page by its handle,
+and the space's reverse map leads to its index entry.
 
 Data handed in may be a memoryview over a receive buffer: it is copied to
 ``bytes`` once on entry (0.14 us for 4 KiB, and ``bytes`` compares and
 compresses far faster than a memoryview) and never kept.
 
-Every ephemeral page in a PAM is in the LRU of the client it is charged
-to; persistent pages and same-filled pages never are.  ``check_invariants()``
-verifies this and every gauge, for tests.  Administration (settings, freeze,
-flush_ephemeral) is delegated to ``_tenancy``.
+``check_invariants()`` (``_invariants``) verifies every structure and gauge
+for tests; ``maintain()`` does the bounded background work (``_memory``).
+Administration (settings, freeze, flush_ephemeral) is delegated to
+``_tenancy``, client and pool bookkeeping to ``_registry``.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 
 from ._admin import ClientCalls
-from ._bytes_pam import choose_pams
-from ._config import INDEX_LIMIT, OBJECT_ID_LIMIT, POOL_ID_BITS, EngineConfig
+from ._config import INDEX_LIMIT, OBJECT_ID_LIMIT, EngineConfig
 from ._errors import BadIndex, BadLength, BadObjectId, NoSuchClient, NoSuchPool, Refusal
 from ._invariants import check_engine
+from ._memory import Memory
+from ._pages import PageStorage
 from ._pam import Pam
-from ._policy import (
-    INDEX_BITS,
-    INDEX_MASK,
-    POOL_ID_MASK,
-    Evictor,
-    PersistentShare,
-    rehome_pages,
-)
+from ._policy import Evictor, PersistentShare, rehome_pages
 from ._registry import Registry
 from ._state import (
+    ENC_BIG,
     ENC_COMPRESSED,
     ENC_MASK,
     ENC_RAW,
     ENC_SAME,
-    LENGTH_MASK,
-    LENGTH_SHIFT,
     VALUE_SHIFT,
     Client,
     Counters,
     Eviction,
     Pool,
-    make_token,
 )
 from ._stats import EngineStats, build_statistics
 from ._tenancy import Tenancy
@@ -79,13 +74,14 @@ __all__ = ["Engine"]
 Data = bytes | bytearray | memoryview
 
 
-class Engine(ClientCalls):
+class Engine(ClientCalls, PageStorage):
     """Synchronous tmem engine; see the module docstring.
 
-    ``ephemeral_pam`` and ``persistent_pam`` default to one ``BytesPam`` of
-    ``config.memory_bytes``; pass arena PAMs to use them instead (one given
-    serves both kinds).  A PAM's ``reclaim()`` is used only when the
-    ephemeral PAM is not also the persistent one.
+    With ``config.ephemeral_pam`` / ``persistent_pam`` named, the engine maps
+    an arena and uses those arena PAMs.  Otherwise ``ephemeral_pam`` and
+    ``persistent_pam`` (instances) default to one ``BytesPam`` of
+    ``config.memory_bytes`` (one given serves both kinds).  A PAM's
+    ``reclaim()`` is used only while it holds no persistent page.
     """
 
     def __init__(
@@ -101,10 +97,12 @@ class Engine(ClientCalls):
         self._codecs = CODECS if codecs is None else codecs
         if config.default_codec not in self._codecs:
             raise ValueError(f"default codec {config.default_codec!r} is not in the codec table")
-        ephemeral, persistent = choose_pams(config.memory_bytes, ephemeral_pam, persistent_pam)
-        self._pams = (ephemeral, persistent)
+        self._memory = memory = Memory(config, ephemeral_pam, persistent_pam)
+        self._ledger = memory.ledger
+        self._same = memory.spaces[0]
+        self._fills = memory.same_pam.fills
         self._evictor = Evictor(
-            ephemeral, self._drop_evicted, use_reclaim=ephemeral is not persistent
+            memory.spaces, memory.ledger, self._drop_evicted, page_charge=memory.page_charge
         )
         self._holders = self._evictor.holders
         self._share = PersistentShare(
@@ -114,9 +112,10 @@ class Engine(ClientCalls):
             config,
             clock,
             self._codecs,
-            self._pams,
+            memory.space_for,
+            memory.ledger,
             self._free_pool,
-            functools.partial(rehome_pages, holders=self._holders),
+            lambda pool, old, _old_id: rehome_pages(pool, old, memory.spaces, self._holders),
             lambda client: self._tenancy.apply(client),
         )
         self._clients = self._registry.clients
@@ -151,11 +150,21 @@ class Engine(ClientCalls):
         old = pool.index.delete(object_id, index)
         if old:
             self._release(pool, old)
-        token = self._store(pool, blob, encoding, object_id, index)
+        token = self._store(pool, blob, encoding)
         if isinstance(token, Refusal):
             return self._refuse(caller, pool, token, replaced=bool(old))
-        pool.index.set(object_id, index, token)
-        pool.account(token, 1)
+        obj = pool.index.insert(object_id, index, token)
+        if not pool.persistent:
+            tenant = pool.tenant
+            if not tenant.lru_pages:
+                self._holders[tenant.name] = tenant
+            if encoding == ENC_SAME:
+                self._same.link(tenant, token >> VALUE_SHIFT, obj, index, 0)
+            else:
+                space = pool.space
+                size = len(blob)
+                stored = size if size <= space.max_object else space.stored_length(size)
+                space.link(tenant, token >> VALUE_SHIFT, obj, index, stored)
         pool.counters.puts_stored += 1
         caller.counters.puts_stored += 1
         self._counters.puts_stored += 1
@@ -188,52 +197,6 @@ class Engine(ClientCalls):
         if len(compressed) > pool.raw_limit:
             return page, ENC_RAW
         return compressed, ENC_COMPRESSED
-
-    def _store(
-        self, pool: Pool, blob: bytes, encoding: int, object_id: int, index: int
-    ) -> int | Refusal:
-        """Admit and store a blob; return its token or the refusal."""
-        if encoding == ENC_SAME:
-            if pool.persistent and not self._share.admits(0):
-                return Refusal.PERSISTENT_FULL
-            return make_token(blob[0], 0, ENC_SAME)
-        size = len(blob)
-        tenant = pool.tenant
-        if pool.persistent:
-            refusal = self._admit_persistent(tenant, size)
-            if refusal is not None:
-                return refusal
-            handle = self._evictor.store(pool.pam, blob, tenant, 0)
-            if not handle:
-                return Refusal.NO_MEMORY
-            self._share.bytes += size
-            tenant.persistent_bytes += size
-            return make_token(handle, size, encoding)
-        cap = tenant.total_cap
-        if cap is not None and not self._evictor.fit_cap(tenant, size, cap):
-            return Refusal.CLIENT_TOTAL_CAP
-        handle = self._evictor.store(pool.pam, blob, tenant, size)
-        if not handle:
-            return Refusal.NO_MEMORY
-        lru = tenant.lru
-        if not lru:
-            self._holders[tenant.name] = tenant
-        lru[handle] = (object_id << INDEX_BITS | index) << POOL_ID_BITS | pool.pool_id
-        tenant.ephemeral_bytes += size
-        return make_token(handle, size, encoding)
-
-    def _admit_persistent(self, tenant: Client, size: int) -> Refusal | None:
-        """The client's persistent cap, the global share, then the total cap
-        (last: making room for it evicts the client's own ephemeral pages)."""
-        cap = tenant.persistent_cap
-        if cap is not None and tenant.persistent_bytes + size > cap:
-            return Refusal.CLIENT_PERSISTENT_CAP
-        if not self._share.admits(size):
-            return Refusal.PERSISTENT_FULL
-        cap = tenant.total_cap
-        if cap is not None and not self._evictor.fit_cap(tenant, size, cap):
-            return Refusal.CLIENT_TOTAL_CAP
-        return None
 
     def _refuse(self, caller: Client, pool: Pool, reason: Refusal, *, replaced: bool) -> Refusal:
         pool.counters.puts_refused += 1
@@ -272,8 +235,9 @@ class Engine(ClientCalls):
         if exclusive:
             pool.index.delete(object_id, index)
             self._release(pool, token)
-        elif not pool.persistent and token & ENC_MASK != ENC_SAME:
-            pool.tenant.lru.move_to_end(token >> VALUE_SHIFT)
+        elif not pool.persistent:
+            space = self._same if token & ENC_MASK == ENC_SAME else pool.space
+            space.touch(pool.tenant, token >> VALUE_SHIFT)
         pool.counters.gets_hit += 1
         caller.counters.gets_hit += 1
         self._counters.gets_hit += 1
@@ -282,8 +246,11 @@ class Engine(ClientCalls):
     def _decode(self, pool: Pool, token: int) -> bytes:
         encoding = token & ENC_MASK
         if encoding == ENC_SAME:
-            return bytes((token >> VALUE_SHIFT,)) * pool.page_size
-        blob = pool.pam.load(token >> VALUE_SHIFT)
+            return bytes((self._fills[token >> VALUE_SHIFT],)) * pool.page_size
+        if token & ENC_BIG:
+            blob = pool.space.load_big(token >> VALUE_SHIFT)
+        else:
+            blob = pool.space.pam.load(token >> VALUE_SHIFT)
         if encoding == ENC_RAW or pool.precompressed:
             return blob
         return pool.codec.decompress(blob, pool.page_size)
@@ -323,53 +290,32 @@ class Engine(ClientCalls):
 
     # --- freeing --------------------------------------------------------------
 
-    def _release(self, pool: Pool, token: int) -> None:
-        """Free the storage of a page already removed from ``pool``'s index."""
-        pool.account(token, -1)
-        if token & ENC_MASK == ENC_SAME:
-            return
-        handle = token >> VALUE_SHIFT
-        pool.pam.free(handle)
-        stored = token >> LENGTH_SHIFT & LENGTH_MASK
-        if pool.persistent:
-            self._share.bytes -= stored
-            pool.tenant.persistent_bytes -= stored
-        else:
-            tenant = pool.tenant
-            del tenant.lru[handle]
-            tenant.ephemeral_bytes -= stored
-
-    def _drop_evicted(self, client: Client, packed: int, reason: int) -> int:
-        """Evictor callback: unindex a page whose handle was already freed."""
-        pool = client.pools[packed & POOL_ID_MASK]
-        location = packed >> POOL_ID_BITS
-        token = pool.index.delete(location >> INDEX_BITS, location & INDEX_MASK)
-        pool.account(token, -1)
-        stored: int = token >> LENGTH_SHIFT & LENGTH_MASK
-        client.ephemeral_bytes -= stored
-        pool.counters.pages_evicted += 1
-        client.counters.pages_evicted += 1
-        self._counters.pages_evicted += 1
-        client.evicted_by_reason[reason] += 1
-        self._evicted_by_reason[reason] += 1
-        return stored
-
     def _free_pool(self, pool: Pool) -> None:
         """Registry callback: free every page of a pool whose last member left."""
         tokens = pool.index.pop_all()
         for token in tokens:
             self._release(pool, token)
         self._freed_by_destroy += len(tokens)
+        self._memory.forget(pool)
 
-    # --- introspection --------------------------------------------------------
+    # --- maintenance and introspection ------------------------------------
+
+    def maintain(self) -> int:
+        """Bounded background work: compaction, dictionary training (see
+        ``_memory``); return the frames given back.  The daemon calls it
+        every half second."""
+        return self._memory.maintain(self._registry.pools())
 
     def statistics(self) -> EngineStats:
         """A frozen snapshot of every counter and gauge (built now, O(clients + pools))."""
+        memory = self._memory
         return build_statistics(
             self._registry.pools(),
             self._clients,
-            self._distinct_pams(),
+            memory.pams(),
             self._share,
+            memory_used_bytes=memory.bytes_used(),
+            metadata_bytes=memory.metadata_bytes(),
             memory_limit_bytes=self._config.memory_bytes,
             counters=self._counters,
             refused_by_reason=self._refused_by_reason,
@@ -379,19 +325,10 @@ class Engine(ClientCalls):
             leases_expired=self._registry.leases_expired,
         )
 
-    def _distinct_pams(self) -> tuple[Pam, ...]:
-        ephemeral, persistent = self._pams
-        return (ephemeral,) if ephemeral is persistent else self._pams
-
     def check_invariants(self) -> None:
         """Walk every structure; raise ``AssertionError`` on any inconsistency (tests)."""
-        check_engine(
-            self._registry.pools(),
-            self._clients,
-            self._holders,
-            self._distinct_pams(),
-            self._share,
-        )
+        pools = self._registry.pools()
+        check_engine(pools, self._clients, self._holders, self._memory, self._share)
 
 
 def _check_length(pool: Pool, size: int) -> None:

@@ -57,8 +57,9 @@ class Pam(abc.ABC):
         """The bytes stored under ``handle``."""
 
     @abc.abstractmethod
-    def free(self, handle: int) -> None:
-        """Release ``handle``; it may be reused by a later ``store``."""
+    def free(self, handle: int) -> int:
+        """Release ``handle`` (it may be reused by a later ``store``); return
+        the length that was stored under it."""
 
     @abc.abstractmethod
     def stored_size(self, handle: int) -> int:
@@ -83,3 +84,11 @@ class Pam(abc.ABC):
         then evicts page by page with ``free``.
         """
         return None
+
+    def compact(self, max_moves: int | None = None) -> int:
+        """Move objects to give whole frames back; return the frames freed.
+
+        ``max_moves`` bounds the work of one call.  PAMs that cannot move
+        objects return 0.
+        """
+        return 0

@@ -2,42 +2,39 @@
 persistent puts are refused.
 
 Eviction (``Evictor``)
-    Only ephemeral pages held in a PAM are evictable: persistent pages are
-    never evicted, and same-filled pages hold no PAM space, so dropping them
-    would free nothing.  Each client keeps its own evictable pages in an LRU
-    (``Client.lru``: PAM handle -> packed location, oldest first).  A put
-    that meets ``PamFull`` evicts and retries, at most
-    ``MAX_EVICTIONS_PER_PUT`` rounds, so one put cannot stall the event loop;
-    past that the put is refused (NO_MEMORY).
+    Only ephemeral pages are evictable: persistent pages never are.  Each
+    client keeps its evictable pages in per-space LRU lists (``_space``).
+    A put that meets ``PamFull``, or finds no room in the ledger for its
+    metadata, evicts and retries, at most ``MAX_EVICTIONS_PER_PUT`` rounds,
+    so one put cannot stall the event loop; past that the put is refused
+    (NO_MEMORY).  Same-filled pages hold no frame, but with an arena their
+    metadata is charged like any page's, so memory pressure evicts them too
+    (last); ``flush_ephemeral`` and the caps, which count stored bytes,
+    never take them.
 
 Fairness (DESIGN.md 5, after Xen's tmem client weights)
     Each round takes the least recently used page of the client *most above
     its weighted share* of ephemeral memory: the holder with the largest
-    ``ephemeral_bytes / weight``, counting the page being stored for its own
-    client, and preferring that client on a tie.  Worked example: quiet q
-    (weight 100) holds 1 MiB, flooder f (weight 100) holds 7 MiB and puts
-    another page; f scores 7 MiB/100 against q's 1 MiB/100, so f loses its
-    own oldest page, and keeps losing them while it floods: q keeps its
-    1 MiB, below its share of 4 MiB.  With weights q=300, f=100 the shares
-    are 6 and 2 MiB of 8, and f is the victim until q passes 3 times f's
-    bytes.  The choice costs O(clients holding evictable pages) per round.
+    ``(ephemeral_bytes + pages * page_charge) / weight``, counting the page
+    being stored for its own client, and preferring that client on a tie
+    (``page_charge`` is the metadata a page costs, so a client of many tiny
+    or same-filled pages is not free; 0 for a byte-charging PAM).  Worked
+    example: quiet q (weight 100) holds 1 MiB, flooder f (weight 100) holds
+    7 MiB and puts another page; f scores 7 MiB/100 against q's 1 MiB/100,
+    so f loses its own oldest page, and keeps losing them while it floods:
+    q keeps its 1 MiB, below its share of 4 MiB.  With weights q=300, f=100
+    the shares are 6 and 2 MiB of 8, and f is the victim until q passes 3
+    times f's bytes.  The choice costs O(clients holding evictable pages).
 
-    A PAM whose reclaim unit is larger than a page (zbud frees whole frames)
-    and which holds only ephemeral pages is asked to ``reclaim()`` only when
+    Of the victim's lists, a round takes from the space being stored into
+    when the victim has pages there (freeing room where it is needed), else
+    from its first non-empty PAM space, and from the same-filled store last
+    (evicting those frees only metadata).  A PAM whose reclaim unit is
+    larger than a page (zbud frees whole frames) is asked to ``reclaim()``
+    only when its space is not pinned (no persistent or big page in it) and
     one client holds every evictable page: a frame may hold two clients'
-    pages, and reclaiming it would ignore the shares.  With several holders
-    eviction is page by page; zbud then frees a frame once both its pages
-    went, which the round bound covers.
-
-Location packing
-    An LRU entry's value is one int, not a tuple: ``(object_id << 32 |
-    index) << POOL_ID_BITS | pool_id`` with the pool id in the owner's id
-    space.  A tuple would also keep the request's object id and index ints
-    alive.  Measured with tracemalloc over 10^5 ephemeral pages (fresh ints
-    per request, as from the wire): the LRU's share per page fell from ~197
-    to ~137 bytes, of which the OrderedDict entry is ~100.  Worked example:
-    pool 3, object 7, index 2 packs to ``(7 << 32 | 2) << 16 | 3`` =
-    1970324837105667.
+    pages, and reclaiming it would ignore the shares.  Otherwise eviction is
+    page by page; zbud then frees a frame once both its pages went.
 
 Persistent share (``PersistentShare``)
     Persistent bytes (the stored, compressed size of persistent pages) may
@@ -58,10 +55,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ._config import POOL_ID_BITS
-from ._pam import Pam, PamFull
+from ._index import Ledger
+from ._pam import PamFull
+from ._space import Space
 from ._state import Client, Eviction, Pool
 
 __all__ = [
+    "EVICT_BATCH_PAGES",
     "INDEX_BITS",
     "INDEX_MASK",
     "MAX_EVICTIONS_PER_PUT",
@@ -77,22 +77,29 @@ __all__ = [
 #: over 1-byte objects charged ~130 bytes each needs ~32 rounds; 256 bounds a
 #: put's extra work to roughly 256 x 2 us of event-loop time in the worst case.
 MAX_EVICTIONS_PER_PUT = 256
+#: Pages evicted per failed store with an arena: a failed store costs an
+#: exception and a victim search, so freeing room for a few puts at once
+#: halves the cost of a put into a full arena (an ephemeral page may go at
+#: any time; each page is still the fairest victim's oldest).
+EVICT_BATCH_PAGES = 8
 #: Page indexes are 32-bit (``INDEX_LIMIT``).
 INDEX_BITS = 32
 INDEX_MASK = (1 << INDEX_BITS) - 1
 POOL_ID_MASK = (1 << POOL_ID_BITS) - 1
 
-#: ``drop(client, packed, reason)`` unindexes an evicted page whose PAM handle
-#: is already freed, counts it under ``reason`` (an ``Eviction`` value), and
+#: ``drop(space, handle, reason, freed)`` unindexes and frees the ephemeral
+#: page under ``handle`` (skipping PAM handles in ``freed``: a reclaim freed
+#: them already), counts it under ``reason`` (an ``Eviction`` value), and
 #: returns its stored bytes.
-DropFn = Callable[[Client, int, int], int]
+DropFn = Callable[[Space, int, int, tuple[int, ...]], int]
 #: Plain ints: indexing a list with an IntEnum member costs a conversion.
 _LRU = int(Eviction.LRU)
 _RECLAIM = int(Eviction.RECLAIM)
 
 
 def pack_location(pool_id: int, object_id: int, index: int) -> int:
-    """One int for (pool id in the owner's space, object id, index)."""
+    """One int for (pool id in the owner's space, object id, index): a
+    compact key for a page when a tuple would cost too much."""
     return (object_id << INDEX_BITS | index) << POOL_ID_BITS | pool_id
 
 
@@ -102,102 +109,160 @@ def unpack_location(packed: int) -> tuple[int, int, int]:
     return packed & POOL_ID_MASK, page >> INDEX_BITS, page & INDEX_MASK
 
 
-def rehome_pages(pool: Pool, old: Client, old_pool_id: int, holders: dict[str, Client]) -> None:
+def rehome_pages(pool: Pool, old: Client, spaces: list[Space], holders: dict[str, Client]) -> None:
     """Move a shared pool's LRU entries and stored bytes from ``old`` to its new
-    owner ``pool.tenant`` (whose id space ``pool.pool_id`` now is).  O(pages
-    of ``old``); it runs only when a shared pool's owner leaves."""
+    owner ``pool.tenant``.  O(evictable pages of ``old``); it runs only when a
+    shared pool's owner leaves."""
     new = pool.tenant
-    moved = [(h, p) for h, p in old.lru.items() if p & POOL_ID_MASK == old_pool_id]
-    if moved and not new.lru:
-        holders[new.name] = new
-    for handle, packed in moved:
-        del old.lru[handle]
-        new.lru[handle] = packed >> POOL_ID_BITS << POOL_ID_BITS | pool.pool_id
+    for space in spaces:
+        moved = [h for h in space.handles(old) if _owner(space, h) is pool]
+        if moved and not new.lru_pages:
+            holders[new.name] = new
+        for handle in moved:
+            obj = space.objs[handle]
+            assert obj is not None
+            index, stored = space.idx[handle], space.lens[handle]
+            space.unlink(old, handle)
+            space.link(new, handle, obj, index, stored)
     old.ephemeral_bytes -= pool.stored_bytes
     new.ephemeral_bytes += pool.stored_bytes
 
 
+def _owner(space: Space, handle: int) -> object:
+    obj = space.objs[handle]
+    return None if obj is None else obj.index.owner
+
+
 class Evictor:
-    """Stores blobs into PAMs, evicting ephemeral pages fairly until they fit.
+    """Stores blobs into spaces, evicting ephemeral pages fairly until they fit.
 
     ``holders`` maps a client name to its ``Client`` for every client that
     may hold evictable pages: the engine adds a client when its LRU goes from
     empty to not empty, and the evictor drops entries whose LRU emptied when
-    it next scans (so the hot path never pays for removal).
+    it next scans (so the hot path never pays for removal).  ``spaces`` is
+    the engine's list of spaces (it grows as PAMs are created).
     """
 
-    __slots__ = ("_drop", "_pam", "_use_reclaim", "holders")
+    __slots__ = ("_drop", "_ledger", "_spaces", "holders", "page_charge")
 
-    def __init__(self, ephemeral_pam: Pam, drop: DropFn, *, use_reclaim: bool) -> None:
-        self._pam = ephemeral_pam
+    def __init__(
+        self, spaces: list[Space], ledger: Ledger, drop: DropFn, *, page_charge: int
+    ) -> None:
+        self._spaces = spaces
+        self._ledger = ledger
         self._drop = drop
-        #: Only safe when the ephemeral PAM holds no persistent page.
-        self._use_reclaim = use_reclaim
+        #: Metadata bytes a page costs, counted in the fairness score.
+        self.page_charge = page_charge
         self.holders: dict[str, Client] = {}
 
-    def store(self, pam: Pam, blob: bytes, owner: Client, incoming: int) -> int:
-        """Store ``blob`` in ``pam``; return its handle, or 0 if no room could be made.
+    def store(
+        self, space: Space, blob: bytes, owner: Client, incoming: int, *, reclaim: bool = True
+    ) -> int:
+        """Store ``blob`` in ``space``; return its handle, or 0 if no room could be made.
 
         ``owner`` is the client charged for the page and ``incoming`` the
         ephemeral bytes it adds (0 for a persistent page), for the shares.
         """
-        for _ in range(MAX_EVICTIONS_PER_PUT):
+        store = space.pam.store
+        batch = EVICT_BATCH_PAGES if self.page_charge else 1
+        rounds = 0
+        while rounds < MAX_EVICTIONS_PER_PUT:
             try:
-                return pam.store(blob)
+                return store(blob)
             except PamFull:
-                if not self._evict_once(owner, incoming):
-                    return 0
+                for _ in range(min(batch, MAX_EVICTIONS_PER_PUT - rounds)):
+                    if not self._evict_once(owner, incoming, space, reclaim):
+                        return 0 if not _ else self._retry(store, blob)
+                    rounds += 1
+        return self._retry(store, blob)
+
+    @staticmethod
+    def _retry(store: Callable[[bytes], int], blob: bytes) -> int:
         try:
-            return pam.store(blob)
+            return store(blob)
         except PamFull:
             return 0
 
-    def _evict_once(self, owner: Client, incoming: int) -> bool:
+    def make_room(self, nbytes: int, owner: Client, incoming: int) -> bool:
+        """Evict until the ledger has room for ``nbytes`` more metadata."""
+        room = self._ledger.room_for
+        for _ in range(MAX_EVICTIONS_PER_PUT):
+            if room(nbytes):
+                return True
+            if not self._evict_once(owner, incoming, None, True):
+                return False
+        return room(nbytes)
+
+    def _evict_once(
+        self, owner: Client, incoming: int, prefer: Space | None, reclaim: bool
+    ) -> bool:
         """Free some ephemeral memory; False when nothing is evictable."""
-        victim = self.victim(owner, incoming)
+        same_frees = self.page_charge > 0
+        victim = self.victim(owner, incoming, bytes_only=not same_frees)
         if victim is None:
             return False
-        lru = victim.lru
-        if self._use_reclaim and len(self.holders) == 1:
-            handles = self._pam.reclaim()
+        space = self._pick(victim, prefer, same_ok=same_frees)
+        if space is None:
+            return False
+        if reclaim and not space.pinned and len(self.holders) == 1:
+            handles = space.pam.reclaim()
             if handles:
+                freed = tuple(handles)
                 for handle in handles:
-                    self._drop(victim, lru.pop(handle), _RECLAIM)
+                    self._drop(space, handle, _RECLAIM, freed)
                 return True
-        handle, packed = lru.popitem(last=False)
-        self._pam.free(handle)
-        self._drop(victim, packed, _LRU)
+        self._drop(space, victim.lru_head[space.id], _LRU, ())
         return True
 
-    def victim(self, owner: Client | None, incoming: int) -> Client | None:
-        """The holder most above its weighted share (see the module docstring)."""
+    def _pick(self, victim: Client, prefer: Space | None, *, same_ok: bool) -> Space | None:
+        """The space a victim's next page goes from (see the module docstring)."""
+        counts = victim.lru_count
+        if prefer is not None and counts[prefer.id]:
+            return prefer
+        spaces = self._spaces
+        for space in spaces[1:]:
+            if counts[space.id]:
+                return space
+        return spaces[0] if same_ok and counts[0] else None
+
+    def victim(
+        self, owner: Client | None, incoming: int, *, bytes_only: bool = False
+    ) -> Client | None:
+        """The holder most above its weighted share (see the module docstring).
+
+        ``bytes_only``: consider only pages that hold stored bytes (not the
+        same-filled ones, which free metadata but no bytes).
+        """
         best: Client | None = None
         best_score = -1.0
         stale = False
+        charge = self.page_charge
         for client in self.holders.values():
-            if not client.lru:
+            pages = client.lru_pages
+            if not pages:
                 stale = True
-            elif client is owner:
-                score = (client.ephemeral_bytes + incoming) / client.weight
+                continue
+            if bytes_only and pages == client.lru_count[0]:
+                continue
+            held = client.ephemeral_bytes + pages * charge
+            if client is owner:
+                score = (held + incoming) / client.weight
                 if score >= best_score:
                     best, best_score = client, score
-            else:
-                score = client.ephemeral_bytes / client.weight
-                if score > best_score:
-                    best, best_score = client, score
+            elif held / client.weight > best_score:
+                best, best_score = client, held / client.weight
         if stale:
-            for name in [name for name, client in self.holders.items() if not client.lru]:
+            for name in [name for name, client in self.holders.items() if not client.lru_pages]:
                 del self.holders[name]
         return best
 
-    def evict_oldest(self, client: Client, reason: Eviction) -> int:
-        """Evict ``client``'s least recently used page; return its stored bytes
-        (0 when the client has no evictable page)."""
-        if not client.lru:
-            return 0
-        handle, packed = client.lru.popitem(last=False)
-        self._pam.free(handle)
-        return self._drop(client, packed, reason)
+    def evict_oldest(self, client: Client, reason: Eviction) -> int | None:
+        """Evict ``client``'s least recently used page holding stored bytes;
+        return those bytes (None when the client has no such page)."""
+        space = self._pick(client, None, same_ok=False)
+        if space is None:
+            return None
+        return self._drop(space, client.lru_head[space.id], int(reason), ())
 
     def fit_cap(self, client: Client, size: int, cap: int) -> bool:
         """Evict ``client``'s own pages until ``size`` more stored bytes stay
@@ -206,7 +271,7 @@ class Evictor:
         for _ in range(MAX_EVICTIONS_PER_PUT):
             if client.ephemeral_bytes + client.persistent_bytes + size <= cap:
                 return True
-            if not self.evict_oldest(client, Eviction.CLIENT_TOTAL_CAP):
+            if self.evict_oldest(client, Eviction.CLIENT_TOTAL_CAP) is None:
                 break
         return client.ephemeral_bytes + client.persistent_bytes + size <= cap
 

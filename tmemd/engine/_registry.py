@@ -38,7 +38,8 @@ from ._errors import (
     TooManyPools,
     Unsupported,
 )
-from ._pam import Pam
+from ._index import Ledger
+from ._space import Space
 from ._state import Client, Pool
 from .codecs import Codec
 
@@ -52,6 +53,9 @@ class Registry:
     free every page of the pool.  ``rehome(pool, old_owner, old_pool_id)``
     is called after a shared pool's owner changed.  ``init_client(client)``
     is called for each new ``Client`` (to copy in its settings).
+    ``space_for(persistent, pam)`` gives a new pool's space (and raises
+    ``Unsupported`` for a PAM the engine does not have); ``ledger`` is
+    charged for the pools' indexes.
     """
 
     def __init__(
@@ -59,7 +63,8 @@ class Registry:
         config: EngineConfig,
         clock: Callable[[], float],
         codecs: Mapping[str, Codec],
-        pams: tuple[Pam, Pam],
+        space_for: Callable[[bool, str | None], Space],
+        ledger: Ledger,
         free_pages: Callable[[Pool], None],
         rehome: Callable[[Pool, Client, int], None],
         init_client: Callable[[Client], None],
@@ -67,7 +72,8 @@ class Registry:
         self._config = config
         self._clock = clock
         self._codecs = codecs
-        self._ephemeral_pam, self._persistent_pam = pams
+        self._space_for = space_for
+        self._ledger = ledger
         self._free_pages = free_pages
         self._rehome = rehome
         self._init_client = init_client
@@ -135,6 +141,7 @@ class Registry:
         precompressed: bool,
         page_size: int,
         codec: str | None,
+        pam: str | None = None,
     ) -> int:
         client = self.client(name)
         _check_page_size(page_size)
@@ -147,7 +154,8 @@ class Registry:
                 raise BadArgument(f"shared pool UUID {shared_uuid} is not a 128-bit value")
             existing = self._shared.get(shared_uuid)
             if existing is not None:
-                return self._join(client, existing, precompressed, page_size, codec)
+                return self._join(client, existing, precompressed, page_size, codec, pam)
+        space = self._space_for(persistent, pam)
         pool_id = self._free_id(client)
         if codec is None:
             codec = self._config.default_codec if client.codec is None else client.codec
@@ -160,7 +168,8 @@ class Registry:
             page_size=page_size,
             codec_name=codec,
             codec=self._codecs[codec],
-            pam=self._persistent_pam if persistent else self._ephemeral_pam,
+            space=space,
+            ledger=self._ledger,
         )
         client.pools[pool_id] = pool
         if shared_uuid is not None:
@@ -168,7 +177,13 @@ class Registry:
         return pool_id
 
     def _join(
-        self, client: Client, pool: Pool, precompressed: bool, page_size: int, codec: str | None
+        self,
+        client: Client,
+        pool: Pool,
+        precompressed: bool,
+        page_size: int,
+        codec: str | None,
+        pam: str | None,
     ) -> int:
         """Open an existing shared pool in ``client``'s id space."""
         assert pool.shared_uuid is not None
@@ -177,10 +192,12 @@ class Registry:
             raise Forbidden(f"client {name!r} is not authorized for shared pool {pool.shared_uuid}")
         if name in pool.members:
             return pool.members[name]
-        if (precompressed, page_size) != (pool.precompressed, pool.page_size) or (
-            codec is not None and codec != pool.codec_name
+        if (
+            (precompressed, page_size) != (pool.precompressed, pool.page_size)
+            or (codec is not None and codec != pool.codec_name)
+            or (pam is not None and pam != pool.pam.name)
         ):
-            raise BadArgument("shared pool exists with other flags, page size or codec")
+            raise BadArgument("shared pool exists with other flags, page size, codec or PAM")
         pool_id = self._free_id(client)
         client.pools[pool_id] = pool
         pool.members[name] = pool_id

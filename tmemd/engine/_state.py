@@ -7,37 +7,44 @@ more and happens only at scrape time, in ``_stats.py``).
 
 Page tokens
 -----------
-The index stores one nonzero ``int`` per page, the *token*, which says how
-the page is stored without any per-page Python object::
+The index stores one nonzero 32-bit ``int`` per page, the *token*, which
+says how the page is stored without any per-page Python object::
 
-    token = value << VALUE_SHIFT | stored_length << LENGTH_SHIFT | encoding
+    token = value << VALUE_SHIFT | encoding
 
-``encoding`` (2 bits) is ``ENC_COMPRESSED``, ``ENC_RAW`` or ``ENC_SAME``;
-``stored_length`` (17 bits, up to a 64 KiB page) is the length held in the
-PAM (0 for same-filled pages); ``value`` is the PAM handle, or the fill byte
-of a same-filled page.  Worked example: a page compressed to 1500 bytes
-under PAM handle 7 has token ``7 << 19 | 1500 << 2 | 1`` = 3676017; a page
-of zeros has token ``0 << 19 | 0 << 2 | 3`` = 3 (never 0, since the encoding
-is never 0).
+``encoding`` (3 bits) is ``ENC_COMPRESSED``, ``ENC_RAW`` or ``ENC_SAME`` in
+its low two bits, plus ``ENC_BIG`` for a page stored in pieces (its stored
+form is longer than one PAM object, see ``_space``); ``value`` is the
+handle in the pool's space (a big page's descriptor), or in the same-filled
+store.  The stored length is not in the token: the PAM knows it, and
+``Pam.free`` returns it.  Handles above ``MAX_HANDLE`` (2**29 - 1) do not
+fit; a put that gets one is refused (NO_MEMORY), which takes over 500
+million live pages in one space.  Worked example: a page compressed under
+PAM handle 7 has token ``7 << 3 | 1`` = 57; a page of zeros under
+same-store handle 2 has token ``2 << 3 | 3`` = 19 (never 0, since the
+encoding is never 0).
 """
 
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
 
 from ._config import DEFAULT_WEIGHT
-from ._index import PageIndex
+from ._index import Ledger, PageIndex
 from ._pam import Pam
+from ._space import MAX_SPACES, Space
 from .codecs import Codec, raw_threshold_bytes
 
 __all__ = [
+    "DICT_NONE",
+    "DICT_PENDING",
+    "DICT_TRAINED",
+    "ENC_BIG",
     "ENC_COMPRESSED",
     "ENC_MASK",
     "ENC_RAW",
     "ENC_SAME",
-    "LENGTH_MASK",
-    "LENGTH_SHIFT",
+    "MAX_HANDLE",
     "VALUE_SHIFT",
     "Client",
     "Counters",
@@ -46,15 +53,22 @@ __all__ = [
     "make_token",
 ]
 
+#: A pool's dictionary state (``Pool.dictionary``): not trained yet, trained
+#: (its codec is the trained copy), or never to be trained.
+DICT_PENDING = 0
+DICT_TRAINED = 1
+DICT_NONE = 2
+
 ENC_COMPRESSED = 1
 ENC_RAW = 2
 ENC_SAME = 3
+#: The low two bits of the encoding: compressed, raw or same-filled.
 ENC_MASK = 0b11
-LENGTH_SHIFT = 2
-#: 17 bits hold any stored length up to a 64 KiB page (65536 < 2**17).
-LENGTH_BITS = 17
-LENGTH_MASK = (1 << LENGTH_BITS) - 1
-VALUE_SHIFT = LENGTH_SHIFT + LENGTH_BITS
+#: Set beside ENC_COMPRESSED or ENC_RAW: stored in pieces (``_space``).
+ENC_BIG = 0b100
+VALUE_SHIFT = 3
+#: The largest handle a 32-bit token holds.
+MAX_HANDLE = (1 << (32 - VALUE_SHIFT)) - 1
 
 
 class Eviction(enum.IntEnum):
@@ -71,9 +85,9 @@ class Eviction(enum.IntEnum):
     ADMIN_FLUSH = 3
 
 
-def make_token(value: int, stored_length: int, encoding: int) -> int:
+def make_token(value: int, encoding: int) -> int:
     """Pack a page token (see the module docstring)."""
-    return value << VALUE_SHIFT | stored_length << LENGTH_SHIFT | encoding
+    return value << VALUE_SHIFT | encoding
 
 
 class Counters:
@@ -117,12 +131,12 @@ class Pool:
         "codec_name",
         "counters",
         "creator",
+        "dictionary",
         "index",
         "members",
         "original_bytes",
         "owner",
         "page_size",
-        "pam",
         "persistent",
         "pool_id",
         "precompressed",
@@ -130,6 +144,7 @@ class Pool:
         "raw_pages",
         "same_filled_pages",
         "shared_uuid",
+        "space",
         "stored_bytes",
         "tenant",
     )
@@ -145,7 +160,8 @@ class Pool:
         page_size: int,
         codec_name: str,
         codec: Codec,
-        pam: Pam,
+        space: Space,
+        ledger: Ledger,
     ) -> None:
         #: The client charged for the pages (its name, and the object itself so
         #: that the hot path reaches its gauges and LRU without a lookup).
@@ -162,9 +178,13 @@ class Pool:
         self.raw_limit = raw_threshold_bytes(page_size)
         #: The key of the engine's codec table this pool was created with.
         self.codec_name = codec_name
+        #: The codec pages are compressed with: the table's, or a trained copy.
         self.codec = codec
-        self.pam = pam
-        self.index = PageIndex()
+        #: Where the pool's pages are stored (PAM, LRU links, reverse map).
+        self.space = space
+        #: Dictionary training: ``DICT_PENDING``, ``DICT_TRAINED`` or ``DICT_NONE``.
+        self.dictionary = DICT_PENDING
+        self.index = PageIndex(self, ledger)
         self.members: dict[str, int] = {owner.name: pool_id}
         self.counters = Counters()
         self.same_filled_pages = 0
@@ -178,11 +198,15 @@ class Pool:
     def shared(self) -> bool:
         return self.shared_uuid is not None
 
-    def account(self, token: int, sign: int) -> None:
-        """Count (``sign`` = 1) or uncount (-1) a page just added to or removed
-        from the index.  Precompressed pages are encoded ``ENC_COMPRESSED`` and
-        their original size is their stored size (the engine never sees more)."""
-        stored = token >> LENGTH_SHIFT & LENGTH_MASK
+    @property
+    def pam(self) -> Pam:
+        return self.space.pam
+
+    def account(self, token: int, stored: int, sign: int) -> None:
+        """Count (``sign`` = 1) or uncount (-1) a page of ``stored`` bytes just
+        added to or removed from the index.  Precompressed pages are encoded
+        ``ENC_COMPRESSED`` and their original size is their stored size (the
+        engine never sees more)."""
         self.stored_bytes += sign * stored
         encoding = token & ENC_MASK
         if encoding == ENC_SAME:
@@ -209,7 +233,10 @@ class Client:
         "evicted_by_reason",
         "frozen",
         "lease_deadline",
-        "lru",
+        "lru_count",
+        "lru_head",
+        "lru_pages",
+        "lru_tail",
         "name",
         "persistent_bytes",
         "persistent_cap",
@@ -239,11 +266,14 @@ class Client:
         self.codec: str | None = None
         #: Puts are refused (FROZEN) while set; gets and flushes are served.
         self.frozen = False
-        #: Stored bytes of the pages charged to this client, by kind.  Every
-        #: ephemeral page with stored bytes sits in ``lru``.
+        #: Stored bytes of the pages charged to this client, by kind.
         self.ephemeral_bytes = 0
         self.persistent_bytes = 0
-        #: Evictable pages, least recently used first: PAM handle -> packed
-        #: location (``_policy.pack_location``).  A plain OrderedDict rather
-        #: than a wrapper class: the hot path touches it on every put and get.
-        self.lru: OrderedDict[int, int] = OrderedDict()
+        #: Its evictable (ephemeral) pages: per space, the handles of the
+        #: oldest and newest (``_space``: the links live in the space's
+        #: arrays) and how many; ``lru_pages`` is the total.  Plain lists
+        #: and ints: the hot path touches them on every ephemeral put.
+        self.lru_head = [0] * MAX_SPACES
+        self.lru_tail = [0] * MAX_SPACES
+        self.lru_count = [0] * MAX_SPACES
+        self.lru_pages = 0

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from ._errors import Refusal
 from ._pam import Pam, PamStats
 from ._policy import PersistentShare
-from ._state import Client, Counters, Eviction, Pool
+from ._state import DICT_TRAINED, Client, Counters, Eviction, Pool
 
 __all__ = [
     "ClientStats",
@@ -89,6 +89,10 @@ class PoolStats:
     members: tuple[tuple[str, int], ...]
     precompressed: bool
     codec: str
+    #: The PAM holding the pool's pages ("zbud", "xvmalloc", "zsmalloc", ...).
+    pam: str
+    #: Whether the pool's zstd codec was trained on its own pages.
+    dictionary: bool
     page_size: int
     #: Gauges: pages held, of which same-filled and stored raw.
     pages: int
@@ -112,6 +116,8 @@ class PoolStats:
             members=tuple(pool.members.items()),
             precompressed=pool.precompressed,
             codec=pool.codec_name,
+            pam=pool.pam.name,
+            dictionary=pool.dictionary == DICT_TRAINED,
             page_size=pool.page_size,
             pages=len(pool.index),
             same_filled_pages=pool.same_filled_pages,
@@ -207,9 +213,12 @@ class EngineStats:
     raw_pages: int
     original_bytes: int
     stored_bytes: int
-    #: Gauges: memory charged by the PAMs, against the one limit.
+    #: Gauges: memory charged against the one limit (PAM bytes and, with an
+    #: arena, metadata), the limit, and the metadata part alone: the index,
+    #: LRU and PAM arrays kept outside the arena (0 without an arena).
     memory_used_bytes: int
     memory_limit_bytes: int
+    metadata_bytes: int
     #: Gauge: stored bytes of every evictable page (what ``flush_ephemeral`` can free).
     freeable_bytes: int
     #: Gauges: persistent pages' stored bytes, the share's limit and
@@ -233,6 +242,8 @@ def build_statistics(
     pams: tuple[Pam, ...],
     share: PersistentShare,
     *,
+    memory_used_bytes: int,
+    metadata_bytes: int,
     memory_limit_bytes: int,
     counters: Counters,
     refused_by_reason: list[int],
@@ -259,8 +270,9 @@ def build_statistics(
         raw_pages=sum(pool.raw_pages for pool in pools),
         original_bytes=sum(pool.original_bytes for pool in pools),
         stored_bytes=sum(pool.stored_bytes for pool in pools),
-        memory_used_bytes=sum(pam.bytes_used() for pam in pams),
+        memory_used_bytes=memory_used_bytes,
         memory_limit_bytes=memory_limit_bytes,
+        metadata_bytes=metadata_bytes,
         freeable_bytes=sum(client.ephemeral_bytes for client in clients.values()),
         persistent_bytes=share.bytes,
         persistent_max_bytes=share.max_bytes,

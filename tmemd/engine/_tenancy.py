@@ -184,12 +184,12 @@ class Tenancy:
             raise BadArgument(f"cannot flush {nbytes} bytes")
         freed = pages = 0
         while freed < nbytes and pages < MAX_FLUSH_PAGES_PER_CALL:
-            victim = self._evictor.victim(None, 0)
+            victim = self._evictor.victim(None, 0, bytes_only=True)
             if victim is None:
                 break
             for _ in range(min(FLUSH_BATCH_PAGES, MAX_FLUSH_PAGES_PER_CALL - pages)):
                 got = self._evictor.evict_oldest(victim, Eviction.ADMIN_FLUSH)
-                if not got:
+                if got is None:
                     break
                 freed += got
                 pages += 1
@@ -198,5 +198,5 @@ class Tenancy:
         return freed
 
     def freeable(self) -> int:
-        """Stored bytes of every evictable (ephemeral, not same-filled) page."""
+        """Stored bytes of every evictable (ephemeral) page."""
         return sum(client.ephemeral_bytes for client in self._clients.values())

@@ -15,7 +15,11 @@ interface of ``tmemd.engine._pam`` and may share one arena:
   Within ~3 % of an ideal packer on real pages: the dense store.
 
 Reading order: ``_arena``, ``_base``, ``_zbud``, ``_xvmalloc``,
-``_zsclasses``, ``_zsspans``, ``_zsmalloc``, ``_zscheck``.
+``_zsclasses``, ``_zsspans``, ``_zsmalloc``, ``_zscheck``, ``_tabled``.
+
+``make_arena_pam(name, arena)`` builds the PAM the daemon means by a name:
+xvmalloc's handles are arena offsets, so it comes behind a ``TabledPam``
+that hands out dense handles (the engine's per-handle arrays need them).
 
 Overhead outside the arena (what the daemon holds beyond ``--memory`` for
 its PAMs): the arena's 1 byte per frame plus 4 bytes per released frame;
@@ -31,14 +35,17 @@ Inside the arena, xvmalloc and zsmalloc spend a 4-byte header per object.
 
 from __future__ import annotations
 
+from .._pam import Pam
 from ._arena import FRAME_BYTES, FRAME_SHIFT, KEEP_WARM_FRAMES, RELEASE_BATCH_FRAMES, Arena
 from ._base import ArenaPam
+from ._tabled import TabledPam
 from ._xvmalloc import XvmallocPam
 from ._zbud import ZbudPam
 from ._zsclasses import DEFAULT_MAX_SPAN_FRAMES, SizeClass, build_classes
 from ._zsmalloc import ZsmallocPam
 
 __all__ = [
+    "ARENA_PAM_NAMES",
     "DEFAULT_MAX_SPAN_FRAMES",
     "FRAME_BYTES",
     "FRAME_SHIFT",
@@ -48,11 +55,26 @@ __all__ = [
     "Arena",
     "ArenaPam",
     "SizeClass",
+    "TabledPam",
     "XvmallocPam",
     "ZbudPam",
     "ZsmallocPam",
     "build_classes",
+    "make_arena_pam",
 ]
 
 #: The largest object any arena PAM stores: one frame (a page kept raw).
 MAX_OBJECT_BYTES = FRAME_BYTES
+#: The arena PAMs' names, as pools and the daemon's flags use them.
+ARENA_PAM_NAMES = ("zbud", "xvmalloc", "zsmalloc")
+
+
+def make_arena_pam(name: str, arena: Arena, *, charge_metadata: bool = False) -> Pam:
+    """The PAM called ``name`` on ``arena``, with dense handles."""
+    if name == "zbud":
+        return ZbudPam(arena, charge_metadata=charge_metadata)
+    if name == "zsmalloc":
+        return ZsmallocPam(arena, charge_metadata=charge_metadata)
+    if name == "xvmalloc":
+        return TabledPam(XvmallocPam(arena, charge_metadata=charge_metadata))
+    raise ValueError(f"no arena PAM {name!r}; have {', '.join(ARENA_PAM_NAMES)}")

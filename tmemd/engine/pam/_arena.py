@@ -39,6 +39,17 @@ frames one by one releases 256 of them each time the warm count passes 512:
 14 rounds, 3_584 frames given back, 416 left warm; each round costs one
 ``madvise`` per run of consecutive frame numbers in it.
 
+Metadata ledger: what the daemon keeps outside the arena for its pages
+(the engine's index and LRU arrays, the PAMs' per-frame and per-handle
+arrays) is charged to ``meta_bytes``, and frames are handed out only while
+``frames_used * 4096 + meta_bytes`` stays within the arena: the arena is
+the whole memory limit, not just the part that holds page bytes.  The
+charged frames are never touched, so they cost no RSS; the metadata does.
+Worked example: a 64 MiB arena (16_384 frames) with 2 MiB of metadata
+charged hands out at most 16_384 - 512 = 15_872 frames.  ``meta_bytes`` may
+briefly pass what is free (an array grew during a store): no frame is
+handed out until evictions or frees bring it back under the limit.
+
 Limits: frame numbers are u32 in every PAM's arrays; the in-band free-list
 links of xvmalloc and zsmalloc address 4-byte words and 16-byte slots, so
 those two PAMs refuse arenas above 16 GiB and 32 GiB respectively.
@@ -106,6 +117,8 @@ class Arena:
         self._keep_warm = keep_warm
         self._release_batch = release_batch
         self.frames_used = 0
+        #: Bytes of metadata kept outside the arena and charged against it.
+        self.meta_bytes = 0
         #: Counters for metrics and benchmarks.
         self.madvise_calls = 0
         self.frames_released = 0
@@ -114,29 +127,28 @@ class Arena:
 
     def alloc_frame(self) -> int | None:
         """A free frame's number, or ``None`` when the arena is full."""
+        if self.frames_free < 1:
+            return None
+        return self._take()
+
+    def _take(self) -> int:
+        """A free frame (the caller checked that there is one)."""
         if self._warm:
             frame = self._warm.pop()
         elif self._clean:
             frame = self._clean.pop()
-        elif self._hwm < self.frames_total:
+        else:
             frame = self._hwm
             self._hwm += 1
-        else:
-            return None
         self._state[frame] = _USED
         self.frames_used += 1
         return frame
 
     def alloc_span(self, count: int) -> list[int] | None:
         """``count`` free frames (not necessarily adjacent), or ``None``: all or nothing."""
-        if self.frames_total - self.frames_used < count:
+        if self.frames_free < count:
             return None
-        frames = []
-        for _ in range(count):
-            frame = self.alloc_frame()
-            assert frame is not None  # counted above
-            frames.append(frame)
-        return frames
+        return [self._take() for _ in range(count)]
 
     def free_frame(self, frame: int) -> None:
         """Give ``frame`` back; it stays resident until released in bulk."""
@@ -150,8 +162,13 @@ class Arena:
 
     @property
     def frames_free(self) -> int:
-        """Frames a PAM could still get."""
-        return self.frames_total - self.frames_used
+        """Frames a PAM could still get: neither used nor charged to metadata."""
+        charged = (self.meta_bytes + FRAME_BYTES - 1) >> FRAME_SHIFT if self.meta_bytes > 0 else 0
+        return self.frames_total - self.frames_used - charged
+
+    def room_for(self, meta_bytes: int) -> bool:
+        """Whether ``meta_bytes`` more metadata would still fit beside the frames used."""
+        return (self.frames_used << FRAME_SHIFT) + self.meta_bytes + meta_bytes <= self.size_bytes
 
     @property
     def frames_warm(self) -> int:

@@ -12,6 +12,12 @@ time, to cover the highest frame number a PAM has held (``_grow_to``), so
 their cost follows the arena's peak use rather than its size: the arena
 hands out frame numbers below its high-water mark first.
 
+Metadata: with ``charge_metadata=True`` (the engine's choice) every growth
+of a PAM's grow-only arrays (per frame, per span, per handle) is charged to
+``arena.meta_bytes`` at its exact item size, so the arena bounds the PAM's
+own bookkeeping too; the arrays never shrink, so neither does the charge.
+Standalone PAMs (tests, benchmarks) charge nothing and get every frame.
+
 Fragmentation is reported two ways: ``utilization()`` is bytes stored over
 bytes held (1.0 means no waste at all), and ``fragmentation()`` is one minus
 that.  Worked example: 1_000 objects of 1_500 bytes held in 400 frames give
@@ -41,11 +47,18 @@ class ArenaPam(Pam):
     """Frame accounting common to the arena PAMs (subclasses do placement)."""
 
     name = "arena"
+    #: Bytes of per-frame arrays per frame covered (``_grow_to``).
+    FRAME_META_BYTES = 0
 
-    def __init__(self, arena: Arena, max_frames: int | None = None) -> None:
+    def __init__(
+        self, arena: Arena, max_frames: int | None = None, *, charge_metadata: bool = False
+    ) -> None:
         if max_frames is not None and max_frames < 1:
             raise ValueError("max_frames must be at least 1")
         self.arena = arena
+        self.charge_metadata = charge_metadata
+        #: Bytes of grow-only arrays charged to the arena so far.
+        self.meta_charged = 0
         self.max_frames = arena.frames_total if max_frames is None else max_frames
         self.frames_held = 0
         self.objects = 0
@@ -66,9 +79,17 @@ class ArenaPam(Pam):
             # Growing by a quarter keeps growth O(1) amortised with at most
             # 25 % of the per-frame arrays unused; never past the arena.
             grown = self._covered + self._covered // 4
-            self._covered = min(max(top, grown, 64), self.arena.frames_total)
-            self._grow_to(self._covered)
+            covered = min(max(top, grown, 64), self.arena.frames_total)
+            self._charge((covered - self._covered) * self.FRAME_META_BYTES)
+            self._covered = covered
+            self._grow_to(covered)
         return frames
+
+    def _charge(self, nbytes: int) -> None:
+        """Charge ``nbytes`` more of grow-only metadata (if this PAM charges at all)."""
+        if self.charge_metadata:
+            self.arena.meta_bytes += nbytes
+            self.meta_charged += nbytes
 
     def _give_frame(self, frame: int) -> None:
         self.frames_held -= 1

@@ -77,11 +77,14 @@ class XvmallocPam(ArenaPam):
     """Variable-size blocks inside frames, segregated free lists, O(1) good fit."""
 
     name = "xvmalloc"
+    FRAME_META_BYTES = 2
 
-    def __init__(self, arena: Arena, max_frames: int | None = None) -> None:
+    def __init__(
+        self, arena: Arena, max_frames: int | None = None, *, charge_metadata: bool = False
+    ) -> None:
         if arena.size_bytes > MAX_ARENA_BYTES:
             raise ValueError("xvmalloc links address at most a 16 GiB arena")
-        super().__init__(arena, max_frames)
+        super().__init__(arena, max_frames, charge_metadata=charge_metadata)
         self._view = arena.view
         self._words = arena.words
         self._heads = array("I", [NIL]) * _NLISTS
@@ -216,7 +219,7 @@ class XvmallocPam(ArenaPam):
     def stored_size(self, handle: int) -> int:
         return self._locate(handle)[1]
 
-    def free(self, handle: int) -> None:
+    def free(self, handle: int) -> int:
         _, n = self._locate(handle)
         self.objects -= 1
         self.bytes_stored -= n
@@ -224,7 +227,7 @@ class XvmallocPam(ArenaPam):
             frame = handle >> 14
             self._kind[frame] = 0
             self._give_frame(frame)
-            return
+            return n
         words = self._words
         w = (handle >> 2) - 1
         hdr = words[w]
@@ -247,10 +250,11 @@ class XvmallocPam(ArenaPam):
             frame = w >> 10
             self._kind[frame] = 0
             self._give_frame(frame)
-            return
+            return n
         words[w] = size | _FREE | prev_hdr
         self._list_add(w, size)
         self._set_prev_of_next(w, size)
+        return n
 
     # --- checking -------------------------------------------------------
 

@@ -64,9 +64,12 @@ class ZbudPam(ArenaPam):
     """Two compressed pages per frame; ``reclaim()`` frees the LRU frame."""
 
     name = "zbud"
+    FRAME_META_BYTES = 20
 
-    def __init__(self, arena: Arena, max_frames: int | None = None) -> None:
-        super().__init__(arena, max_frames)
+    def __init__(
+        self, arena: Arena, max_frames: int | None = None, *, charge_metadata: bool = False
+    ) -> None:
+        super().__init__(arena, max_frames, charge_metadata=charge_metadata)
         self._view = arena.view
         #: length + 1 of buddy ``2 * frame + b``, 0 when that buddy is free.
         self._lens = array("H")
@@ -179,7 +182,7 @@ class ZbudPam(ArenaPam):
     def stored_size(self, handle: int) -> int:
         return self._locate(handle)[1]
 
-    def free(self, handle: int) -> None:
+    def free(self, handle: int) -> int:
         _, n = self._locate(handle)
         slot = handle - 1
         frame = slot >> 1
@@ -191,11 +194,12 @@ class ZbudPam(ArenaPam):
             # Buddied until now: the frame rejoins the unbuddied lists.
             other_chunks = _chunks(other - 1)
             self._unbuddied_add(frame, NCHUNKS - other_chunks)
-            return
+            return n
         chunks = _chunks(n)
         self._unbuddied_del(frame, NCHUNKS - chunks)
         self._lru_del(frame)
         self._give_frame(frame)
+        return n
 
     def reclaim(self) -> list[int]:
         """Free the least recently stored-into frame; return the handles it held."""

@@ -60,7 +60,7 @@ from ._arena import FRAME_BYTES, FRAME_SHIFT, Arena
 from ._base import NIL, ArenaPam, extend_to
 from ._zscheck import check_zsmalloc
 from ._zsclasses import DEFAULT_MAX_SPAN_FRAMES, HEADER_BYTES, build_classes
-from ._zsspans import SpanLists
+from ._zsspans import STRIDE, SpanLists
 
 __all__ = ["ZsmallocPam"]
 
@@ -73,12 +73,20 @@ NIL_SLOT = 0x7FFFFFFF
 MAX_HANDLE = (1 << 31) - 1
 #: Free-list links address 16-byte slots with 31 bits: 32 GiB of arena.
 MAX_ARENA_BYTES = 1 << 35
+#: Grow-only metadata per handle: its table entry (u64) and its place on
+#: the free-handle stack (u32) once freed.
+HANDLE_META_BYTES = 12
+#: Grow-only metadata per span id: first frame, free head and free-id stack
+#: (u32 each), class and in-use count (u16 each), fullness group (u8) and
+#: list links (two i32).
+SPAN_META_BYTES = 25
 
 
 class ZsmallocPam(ArenaPam):
     """Size-class slots across multi-frame spans, handles through a table."""
 
     name = "zsmalloc"
+    FRAME_META_BYTES = 8
 
     def __init__(
         self,
@@ -86,10 +94,11 @@ class ZsmallocPam(ArenaPam):
         max_frames: int | None = None,
         *,
         max_span_frames: int = DEFAULT_MAX_SPAN_FRAMES,
+        charge_metadata: bool = False,
     ) -> None:
         if arena.size_bytes > MAX_ARENA_BYTES:
             raise ValueError("zsmalloc links address at most a 32 GiB arena")
-        super().__init__(arena, max_frames)
+        super().__init__(arena, max_frames, charge_metadata=charge_metadata)
         self.table = build_classes(max_span_frames)
         classes = self.table.classes
         self._by_length = self.table.by_length
@@ -123,6 +132,7 @@ class ZsmallocPam(ArenaPam):
         if self._span_ids:
             return self._span_ids.pop()
         span = len(self._sp_first)
+        self._charge(SPAN_META_BYTES)
         self._sp_first.append(NIL)
         self._sp_class.append(0)
         self._sp_inuse.append(0)
@@ -197,13 +207,22 @@ class ZsmallocPam(ArenaPam):
         cls = self._by_length[n]
         if cls == self._huge:
             return self._store_huge(data, n)
-        span = self.lists.fullest(cls)
-        if span == NIL:
-            span = self._new_span(cls)
-        slot = self._take_slot(span)
+        # SpanLists.fullest and _take_slot, inline: this is every put's path.
+        lists = self.lists
+        bits = lists.bits[cls]
+        span = lists.heads[cls * STRIDE + bits.bit_length() - 1] if bits else self._new_span(cls)
+        sp_free, words = self._sp_free, self._words
+        slot = sp_free[span] << 4
+        sp_free[span] = words[slot >> 2] >> 1
+        inuse = self._sp_inuse[span] + 1
+        self._sp_inuse[span] = inuse
+        objs = self._objs[cls]
+        group = 0 if inuse == objs else inuse * 10 // objs + 1
+        if group != lists.group[span]:
+            lists.move(span, cls, group)
         free_handles = self._free_handles
         handle = free_handles.pop() if free_handles else self._new_handle()
-        self._words[slot >> 2] = handle << 1 | 1
+        words[slot >> 2] = handle << 1 | 1
         off = slot + HEADER_BYTES
         if (off & _FRAME_MASK) + n <= FRAME_BYTES:
             self._view[off : off + n] = data
@@ -238,6 +257,7 @@ class ZsmallocPam(ArenaPam):
         handle = len(self._loc)
         if handle > MAX_HANDLE:
             raise OverflowError("zsmalloc handle space exhausted")
+        self._charge(HANDLE_META_BYTES)
         self._loc.append(0)
         return handle
 
@@ -297,9 +317,12 @@ class ZsmallocPam(ArenaPam):
     def stored_size(self, handle: int) -> int:
         return self._entry(handle) & _LEN_MASK
 
-    def free(self, handle: int) -> None:
-        entry = self._entry(handle)
-        self._loc[handle] = 0
+    def free(self, handle: int) -> int:
+        loc = self._loc
+        entry = loc[handle] if 0 < handle < len(loc) else 0
+        if not entry:
+            raise KeyError(handle)
+        loc[handle] = 0
         self._free_handles.append(handle)
         off, n = entry >> _LEN_BITS, entry & _LEN_MASK
         span = self._frame_span[off >> FRAME_SHIFT]
@@ -310,15 +333,16 @@ class ZsmallocPam(ArenaPam):
         if cls == self._huge:
             self._sp_inuse[span] = 0
             self._free_span(span)
-            return
+            return n
         slot = off - HEADER_BYTES
-        self._words[slot >> 2] = self._sp_free[span] << 1
-        self._sp_free[span] = slot >> 4
+        sp_free = self._sp_free
+        self._words[slot >> 2] = sp_free[span] << 1
+        sp_free[span] = slot >> 4
         inuse = self._sp_inuse[span] - 1
         self._sp_inuse[span] = inuse
-        objs = self._objs[cls]
-        if inuse == 0 or inuse * 10 // objs + 1 != self.lists.group[span]:
+        if inuse == 0 or inuse * 10 // self._objs[cls] + 1 != self.lists.group[span]:
             self._settle(span)
+        return n
 
     def _release_slot(self, span: int, slot: int) -> None:
         self._words[slot >> 2] = self._sp_free[span] << 1

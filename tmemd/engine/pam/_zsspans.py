@@ -23,11 +23,12 @@ from array import array
 
 from ._base import NIL, extend_to
 
-__all__ = ["GROUPS", "SpanLists"]
+__all__ = ["GROUPS", "STRIDE", "SpanLists"]
 
 #: Partial fullness groups per class (1..10); index 0 is "on no list".
 GROUPS = 10
-_STRIDE = GROUPS + 1
+#: Heads per class in ``heads`` (index ``class * STRIDE + group``).
+STRIDE = GROUPS + 1
 _NONE = -1
 
 
@@ -38,8 +39,8 @@ class SpanLists:
         self.group = bytearray()
         self._next = array("i")
         self._prev = array("i")
-        self._heads = array("i", [_NONE]) * (classes * _STRIDE)
-        self._bits = [0] * classes
+        self.heads = array("i", [_NONE]) * (classes * STRIDE)
+        self.bits = [0] * classes
 
     def grow(self, spans: int) -> None:
         """Cover span ids below ``spans``."""
@@ -56,14 +57,14 @@ class SpanLists:
         if old:
             self._unlink(span, cls, old)
         if group:
-            i = cls * _STRIDE + group
-            head = self._heads[i]
+            i = cls * STRIDE + group
+            head = self.heads[i]
             self._next[span] = head
             self._prev[span] = _NONE
             if head != _NONE:
                 self._prev[head] = span
-            self._heads[i] = span
-            self._bits[cls] |= 1 << group
+            self.heads[i] = span
+            self.bits[cls] |= 1 << group
         self.group[span] = group
 
     def unlink(self, span: int, cls: int) -> None:
@@ -73,9 +74,9 @@ class SpanLists:
     def _unlink(self, span: int, cls: int, group: int) -> None:
         nxt, prv = self._next[span], self._prev[span]
         if prv == _NONE:
-            self._heads[cls * _STRIDE + group] = nxt
+            self.heads[cls * STRIDE + group] = nxt
             if nxt == _NONE:
-                self._bits[cls] &= ~(1 << group)
+                self.bits[cls] &= ~(1 << group)
         else:
             self._next[prv] = nxt
         if nxt != _NONE:
@@ -83,24 +84,24 @@ class SpanLists:
 
     def fullest(self, cls: int) -> int:
         """A span of the fullest non-empty group of ``cls``, or ``NIL``."""
-        bits = self._bits[cls]
+        bits = self.bits[cls]
         if not bits:
             return NIL
-        return self._heads[cls * _STRIDE + bits.bit_length() - 1]
+        return self.heads[cls * STRIDE + bits.bit_length() - 1]
 
     def sparsest(self, cls: int) -> int:
         """A span of the sparsest non-empty group of ``cls``, or ``NIL``."""
-        bits = self._bits[cls]
+        bits = self.bits[cls]
         if not bits:
             return NIL
-        return self._heads[cls * _STRIDE + (bits & -bits).bit_length() - 1]
+        return self.heads[cls * STRIDE + (bits & -bits).bit_length() - 1]
 
     def members(self, cls: int) -> dict[int, int]:
         """Every listed span of ``cls`` -> its group, checking links on the way."""
         out: dict[int, int] = {}
-        for group in range(1, _STRIDE):
-            span, prev = self._heads[cls * _STRIDE + group], _NONE
-            has = bool(self._bits[cls] >> group & 1)
+        for group in range(1, STRIDE):
+            span, prev = self.heads[cls * STRIDE + group], _NONE
+            has = bool(self.bits[cls] >> group & 1)
             assert has == (span != _NONE), f"zsmalloc: group bit {cls}/{group} is wrong"
             while span != _NONE:
                 assert span not in out, f"zsmalloc: span {span} listed twice"
@@ -108,5 +109,5 @@ class SpanLists:
                 assert self.group[span] == group, f"zsmalloc: span {span} group mismatch"
                 out[span] = group
                 prev, span = span, self._next[span]
-        assert self._bits[cls] & 1 == 0, "zsmalloc: group 0 marked non-empty"
+        assert self.bits[cls] & 1 == 0, "zsmalloc: group 0 marked non-empty"
         return out

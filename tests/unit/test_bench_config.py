@@ -1,0 +1,103 @@
+"""tmemd-bench's matrix and command line."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+import pytest
+
+from tmemd.bench import BenchConfig, build_cases, build_parser, config_from_args, quick_config
+from tmemd.bench._cli import _ints, _size
+from tmemd.bench._config import CLIENT_CODEC, NO_VARIANT
+
+
+def test_quick_matrix_compares_all_three_on_put_and_get() -> None:
+    cases = build_cases(quick_config())
+    assert Counter(c.system for c in cases) == {"tmemd": 4, "memcached": 4, "redis": 4}
+    assert {(c.workload, c.depth) for c in cases} == {
+        ("put", 1), ("put", 64), ("get_hit", 1), ("get_hit", 64),
+    }  # fmt: skip
+    tmemd = [c for c in cases if c.system == "tmemd"]
+    assert {(c.codec, c.pool) for c in tmemd} == {("lz4", "ephemeral")}
+    assert all(c.pool == c.codec == NO_VARIANT for c in cases if c.system != "tmemd")
+    assert not any(c.scale for c in cases)
+
+
+def test_full_matrix_rules() -> None:
+    config = BenchConfig(scale=(1_000, 1_000_000))
+    cases = build_cases(config)
+    assert all(c.depth == 1 for c in cases if c.workload == "flush_object")
+    pre = [c for c in cases if c.pool == "precompressed"]
+    assert pre and all(c.codec == CLIENT_CODEC for c in pre)
+    # one precompressed variant, not one per codec
+    assert len(pre) == len([c for c in cases if c.system == "memcached" and not c.scale])
+    scale = [c for c in cases if c.scale]
+    assert sorted((c.system, c.stored) for c in scale) == sorted(
+        (s, n) for s in ("tmemd", "memcached", "redis") for n in (1_000, 1_000_000)
+    )
+    assert all(c.workload == "get_hit" and c.depth == 1 for c in scale)
+    assert len(set(cases)) == len(cases)
+
+
+def test_labels() -> None:
+    cases = build_cases(quick_config())
+    assert {c.label for c in cases} == {"tmemd lz4/ephemeral", "memcached", "redis"}
+
+
+def test_flags_override_quick() -> None:
+    args = build_parser().parse_args(
+        ["--quick", "--duration", "0.5", "--systems", "tmemd", "--depths", "1,16", "--synthetic"]
+    )
+    config = config_from_args(args)
+    assert config.duration_s == 0.5
+    assert config.systems == ("tmemd",)
+    assert config.depths == (1, 16)
+    assert config.synthetic is True
+    assert config.workloads == quick_config().workloads  # untouched by flags
+
+
+def test_full_defaults_without_quick() -> None:
+    config = config_from_args(build_parser().parse_args([]))
+    assert config == BenchConfig()
+    assert config.charts and not config.synthetic
+
+
+def test_sizes_and_lists() -> None:
+    assert _size("4GiB") == 4 << 30
+    assert _size("512M") == 512 << 20
+    assert _size("65536") == 65536
+    assert _ints("1,16,64") == (1, 16, 64)
+    assert _ints("1e6") == (1_000_000,)
+    assert _ints("none") == ()
+    with pytest.raises(argparse.ArgumentTypeError):
+        _size("lots")
+    with pytest.raises(argparse.ArgumentTypeError):
+        _ints("1,two")
+
+
+def test_missing_peer_is_named_and_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from tmemd.bench import _runner
+    from tmemd.bench._progress import Progress
+
+    monkeypatch.setattr(_runner, "find_peer", lambda system: None)
+    stream = io.StringIO()
+    usable = _runner.available_systems(("tmemd", "memcached", "redis"), Progress(1, stream))
+    assert usable == ["tmemd"]
+    assert "memcached: server not installed, skipped" in stream.getvalue()
+    assert "redis: server not installed, skipped" in stream.getvalue()
+
+
+def test_compared_cases_run_back_to_back() -> None:
+    cases = build_cases(BenchConfig(scale=(1_000,)))
+    keys = [(c.scale, c.workload, c.depth, c.connections) for c in cases]
+    # every (workload, depth, connections) group is contiguous: all systems
+    # of a comparison are measured one after the other
+    seen: list[tuple[bool, str, int, int]] = []
+    for key in keys:
+        if not seen or seen[-1] != key:
+            assert key not in seen, key
+            seen.append(key)
+    assert [c.system for c in cases[:9]][-2:] == ["memcached", "redis"]

@@ -1,0 +1,163 @@
+"""The compact page index and what metadata costs per page, measured.
+
+Run with ``-s`` to see the measured bytes per page (``bench/density.py
+--meta-pages 1000000`` measures the same at 10^6 pages).
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from collections.abc import Callable
+
+import pytest
+
+from tmemd.engine import Engine, EngineConfig
+from tmemd.engine._index import (
+    CHUNK_BYTES,
+    OBJECT_BYTES,
+    PAGE_BYTES,
+    SPLIT_PAGES,
+    MetaLedger,
+    PageIndex,
+)
+
+#: Pages for the whole-engine measurements: enough that per-object and
+#: per-array costs amortize, few enough for a unit test (tracemalloc slows
+#: every allocation); ``bench/density.py`` measures at 10^6.
+ENGINE_PAGES = 25_000
+#: The issue's bound on metadata per stored page (zswap's entry is ~80 bytes).
+MAX_METADATA_PER_PAGE = 100
+
+
+def traced(build: Callable[[], object]) -> int:
+    """Python bytes that ``build()`` allocated and kept."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        keep = build()
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+        del keep
+        return after - before
+    finally:
+        tracemalloc.stop()
+
+
+def fresh(n: int) -> int:
+    """``n`` as a new int object, as the wire delivers ids and indexes."""
+    return int(str(n))
+
+
+def test_dense_and_sparse_lookups_and_splitting() -> None:
+    index = PageIndex()
+    order = list(range(0, 3000, 2)) + list(range(1, 3000, 2))  # two passes: inserts in the middle
+    for n in order:
+        index.insert(7, n, n + 1)
+    assert len(index) == 3000 and index.object_count == 1
+    assert all(index.get(7, n) == n + 1 for n in range(3000))
+    assert index.get(7, 3000) == 0 and index.get(8, 0) == 0 and index.get(7, 1 << 31) == 0
+    obj = next(index.objects())
+    assert obj.chunks is not None and sorted(obj.chunks) == [0, 1, 2]  # split at 1024 pages
+    for n in range(1024, 2048):
+        assert index.delete(7, n) == n + 1
+    assert sorted(obj.chunks) == [0, 2]  # an emptied chunk goes
+    index.check_invariants()
+    assert sorted(index.pop_object(7)) == [n + 1 for n in range(3000) if not 1024 <= n < 2048]
+    assert index.object_count == 0
+
+
+def test_small_objects_stay_unsplit_and_sparse_indexes_work() -> None:
+    index = PageIndex()
+    for n in [5, 1 << 31, 77, 1023, 1024, 0]:
+        index.insert(1, n, n % 1000 + 1)
+    obj = next(index.objects())
+    assert obj.chunks is None and len(obj.ents) == 6
+    assert [index.get(1, n) for n in [0, 5, 77, 1023, 1024, 1 << 31]] == [
+        1, 6, 78, 24, 25, (1 << 31) % 1000 + 1,
+    ]  # fmt: skip
+    assert index.set(1, 77, 999) == 78 and index.get(1, 77) == 999
+    assert index.delete(1, 78) == 0
+    index.check_invariants()
+
+
+def test_the_ledger_is_charged_exactly() -> None:
+    ledger = MetaLedger()
+    index = PageIndex(ledger=ledger)
+    for n in range(SPLIT_PAGES + 10):
+        index.insert(1, n, 1)
+    index.insert(2, 0, 1)
+    assert ledger.meta_bytes == index.meta_bytes()
+    assert ledger.meta_bytes == (SPLIT_PAGES + 11) * PAGE_BYTES + 2 * OBJECT_BYTES + 2 * CHUNK_BYTES
+    index.delete(2, 0)
+    index.pop_object(1)
+    assert ledger.meta_bytes == 0 == index.meta_bytes()
+
+
+def test_flush_object_touches_only_that_object() -> None:
+    index = PageIndex()
+    index.insert(1, 0, 5)
+    index.insert(2, 0, 6)
+
+    class Untouchable:
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError("flush_object touched an unrelated object")
+
+    index._objects[2] = Untouchable()  # type: ignore[assignment]
+    assert index.pop_object(1) == [5]
+    assert index.pop_object(3) == []
+
+
+def test_the_charged_constants_cover_what_python_allocates() -> None:
+    def build(pages_per_object: int) -> Callable[[], object]:
+        def run() -> PageIndex:
+            index = PageIndex()
+            for n in range(20_000):
+                index.insert(fresh(n // pages_per_object), fresh(n % pages_per_object), n + 1)
+            return index
+
+        return run
+
+    single = traced(build(1)) / 20_000
+    dense = traced(build(20_000)) / 20_000
+    print(f"\nindex bytes per page: one page per object {single:.1f}, one object {dense:.1f}")
+    assert single <= PAGE_BYTES + OBJECT_BYTES
+    assert dense <= PAGE_BYTES + (CHUNK_BYTES + OBJECT_BYTES) / SPLIT_PAGES
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+@pytest.mark.parametrize("pages_per_object", [16, None])
+def test_engine_metadata_per_page_is_at_most_100_bytes(
+    persistent: bool, pages_per_object: int | None
+) -> None:
+    # Everything the engine keeps outside the arena per stored page: index,
+    # LRU and reverse map, the PAM's tables.  ``None``: one swap area in 16
+    # objects, as Xen's frontswap numbers pages.
+    blobs = [bytes([n % 251]) * (500 + n % 1500) for n in range(256)]
+
+    def run() -> Engine:
+        engine = Engine(
+            EngineConfig(
+                memory_bytes=1 << 30,
+                ephemeral_pam="zbud",
+                persistent_pam="zsmalloc",
+                persistent_max=1.0,
+                persistent_accept=1.0,
+            ),
+            lambda: 0.0,
+        )
+        engine.connect("m")
+        pool = engine.new_pool("m", persistent=persistent, precompressed=True)
+        for n in range(ENGINE_PAGES):
+            if pages_per_object is None:
+                oid, index = fresh(n & 15), fresh(n >> 4)
+            else:
+                oid, index = fresh(n // pages_per_object), fresh(n % pages_per_object)
+            assert engine.put("m", pool, oid, index, blobs[n % 256]) is None
+        return engine
+
+    per_page = traced(run) / ENGINE_PAGES
+    kind = "persistent" if persistent else "ephemeral"
+    print(f"\n{kind}, {pages_per_object or 'swap'} pages per object: {per_page:.1f} B/page")
+    assert per_page <= MAX_METADATA_PER_PAGE
