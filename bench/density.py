@@ -49,7 +49,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from corpus import PAGE_BYTES, load_corpus
+from corpus import CODE_HEAVY_SHARES, PAGE_BYTES, load_corpus
 
 from tmem.client import Client
 from tmemd.engine import Engine, EngineConfig, make_codecs
@@ -294,6 +294,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--meta-pages", type=int, default=0, help="also measure metadata per page")
     ap.add_argument("--churn", action="store_true", help="also measure after swap-like churn")
     ap.add_argument(
+        "--code-heavy", action="store_true", help="the corpus's earlier mix (30%% libraries)"
+    )
+    ap.add_argument(
         "--speed",
         type=int,
         default=0,
@@ -349,7 +352,7 @@ def print_metadata(pages: list[bytes], count: int) -> None:
 def main() -> None:
     args = parse_args()
     t0 = time.perf_counter()
-    pages = load_corpus(args.pages)
+    pages = load_corpus(args.pages, shares=CODE_HEAVY_SHARES if args.code_heavy else None)
     zero = sum(page == page[:1] * PAGE_BYTES for page in pages)
     print(
         f"corpus: {len(pages)} pages ({len(pages) * PAGE_BYTES / 2**20:.0f} MiB), "

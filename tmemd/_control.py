@@ -103,6 +103,7 @@ def _pool_entry(p: PoolStats, pool_id: int) -> dict[str, Any]:
         "page_size": p.page_size,
         "codec": p.codec,
         "precompressed": p.precompressed,
+        "pam": p.pam,
         "pages": p.pages,
         "original_bytes": p.original_bytes,
         "stored_bytes": p.stored_bytes,

@@ -7,10 +7,14 @@ Eviction (``Evictor``)
     A put that meets ``PamFull``, or finds no room in the ledger for its
     metadata, evicts and retries, at most ``MAX_EVICTIONS_PER_PUT`` rounds,
     so one put cannot stall the event loop; past that the put is refused
-    (NO_MEMORY).  Same-filled pages hold no frame, but with an arena their
-    metadata is charged like any page's, so memory pressure evicts them too
-    (last); ``flush_ephemeral`` and the caps, which count stored bytes,
-    never take them.
+    (NO_MEMORY).  With an arena, a failed store evicts up to
+    ``EVICT_BATCH_PAGES`` pages before it tries again: each failure costs an
+    exception and a victim search, so making room for a few puts at once is
+    cheaper (a PAM that charges bytes per object evicts exactly, one by
+    one).  Same-filled pages hold no frame, but with an arena their metadata
+    is charged like any page's, so memory pressure evicts them too (last);
+    ``flush_ephemeral`` and the caps, which count stored bytes, never take
+    them.
 
 Fairness (DESIGN.md 5, after Xen's tmem client weights)
     Each round takes the least recently used page of the client *most above

@@ -21,15 +21,16 @@ Reading order: ``_arena``, ``_base``, ``_zbud``, ``_xvmalloc``,
 xvmalloc's handles are arena offsets, so it comes behind a ``TabledPam``
 that hands out dense handles (the engine's per-handle arrays need them).
 
-Overhead outside the arena (what the daemon holds beyond ``--memory`` for
-its PAMs): the arena's 1 byte per frame plus 4 bytes per released frame;
-per frame held, 20 bytes (zbud), 2 bytes (xvmalloc) or about 12 bytes
-(zsmalloc: 8 per frame, 21 per span); per object, nothing (zbud,
-xvmalloc) or 8 bytes of handle table (zsmalloc).  Per-frame arrays grow
-by a quarter at a time with the highest frame held.  Measured with
-tracemalloc on real pages (``bench/pam_density.py``): about 12, 1 and 15
-bytes per stored object, 1 % of a typical 1.5 KiB compressed page (but
-more for tiny objects: a 30-byte object still costs 8 bytes of table).
+Overhead outside the arena: the arena's 1 byte per frame plus 4 bytes per
+released frame; per frame held, 20 bytes (zbud), 2 bytes (xvmalloc) or
+about 12 bytes (zsmalloc: 8 per frame, 25 per span); per handle, nothing
+(zbud) or 12 bytes of handle table and free stack (zsmalloc, and xvmalloc
+behind ``TabledPam``).  Per-frame arrays grow by a quarter at a time with
+the highest frame held.  A PAM built with ``charge_metadata=True`` (the
+engine's) charges every such growth to the arena's ledger, so that the
+arena bounds them too (``_arena``, ``_base``).  Measured with tracemalloc
+on real pages (``bench/pam_density.py``): about 12, 1 and 15 bytes per
+stored object before the table, 1 % of a typical 1.5 KiB compressed page.
 Inside the arena, xvmalloc and zsmalloc spend a 4-byte header per object.
 """
 

@@ -47,8 +47,10 @@ Granularity: 16 bytes per slot plus the span tail.  Worked example: a
 1_499-byte page needs 1_503 bytes, so a 1_504-byte slot: with spans of up
 to 8 frames that class packs 19 slots into 7 frames (28_576 of 28_672 bytes,
 99.7 %).  Its table entry is ``(slot offset + 4) << 13 | 1_499``.  Metadata:
-4 bytes per object in its slot, 8 bytes per handle in the table, 8 bytes
-per frame and 21 per span (about 12 bytes per frame held).
+4 bytes per object in its slot, 8 bytes per handle in the table (and 4 on
+the free stack once freed), 8 bytes per frame and 25 per span (about 12
+bytes per frame held); with ``charge_metadata`` these are charged to the
+arena as the arrays grow (``HANDLE_META_BYTES``, ``SPAN_META_BYTES``).
 """
 
 from __future__ import annotations
