@@ -38,7 +38,7 @@ from ._control import ControlError, run_control
 from ._status import REFUSE_REASON, status_for
 from .engine import Engine, EngineError
 
-__all__ = ["HandlerContext", "Result", "Session", "handle"]
+__all__ = ["HandlerContext", "Result", "Session", "failure", "handle"]
 
 log = logging.getLogger("tmemd.handlers")
 
@@ -259,10 +259,20 @@ def handle(ctx: HandlerContext, session: Session, req: Request) -> Result:
         return _error(Status.NOT_AUTHENTICATED, "send HELLO first")
     try:
         return handler(ctx, session, req)
-    except EngineError as exc:
+    except Exception as exc:  # every error becomes an answer
+        return failure(exc, session, req)
+
+
+def failure(exc: Exception, session: Session, req: Request) -> Result:
+    """The answer to a request whose handling raised ``exc``.
+
+    Shared by ``handle`` and the daemon's inline put/get path, so both map
+    errors the same way: engine errors by their code, refusals as raised,
+    anything else is a bug, logged with its traceback, INTERNAL_ERROR.
+    """
+    if isinstance(exc, EngineError):
         return _error(status_for(exc.code), str(exc))
-    except _Refuse as exc:
+    if isinstance(exc, _Refuse):
         return _error(exc.status, str(exc))
-    except Exception:
-        log.exception("internal error handling %s from %s", req.describe(), session.peer)
-        return _error(Status.INTERNAL_ERROR, "internal error; see the daemon log")
+    log.error("internal error handling %s from %s", req.describe(), session.peer, exc_info=exc)
+    return _error(Status.INTERNAL_ERROR, "internal error; see the daemon log")

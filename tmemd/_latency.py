@@ -52,18 +52,28 @@ class LatencyRecorder:
 
     def __init__(self) -> None:
         self._counts: dict[str, list[int]] = {}
-        self._sums: dict[str, float] = {}
+        #: One-element lists, so the hot path can hold and bump them.
+        self._sums: dict[str, list[float]] = {}
 
-    def observe(self, op: str, seconds: float) -> None:
+    def series(self, op: str) -> tuple[list[int], list[float]]:
+        """The live bucket counts and one-element sum of ``op``.
+
+        The daemon's put/get path holds these and does the bisect and adds
+        itself, saving the call and two dict lookups per op (~0.3 µs).
+        """
         counts = self._counts.get(op)
         if counts is None:
             counts = self._counts[op] = [0] * (len(LATENCY_BUCKETS_S) + 1)
-            self._sums[op] = 0.0
+            self._sums[op] = [0.0]
+        return counts, self._sums[op]
+
+    def observe(self, op: str, seconds: float) -> None:
+        counts, total = self.series(op)
         counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
-        self._sums[op] += seconds
+        total[0] += seconds
 
     def snapshot(self) -> tuple[LatencySnapshot, ...]:
         return tuple(
-            LatencySnapshot(op, tuple(counts), self._sums[op])
+            LatencySnapshot(op, tuple(counts), self._sums[op][0])
             for op, counts in sorted(self._counts.items())
         )

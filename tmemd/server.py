@@ -31,6 +31,7 @@ import asyncio
 import logging
 import socket
 import time
+from bisect import bisect_left
 from time import perf_counter
 from typing import Any, cast
 
@@ -42,7 +43,7 @@ from tmem.proto import (
     PROTOCOL_VERSION,
     RESPONSE_HEADER,
     RESPONSE_MAGIC,
-    NeedData,
+    GetFlags,
     Opcode,
     RemoteProtocolError,
     RequestDecoder,
@@ -50,8 +51,9 @@ from tmem.proto import (
     response_header,
 )
 
-from ._handlers import HandlerContext, Session, handle
-from ._latency import LatencyRecorder
+from ._handlers import HandlerContext, Session, failure, handle
+from ._latency import LATENCY_BUCKETS_S, LatencyRecorder
+from ._status import REFUSE_REASON
 from .config import DaemonConfig
 from .engine import Engine
 
@@ -72,6 +74,19 @@ _VERSION = PROTOCOL_VERSION
 _AUTH_FAILED = int(Status.AUTH_FAILED)
 #: Metric label per opcode: Prometheus labels are lower-case words.
 OP_NAMES = {int(op): op.name.lower() for op in Opcode}
+_PUT = int(Opcode.PUT_PAGE)
+_GET = int(Opcode.GET_PAGE)
+_OK = int(Status.OK)
+_MISS = int(Status.MISS)
+_REFUSED = int(Status.REFUSED)
+_BUCKETS = LATENCY_BUCKETS_S
+#: GET_PAGE flags -> the engine's ``exclusive`` argument (None: the pool's
+#: default); other flag values take the general path, which refuses them.
+_GET_MODES: dict[int, bool | None] = {
+    0: None,
+    int(GetFlags.EXCLUSIVE): True,
+    int(GetFlags.KEEP): False,
+}
 
 
 class Connection(asyncio.Protocol):
@@ -103,16 +118,73 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
         self.last_rx = now
-        decoder, ctx, session = self.decoder, self.server.ctx, self.session
-        observe = self.server.latency.observe
+        server = self.server
+        decoder, ctx, session, engine = self.decoder, server.ctx, self.session, server.engine
+        next_fields = decoder.next_fields
+        client = session.client
+        latency = server.latency
+        put_counts, put_sum = server.put_latency
+        get_counts, get_sum = server.get_latency
         out: list[bytes] = []
-        self.server.bytes_in += len(data)
+        server.bytes_in += len(data)
+        t0 = perf_counter()
         try:
             decoder.feed(data)
-            while not isinstance(req := decoder.next_frame(), NeedData):
-                t0 = perf_counter()
-                status, value, payload = handle(ctx, session, req)
-                opcode = req.opcode
+            while (raw := next_fields()) is not None:
+                fields, payload = raw
+                opcode = fields[2]
+                # The put/get path, inline: the fields are read here instead
+                # of building a Request and going through handle() and the
+                # handler (measured: -1.5 µs per op of ~7 for a get).  Any
+                # case off this path (unauthenticated, arg or flags set, an
+                # error raised) answers exactly as handle() would.
+                if opcode == _PUT and client is not None and not fields[3] and not fields[10]:
+                    try:
+                        refusal = engine.put(
+                            client,
+                            fields[5],
+                            fields[7] | fields[8] << 64 | fields[9] << 128,
+                            fields[6],
+                            payload,
+                        )
+                    except Exception as exc:  # answered as handle() would
+                        status, value, payload = failure(exc, session, decoder.build(*raw))
+                    else:
+                        payload = b""
+                        if refusal is None:
+                            status, value = _OK, 0
+                        else:
+                            status, value = _REFUSED, REFUSE_REASON[refusal]
+                    t1 = perf_counter()
+                    put_counts[bisect_left(_BUCKETS, t1 - t0)] += 1
+                    put_sum[0] += t1 - t0
+                elif (
+                    opcode == _GET
+                    and client is not None
+                    and not fields[10]
+                    and fields[3] in _GET_MODES
+                ):
+                    try:
+                        page = engine.get(
+                            client,
+                            fields[5],
+                            fields[7] | fields[8] << 64 | fields[9] << 128,
+                            fields[6],
+                            _GET_MODES[fields[3]],
+                        )
+                    except Exception as exc:  # answered as handle() would
+                        status, value, payload = failure(exc, session, decoder.build(*raw))
+                    else:
+                        status, value, payload = (_MISS, 0, b"") if page is None else (_OK, 0, page)
+                    t1 = perf_counter()
+                    get_counts[bisect_left(_BUCKETS, t1 - t0)] += 1
+                    get_sum[0] += t1 - t0
+                else:
+                    status, value, payload = handle(ctx, session, decoder.build(*raw))
+                    client = session.client  # HELLO may have just named it
+                    t1 = perf_counter()
+                    latency.observe(OP_NAMES.get(opcode, "unknown"), t1 - t0)
+                t0 = t1
                 # Packed directly: every field is in range by construction
                 # (echoed from a decoded header, or a handler's u32), so
                 # response_header()'s checks would only cost time.
@@ -122,14 +194,13 @@ class Connection(asyncio.Protocol):
                         _VERSION,
                         opcode,
                         status,
-                        req.request_id,
+                        fields[4],
                         value,
                         len(payload),
                     )
                 )
                 if payload:
                     out.append(payload)
-                observe(OP_NAMES.get(opcode, "unknown"), perf_counter() - t0)
                 if status == _AUTH_FAILED:
                     # A failed HELLO ends the connection: no second guess on it.
                     self._write(out)
@@ -181,6 +252,9 @@ class Server:
         self.ctx = ctx
         self.connections: set[Connection] = set()
         self.latency = LatencyRecorder()
+        #: Held by connections: put/get latency is recorded inline.
+        self.put_latency = self.latency.series(OP_NAMES[_PUT])
+        self.get_latency = self.latency.series(OP_NAMES[_GET])
         self.bytes_in = 0
         #: Connections accepted and refused since start (for metrics).
         self.connections_total = 0
