@@ -34,7 +34,7 @@ from typing import Any, TypeVar, cast
 
 from tmem.proto import RefuseReason
 
-from ._core import Call, ClientCore, window_for, window_plan
+from ._core import BatchCall, Call, ClientCore, window_for, window_plan
 from ._errors import TmemConnectionError, TmemTimeout
 from ._pool import AsyncPool, Handle, PutItem
 from ._spec import (
@@ -252,22 +252,26 @@ class AsyncClient:
         return call.result()
 
     async def _batch(
-        self, items: Sequence[X], build: Callable[[ClientCore, X], Call[T]], window: int
+        self,
+        items: Sequence[X],
+        build: Callable[[ClientCore, Sequence[X]], BatchCall[T]],
+        window: int,
     ) -> list[T]:
-        """Pipelined requests with at most ``window`` in flight; replies in order."""
+        """Pipelined requests in chunks of half a window, at most a window in
+        flight (``window_plan``); replies in order."""
         if not items:
             return []
         conn = await self._connection()
         core = conn.core
-        calls: list[Call[T]] = []
-        for start, stop, wait_index in window_plan(len(items), window):
-            if wait_index >= 0:
-                await self._wait(conn, calls[wait_index])
-            calls.extend(build(core, item) for item in items[start:stop])
+        calls: list[BatchCall[T]] = []
+        for start, stop, wait_chunk in window_plan(len(items), window):
+            if wait_chunk >= 0:
+                await self._wait(conn, calls[wait_chunk])
+            calls.append(build(core, items[start:stop]))
             conn.write(core.data_to_send())
             await self._drain(conn)
         await self._wait(conn, calls[-1])
-        return [call.result() for call in calls]
+        return [value for call in calls for value in call.result()]
 
     async def _drain(self, conn: _Connection) -> None:
         try:
@@ -338,7 +342,7 @@ class AsyncClient:
         self, info: PoolInfo, items: Sequence[PutItem]
     ) -> list[RefuseReason | None]:
         return await self._batch(
-            items, lambda core, item: core.put(info, *item), window_for(info.page_size)
+            items, lambda core, chunk: core.put_batch(info, chunk), window_for(info.page_size)
         )
 
     async def _pool_get_many(
@@ -346,7 +350,7 @@ class AsyncClient:
     ) -> list[bytes | None]:
         return await self._batch(
             items,
-            lambda core, item: core.get(info, item[0], item[1], exclusive),
+            lambda core, chunk: core.get_batch(info, chunk, exclusive),
             window_for(info.page_size),
         )
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Generic, NoReturn, TypeVar, cast
 
 import msgpack
@@ -72,6 +72,7 @@ from ._spec import Page, PoolInfo, check_client_name, check_handle, check_object
 __all__ = [
     "MAX_IN_FLIGHT_BYTES",
     "MAX_IN_FLIGHT_REQUESTS",
+    "BatchCall",
     "Call",
     "ClientCore",
     "window_for",
@@ -100,19 +101,19 @@ def window_for(page_size: int) -> int:
 
 
 def window_plan(count: int, window: int) -> Iterator[tuple[int, int, int]]:
-    """Split a batch of ``count`` requests into writes of half a window.
+    """Split a batch of ``count`` requests into chunks of half a window.
 
-    Yields ``(start, stop, wait_index)``: before sending requests
-    ``[start, stop)``, the call at ``wait_index`` (if >= 0) must be complete,
-    so that at most ``window`` requests are ever in flight while the next
-    half window is already on its way as the previous one is answered.
-    Example: count 1000, window 256 -> (0, 128, -129), (128, 256, -1),
-    (256, 384, 127), ...
+    Yields ``(start, stop, wait_chunk)``: before sending requests
+    ``[start, stop)``, chunk number ``wait_chunk`` (if >= 0) must be
+    complete, so that at most ``window`` requests are ever in flight while
+    the next half window is already on its way as the previous one is
+    answered.  Example: count 1000, window 256 -> (0, 128, -2),
+    (128, 256, -1), (256, 384, 0), ...
     """
     step = max(1, window // 2)
-    for start in range(0, count, step):
-        stop = min(count, start + step)
-        yield start, stop, stop - window - 1
+    chunks_in_flight = max(1, window // step)
+    for chunk, start in enumerate(range(0, count, step)):
+        yield start, min(count, start + step), chunk - chunks_in_flight
 
 
 class Call(Generic[T]):
@@ -120,7 +121,11 @@ class Call(Generic[T]):
 
     __slots__ = ("_convert", "_error", "_value", "done", "on_done", "opcode", "request_id")
 
+    #: Replies still to come (a ``BatchCall`` waits for several).
+    remaining = 1
+
     def __init__(self, request_id: int, opcode: Opcode, convert: Callable[[Response], T]) -> None:
+        #: The id of the next reply this call expects.
         self.request_id = request_id
         self.opcode = opcode
         self._convert = convert
@@ -160,6 +165,50 @@ class Call(Generic[T]):
         self.done = True
         if self.on_done is not None:
             self.on_done()
+
+
+class BatchCall(Call[list[T]]):
+    """Consecutive requests of one kind, completed as one call.
+
+    The server answers in order, so one FIFO entry can stand for a run of
+    requests with consecutive ids: it converts each reply as it comes and
+    its value is the list of their values.  A ``Call`` per page cost about
+    1 µs of the client's ~4 µs per pipelined op (``bench/client_path.py``).
+    A command error in one reply (BadPool, ...) is kept and raised by
+    ``result()`` once every reply is in, as a list of calls would.
+    """
+
+    __slots__ = ("_item", "remaining", "values")
+
+    def __init__(
+        self, request_id: int, opcode: Opcode, convert: Callable[[Response], T], count: int
+    ) -> None:
+        super().__init__(request_id, opcode, _no_convert)
+        self._item = convert
+        self.remaining = count
+        self.values: list[T | None] = []
+
+    def _complete(self, response: Response) -> None:
+        try:
+            value: T | None = self._item(response)
+        except ServerError as exc:
+            value = None
+            if self._error is None:
+                self._error = exc
+        except TmemProtocolError as exc:
+            if self.remaining == 1:  # already off the FIFO: finish here
+                self._finish(exc)
+            raise
+        self.values.append(value)
+        self.remaining -= 1
+        self.request_id = (self.request_id + 1) & _U32
+        if not self.remaining:
+            self._value = cast(list[T], self.values)
+            self._finish(None)
+
+
+def _no_convert(response: Response) -> NoReturn:
+    raise AssertionError("a BatchCall converts each reply itself")
 
 
 # --- reply converters: Response -> value, or raise ----------------------------
@@ -246,7 +295,7 @@ class ClientCore:
     @property
     def in_flight(self) -> int:
         """Requests built whose replies have not arrived."""
-        return len(self._pending)
+        return sum(call.remaining for call in self._pending)
 
     # --- output ---------------------------------------------------------------
 
@@ -337,6 +386,72 @@ class ClientCore:
         page = check_page(info, page)
         return self._request(Opcode.PUT_PAGE, _to_refusal, info.pool_id, oid, idx, payload=page)
 
+    def put_batch(
+        self, info: PoolInfo, items: Sequence[tuple[int, int, Page]]
+    ) -> BatchCall[RefuseReason | None]:
+        """PUT_PAGE for each ``(object_id, index, page)``, as one call whose
+        value lists None or the refusal per page.
+
+        The items must already be checked (``check_handle``, ``check_page``:
+        ``Pool.put_many`` does); checking them again here cost ~0.6 µs a page.
+        """
+        return self._batch_of(Opcode.PUT_PAGE, _to_refusal, info.pool_id, 0, items)
+
+    def get_batch(
+        self, info: PoolInfo, items: Sequence[tuple[int, int]], exclusive: bool | None = None
+    ) -> BatchCall[bytes | None]:
+        """GET_PAGE for each checked ``(object_id, index)``, as one call whose
+        value lists the page or None per item (see ``put_batch``)."""
+        return self._batch_of(Opcode.GET_PAGE, _to_page, info.pool_id, _get_flags(exclusive), items)
+
+    def _batch_of(
+        self,
+        opcode: Opcode,
+        convert: Callable[[Response], T],
+        pool_id: int,
+        flags: int,
+        items: Sequence[tuple[int, int]] | Sequence[tuple[int, int, Page]],
+    ) -> BatchCall[T]:
+        if self.error is not None:
+            raise self.error
+        if not items:
+            raise ValueError("a batch needs at least one request")
+        outbox = self._outbox
+        mark = len(outbox)
+        first = request_id = self._next_id
+        append = outbox.append
+        try:
+            # _request's packing, unrolled over the batch (same fields).
+            for item in items:
+                object_id, index = item[0], item[1]
+                payload = item[2] if len(item) == 3 else b""
+                append(
+                    _pack_request(
+                        REQUEST_MAGIC,
+                        PROTOCOL_VERSION,
+                        opcode,
+                        flags,
+                        request_id,
+                        pool_id,
+                        index,
+                        object_id & _U64,
+                        (object_id >> 64) & _U64,
+                        object_id >> 128,
+                        0,
+                        len(payload),
+                    )
+                )
+                if payload:
+                    append(payload)
+                request_id = (request_id + 1) & _U32
+        except struct.error as exc:
+            del outbox[mark:]  # nothing of a bad batch is sent
+            raise LocalProtocolError(f"request field out of range: {exc}") from None
+        self._next_id = request_id
+        call = BatchCall(first, opcode, convert, len(items))
+        self._pending.append(call)
+        return call
+
     def get(
         self, info: PoolInfo, object_id: int, index: int, exclusive: bool | None = None
     ) -> Call[bytes | None]:
@@ -405,8 +520,9 @@ class ClientCore:
                 f"reply out of order: expected #{call.request_id} {call.opcode.name}, "
                 f"got {frame.describe()}"
             )
-        self._pending.popleft()
-        completed.append(call)
+        if call.remaining == 1:  # its last reply: the call is done after this
+            self._pending.popleft()
+            completed.append(call)
         call._complete(frame)
 
     def _fail_all(self, error: TmemError, completed: list[Call[Any]]) -> None:

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 from tmem.proto import RefuseReason
 
-from ._core import Call, ClientCore, window_for, window_plan
+from ._core import BatchCall, Call, ClientCore, window_for, window_plan
 from ._errors import TmemConnectionError, TmemError, TmemTimeout
 from ._pool import Handle, Pool, PutItem
 from ._spec import (
@@ -231,20 +231,24 @@ class Client:
         return call.result()
 
     def _batch(
-        self, items: Sequence[X], build: Callable[[ClientCore, X], Call[T]], window: int
+        self,
+        items: Sequence[X],
+        build: Callable[[ClientCore, Sequence[X]], BatchCall[T]],
+        window: int,
     ) -> list[T]:
-        """Pipelined requests with at most ``window`` in flight; replies in order."""
+        """Pipelined requests in chunks of half a window, at most a window in
+        flight (``window_plan``); replies in order."""
         if not items:
             return []
         core = self._connected_core()
-        calls: list[Call[T]] = []
-        for start, stop, wait_index in window_plan(len(items), window):
-            if wait_index >= 0:
-                self._transfer(core, calls[wait_index])
-            calls.extend(build(core, item) for item in items[start:stop])
+        calls: list[BatchCall[T]] = []
+        for start, stop, wait_chunk in window_plan(len(items), window):
+            if wait_chunk >= 0:
+                self._transfer(core, calls[wait_chunk])
+            calls.append(build(core, items[start:stop]))
             self._transfer(core, None)
         self._transfer(core, calls[-1])
-        return [call.result() for call in calls]
+        return [value for call in calls for value in call.result()]
 
     # --- client operations ------------------------------------------------------
 
@@ -307,7 +311,7 @@ class Client:
 
     def _pool_put_many(self, info: PoolInfo, items: Sequence[PutItem]) -> list[RefuseReason | None]:
         return self._batch(
-            items, lambda core, item: core.put(info, *item), window_for(info.page_size)
+            items, lambda core, chunk: core.put_batch(info, chunk), window_for(info.page_size)
         )
 
     def _pool_get_many(
@@ -315,7 +319,7 @@ class Client:
     ) -> list[bytes | None]:
         return self._batch(
             items,
-            lambda core, item: core.get(info, item[0], item[1], exclusive),
+            lambda core, chunk: core.get_batch(info, chunk, exclusive),
             window_for(info.page_size),
         )
 

@@ -369,10 +369,12 @@ def test_window_sizes_bound_requests_and_bytes() -> None:
 @given(st.integers(0, 2000), st.integers(1, 300))
 def test_window_plan_covers_everything_with_a_bounded_window(count: int, window: int) -> None:
     next_start = 0
-    for start, stop, wait_index in window_plan(count, window):
+    stops: list[int] = []
+    for start, stop, wait_chunk in window_plan(count, window):
         assert start == next_start and start < stop <= count
-        completed = wait_index + 1  # replies in order: all up to wait_index are in
-        assert stop - max(0, completed) <= window
-        assert wait_index < start
+        assert wait_chunk < len(stops)  # only a chunk already sent is waited for
+        completed = stops[wait_chunk] if wait_chunk >= 0 else 0  # replies come in order
+        assert stop - completed <= max(window, 1)
+        stops.append(stop)
         next_start = stop
     assert next_start == count
