@@ -24,6 +24,7 @@ from tmem.client._spec import PoolInfo
 from tmem.proto import (
     CodecId,
     GetFlags,
+    LocalProtocolError,
     Opcode,
     PoolSpec,
     RefuseReason,
@@ -378,3 +379,76 @@ def test_window_plan_covers_everything_with_a_bounded_window(count: int, window:
         stops.append(stop)
         next_start = stop
     assert next_start == count
+
+
+# --- batch calls --------------------------------------------------------------------
+
+
+def test_a_batch_sends_the_same_bytes_as_single_calls() -> None:
+    single, batched = ClientCore("a"), ClientCore("a")
+    items = [(1, 0, PAGE), (BIG_OID, 7, PAGE), (0, 0xFFFFFFFF, PAGE)]
+    for item in items:
+        single.put(INFO, *item)
+    batch = batched.put_batch(INFO, items)
+    assert sent(batched) == sent(single)
+    assert batch.request_id == 1 and batched.in_flight == 3
+    handles = [(1, 0), (BIG_OID, 7)]
+    for handle in handles:
+        single.get(INFO, *handle, exclusive=False)
+    batched.get_batch(INFO, handles, exclusive=False)
+    assert sent(batched) == sent(single)
+    assert batched.in_flight == 5
+
+
+def test_a_batch_completes_when_its_last_reply_arrives() -> None:
+    core = ClientCore("a")
+    before = core.ping()
+    batch = core.get_batch(INFO, [(1, i) for i in range(3)])
+    after = core.ping()
+    stream = (
+        reply(Opcode.PING, before.request_id)
+        + reply(Opcode.GET_PAGE, 2, payload=PAGE)
+        + reply(Opcode.GET_PAGE, 3, Status.MISS)
+    )
+    done = core.receive_data(stream)
+    assert done == [before] and not batch.done and core.in_flight == 2
+    done = core.receive_data(reply(Opcode.GET_PAGE, 4, payload=PAGE[:4096]))
+    assert done == [batch] and batch.result() == [PAGE, None, PAGE]
+    assert answered(core, after) is None and core.in_flight == 0
+
+
+def test_a_command_error_in_a_batch_is_raised_after_every_reply() -> None:
+    core = ClientCore("a")
+    batch = core.put_batch(INFO, [(1, i, PAGE) for i in range(3)])
+    error = msgpack.packb({"error": "no pool 3"})
+    core.receive_data(
+        reply(Opcode.PUT_PAGE, 1) + reply(Opcode.PUT_PAGE, 2, Status.BAD_POOL, payload=error)
+    )
+    assert not batch.done  # the stream is still in step: wait for the rest
+    core.receive_data(reply(Opcode.PUT_PAGE, 3, Status.REFUSED, RefuseReason.NO_MEMORY))
+    assert batch.done and core.error is None
+    with pytest.raises(BadPool, match="no pool 3"):
+        batch.result()
+
+
+@pytest.mark.parametrize("at", [0, 1, 2])
+def test_a_broken_reply_in_a_batch_fails_it_and_what_follows(at: int) -> None:
+    core = ClientCore("a")
+    batch = core.put_batch(INFO, [(1, i, PAGE) for i in range(3)])
+    later = core.ping()
+    good = b"".join(reply(Opcode.PUT_PAGE, 1 + k) for k in range(at))
+    done = core.receive_data(good + reply(Opcode.PING, 1 + at))  # out of order
+    assert batch in done and later in done and core.error is not None
+    for call in (batch, later):
+        with pytest.raises(TmemProtocolError):
+            call.result()
+
+
+def test_a_batch_out_of_range_queues_nothing() -> None:
+    core = ClientCore("a")
+    with pytest.raises(LocalProtocolError):
+        core.get_batch(INFO, [(1, 0), (1, 1 << 32)])  # unchecked items: struct still guards
+    assert core.data_to_send() == [] and core.in_flight == 0
+    with pytest.raises(ValueError, match="at least one"):
+        core.put_batch(INFO, [])
+    assert core.ping().request_id == 1
