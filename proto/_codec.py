@@ -2,17 +2,25 @@
 
 Theory of operation
 -------------------
-The decoder owns one ``bytearray``.  ``feed()`` appends whatever chunk the
-transport read; ``next_frame()`` looks at the bytes past the read offset and
-returns a frame when a whole one is there, or ``NEED_DATA``.  Each header
-field is judged as soon as its bytes arrive: the magic on the first byte and
-the framing version on the second (a peer speaking HTTP is told at once, not
-after a 48-byte wait), the payload length against the limit on the last
-header byte, so a peer cannot make us buffer a bogus 4 GiB payload.
-Consumed bytes are not deleted one frame at a time (that would be
-quadratic in a pipelined burst); the offset moves and the buffer is
-compacted once it is drained or once the dead prefix passes
-``COMPACT_THRESHOLD_BYTES``.
+The decoder keeps the bytes received past its read offset.  ``feed()``
+takes whatever chunk the transport read; ``next_frame()`` (or
+``next_fields()``, the same without building the frame object) looks at the
+bytes past the offset and returns a frame when a whole one is there, or
+``NEED_DATA``.  Each header field is judged as soon as its bytes arrive:
+the magic on the first byte and the framing version on the second (a peer
+speaking HTTP is told at once, not after a 48-byte wait), the payload
+length against the limit on the last header byte, so a peer cannot make us
+buffer a bogus 4 GiB payload.
+
+The buffer is a ``bytes`` chunk as received whenever it can be, because a
+page sliced out of ``bytes`` is one copy and out of a ``bytearray`` two: a
+chunk that starts with nothing pending is kept as it is, and a frame that
+spans two chunks joins the small pending tail with the new chunk.  Only a
+tail longer than the new chunk (a large frame trickling in) is appended to
+a ``bytearray`` in place, so that a slow sender costs linear, not quadratic,
+copying.  Consumed bytes are not deleted one frame at a time (that would be
+quadratic in a pipelined burst); the offset moves, and a ``bytearray`` is
+compacted once its dead prefix passes ``COMPACT_THRESHOLD_BYTES``.
 
 A framing error poisons the decoder: every later call raises the same
 ``RemoteProtocolError``, because nothing after a bad header can be trusted.

@@ -215,8 +215,9 @@ class Status(enum.IntEnum):
 
 
 #: Statuses after which the server closes the connection.
-FRAMING_ERRORS = frozenset({Status.BAD_MAGIC, Status.BAD_VERSION, Status.FRAME_TOO_LARGE,
-                            Status.TIMEOUT})
+FRAMING_ERRORS = frozenset(
+    {Status.BAD_MAGIC, Status.BAD_VERSION, Status.FRAME_TOO_LARGE, Status.TIMEOUT}
+)
 
 
 class RefuseReason(enum.IntEnum):
