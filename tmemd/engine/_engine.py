@@ -142,7 +142,8 @@ class Engine(ClientCalls, PageStorage):
     ) -> Refusal | None:
         """Store a page; None when stored, else why not (the old copy is gone then)."""
         caller, pool = self._lookup(client, pool_id)
-        _check_handle(object_id, index)
+        if not (0 <= object_id < OBJECT_ID_LIMIT and 0 <= index < INDEX_LIMIT):
+            _check_handle(object_id, index)  # raises; a call saved on every put
         if caller.frozen:
             return self._refuse_frozen(caller, pool, object_id, index, len(data))
         page = data if type(data) is bytes else bytes(data)
@@ -191,7 +192,9 @@ class Engine(ClientCalls, PageStorage):
             return page, ENC_COMPRESSED
         if size != pool.page_size:
             raise BadLength(f"page of {size} bytes in a pool of {pool.page_size}-byte pages")
-        if page == page[:1] * size:
+        # First and last byte first: most pages differ there, and the full
+        # comparison builds a page-sized bytes (0.3 µs a put).
+        if page[0] == page[-1] and page == page[:1] * size:
             return page[:1], ENC_SAME
         compressed = pool.codec.compress(page)
         if len(compressed) > pool.raw_limit:
@@ -222,7 +225,8 @@ class Engine(ClientCalls, PageStorage):
         private ephemeral pool, keep it in a persistent or shared pool.
         """
         caller, pool = self._lookup(client, pool_id)
-        _check_handle(object_id, index)
+        if not (0 <= object_id < OBJECT_ID_LIMIT and 0 <= index < INDEX_LIMIT):
+            _check_handle(object_id, index)  # raises
         token = pool.index.get(object_id, index)
         if not token:
             pool.counters.gets_miss += 1

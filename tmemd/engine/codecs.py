@@ -41,7 +41,8 @@ Measured costs per 4 KiB page are printed by ``bench/codecs.py``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Protocol
 
@@ -127,11 +128,13 @@ class Lz4Codec:
 
     name = "lz4"
 
-    def compress(self, data: bytes) -> bytes:
-        return lz4.block.compress(data, store_size=False)  # type: ignore[no-any-return]
-
-    def decompress(self, data: bytes, size: int) -> bytes:
-        return lz4.block.decompress(data, uncompressed_size=size)  # type: ignore[no-any-return]
+    # The C functions themselves, not Python methods around them: the
+    # wrapper's frame cost 0.2 µs of a ~4 µs get (decompress takes the size
+    # positionally as ``uncompressed_size``).
+    compress: Callable[[bytes], bytes] = staticmethod(
+        functools.partial(lz4.block.compress, store_size=False)
+    )
+    decompress: Callable[[bytes, int], bytes] = staticmethod(lz4.block.decompress)
 
 
 class ZstdCodec:
