@@ -32,7 +32,6 @@ transport wake a future without the core knowing about futures.
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Generic, NoReturn, TypeVar, cast
@@ -43,9 +42,6 @@ from tmem.proto import (
     NEED_DATA,
     NO_OPCODE,
     NO_POOL,
-    PROTOCOL_VERSION,
-    REQUEST_HEADER,
-    REQUEST_MAGIC,
     GetFlags,
     LocalProtocolError,
     Opcode,
@@ -56,6 +52,7 @@ from tmem.proto import (
     ResponseDecoder,
     Status,
     encode_pool_flags,
+    pack_request_header,
 )
 
 from ._errors import (
@@ -81,8 +78,6 @@ __all__ = [
 
 T = TypeVar("T")
 _U32 = 0xFFFFFFFF
-_U64 = (1 << 64) - 1
-_pack_request = REQUEST_HEADER.pack
 
 #: Most requests a batch keeps in flight.  Enough to hide the ~50 µs loopback
 #: round trip many times over, few enough that a huge batch never has more
@@ -318,27 +313,11 @@ class ClientCore:
         if self.error is not None:
             raise self.error
         request_id = self._next_id
-        try:
-            # Packed directly: callers validated object id, index and page
-            # already (check_handle, check_page), and request_header()'s own
-            # checks cost ~0.3 µs a page.  struct still rejects what is out of
-            # range, so nothing malformed can reach the wire.
-            header = _pack_request(
-                REQUEST_MAGIC,
-                PROTOCOL_VERSION,
-                opcode,
-                flags,
-                request_id,
-                pool_id,
-                index,
-                object_id & _U64,
-                (object_id >> 64) & _U64,
-                object_id >> 128,
-                arg,
-                len(payload),
-            )
-        except struct.error as exc:
-            raise LocalProtocolError(f"request field out of range: {exc}") from None
+        # Callers validated object id, index and page already (check_handle,
+        # check_page): pack without request_header()'s checks.
+        header = pack_request_header(
+            opcode, request_id, pool_id, object_id, index, flags, arg, len(payload)
+        )
         self._next_id = (request_id + 1) & _U32
         self._outbox.append(header)
         if payload:
@@ -421,32 +400,19 @@ class ClientCore:
         first = request_id = self._next_id
         append = outbox.append
         try:
-            # _request's packing, unrolled over the batch (same fields).
             for item in items:
-                object_id, index = item[0], item[1]
                 payload = item[2] if len(item) == 3 else b""
                 append(
-                    _pack_request(
-                        REQUEST_MAGIC,
-                        PROTOCOL_VERSION,
-                        opcode,
-                        flags,
-                        request_id,
-                        pool_id,
-                        index,
-                        object_id & _U64,
-                        (object_id >> 64) & _U64,
-                        object_id >> 128,
-                        0,
-                        len(payload),
+                    pack_request_header(
+                        opcode, request_id, pool_id, item[0], item[1], flags, 0, len(payload)
                     )
                 )
                 if payload:
                     append(payload)
                 request_id = (request_id + 1) & _U32
-        except struct.error as exc:
+        except LocalProtocolError:
             del outbox[mark:]  # nothing of a bad batch is sent
-            raise LocalProtocolError(f"request field out of range: {exc}") from None
+            raise
         self._next_id = request_id
         call = BatchCall(first, opcode, convert, len(items))
         self._pending.append(call)
