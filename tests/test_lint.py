@@ -26,7 +26,9 @@ def _tool(name: str) -> str:
 def test_ruff_clean() -> None:
     result = subprocess.run(
         [_tool("ruff"), "check", "tmemd", "proto", "client", "tests", "bench"],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -34,6 +36,8 @@ def test_ruff_clean() -> None:
 def test_mypy_strict_clean() -> None:
     result = subprocess.run(
         [_tool("mypy"), "-p", "tmemd", "-p", "tmem.proto", "-p", "tmem.client"],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr

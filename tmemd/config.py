@@ -49,6 +49,9 @@ ZSTD_LEVELS = range(1, 20)
 #: Largest per-pool zstd dictionary: zstd's dictionaries stop helping 4 KiB
 #: pages long before 1 MiB, and each trained pool holds one.
 MAX_ZSTD_DICTIONARY_BYTES = 1 << 20
+#: Longest --busy-poll window: past a few milliseconds spinning buys no
+#: latency and only burns the core.
+MAX_BUSY_POLL_US = 10_000
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 
@@ -124,6 +127,8 @@ class DaemonConfig:
     idle_timeout: float = 300.0
     header_timeout: float = 10.0
     max_connections: int = 4096
+    #: Microseconds the event loop keeps polling after a read (0: sleep at once).
+    busy_poll_us: int = 0
     metrics: str | None = None
     metrics_port_file: str | None = None
     auth_file: str | None = None
@@ -161,6 +166,8 @@ class DaemonConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive")
         if self.max_connections < 1:
             raise ConfigError("max-connections must be at least 1")
+        if not 0 <= self.busy_poll_us <= MAX_BUSY_POLL_US:
+            raise ConfigError(f"busy-poll must be 0..{MAX_BUSY_POLL_US} microseconds")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls-cert and tls-key go together")
 

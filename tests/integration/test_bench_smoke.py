@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tmemd.bench._peers import find_peer
 
-#: Bound on the whole harness run: about 20 fresh servers, each up for well
+#: Bound on the whole harness run: about 30 fresh servers, each up for well
 #: under a second on a 2-core box.
 RUN_TIMEOUT_S = 120
 
@@ -27,7 +27,7 @@ ARGS = [
     "--pools", "ephemeral,precompressed", "--codecs", "lz4", "--depths", "1,16",
     "--connections", "2", "--processes", "2", "--stored", "256", "--scale", "none",
     "--duration", "0.5", "--ops", "160", "--corpus-pages", "256", "--synthetic",
-    "--memory", "64MiB",
+    "--memory", "64MiB", "--busy-poll", "0,100",
 ]  # fmt: skip
 
 
@@ -62,8 +62,15 @@ def test_bench_smoke(tmp_path: Path) -> None:
             assert rec["hits"] > 0 and rec["misses"] == 0, rec
 
     tmemd = [r for r in results if r["system"] == "tmemd"]
-    assert {r["label"] for r in tmemd} == {"tmemd lz4/ephemeral", "tmemd precompressed"}
-    assert len(tmemd) == 2 * (2 * 2 + 1)  # 2 pools x (2 workloads x 2 depths + flush)
+    assert {r["label"] for r in tmemd} == {
+        "tmemd lz4/ephemeral",
+        "tmemd precompressed",
+        "tmemd lz4/ephemeral bp100",
+        "tmemd precompressed bp100",
+    }
+    assert {r["busy_poll_us"] for r in tmemd} == {0, 100}
+    # 2 busy-poll values x 2 pools x (2 workloads x 2 depths + flush)
+    assert len(tmemd) == 2 * 2 * (2 * 2 + 1)
     if len(expected) > 1:
         assert any(r.get("vs") for r in tmemd)
     for name in report["charts"]:

@@ -118,9 +118,10 @@ def test_lease_end_frees_pools(daemon_factory: Callable[..., Daemon]) -> None:
 
 
 def test_concurrent_connections_same_name(daemon: Daemon) -> None:
-    with Client(daemon.address, client_name="multi") as a, Client(
-        daemon.address, client_name="multi"
-    ) as b:
+    with (
+        Client(daemon.address, client_name="multi") as a,
+        Client(daemon.address, client_name="multi") as b,
+    ):
         pool_a = a.new_pool(persistent=True)
         pool_a.put(1, 1, page(1))
         assert b.pool(pool_a.pool_id).get(1, 1) == page(1)

@@ -14,12 +14,15 @@ from tmemd.bench._config import CLIENT_CODEC, NO_VARIANT
 
 def test_quick_matrix_compares_all_three_on_put_and_get() -> None:
     cases = build_cases(quick_config())
-    assert Counter(c.system for c in cases) == {"tmemd": 4, "memcached": 4, "redis": 4}
+    assert Counter(c.system for c in cases) == {"tmemd": 8, "memcached": 4, "redis": 4}
     assert {(c.workload, c.depth) for c in cases} == {
         ("put", 1), ("put", 64), ("get_hit", 1), ("get_hit", 64),
     }  # fmt: skip
     tmemd = [c for c in cases if c.system == "tmemd"]
-    assert {(c.codec, c.pool) for c in tmemd} == {("lz4", "ephemeral")}
+    assert {(c.codec, c.pool, c.busy_poll_us) for c in tmemd} == {
+        ("lz4", "ephemeral", 0),
+        ("lz4", "ephemeral", 200),
+    }
     assert all(c.pool == c.codec == NO_VARIANT for c in cases if c.system != "tmemd")
     assert not any(c.scale for c in cases)
 
@@ -30,8 +33,9 @@ def test_full_matrix_rules() -> None:
     assert all(c.depth == 1 for c in cases if c.workload == "flush_object")
     pre = [c for c in cases if c.pool == "precompressed"]
     assert pre and all(c.codec == CLIENT_CODEC for c in pre)
-    # one precompressed variant, not one per codec
-    assert len(pre) == len([c for c in cases if c.system == "memcached" and not c.scale])
+    # one precompressed variant per busy-poll value, not one per codec
+    peer_cases = len([c for c in cases if c.system == "memcached" and not c.scale])
+    assert len(pre) == len(config.busy_poll) * peer_cases
     scale = [c for c in cases if c.scale]
     assert sorted((c.system, c.stored) for c in scale) == sorted(
         (s, n) for s in ("tmemd", "memcached", "redis") for n in (1_000, 1_000_000)
@@ -42,7 +46,25 @@ def test_full_matrix_rules() -> None:
 
 def test_labels() -> None:
     cases = build_cases(quick_config())
-    assert {c.label for c in cases} == {"tmemd lz4/ephemeral", "memcached", "redis"}
+    assert {c.label for c in cases} == {
+        "tmemd lz4/ephemeral",
+        "tmemd lz4/ephemeral bp200",
+        "memcached",
+        "redis",
+    }
+
+
+def test_busy_poll_values_are_tmemd_variants() -> None:
+    args = build_parser().parse_args(["--quick", "--busy-poll", "0,200", "--scale", "1000"])
+    config = config_from_args(args)
+    assert config.busy_poll == (0, 200)
+    cases = build_cases(config)
+    tmemd = [c for c in cases if c.system == "tmemd" and not c.scale]
+    assert {c.label for c in tmemd} == {"tmemd lz4/ephemeral", "tmemd lz4/ephemeral bp200"}
+    assert sorted({c.busy_poll_us for c in tmemd}) == [0, 200]
+    assert {c.busy_poll_us for c in cases if c.system != "tmemd"} == {0}
+    (scale,) = [c for c in cases if c.system == "tmemd" and c.scale]
+    assert scale.busy_poll_us == 0  # the scale cases use the first value
 
 
 def test_flags_override_quick() -> None:
@@ -100,4 +122,6 @@ def test_compared_cases_run_back_to_back() -> None:
         if not seen or seen[-1] != key:
             assert key not in seen, key
             seen.append(key)
-    assert [c.system for c in cases[:9]][-2:] == ["memcached", "redis"]
+    first = [c for c in cases if (c.scale, c.workload, c.depth, c.connections) == keys[0]]
+    assert [c.system for c in first][-2:] == ["memcached", "redis"]
+    assert cases[: len(first)] == first

@@ -51,6 +51,10 @@ def test_validation_names_the_key() -> None:
         DaemonConfig(persistent_max=0.5, persistent_accept=0.6)
     with pytest.raises(ConfigError, match="tls"):
         DaemonConfig(tls_cert="c.pem")
+    for bad in (-1, 10_001):
+        with pytest.raises(ConfigError, match="busy-poll"):
+            DaemonConfig(busy_poll_us=bad)
+    assert DaemonConfig().busy_poll_us == 0  # off unless asked for
 
 
 def test_toml_then_flags(tmp_path: Path) -> None:

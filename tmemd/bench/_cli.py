@@ -120,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=PLACEMENTS,
         help="split (default): server and clients on separate CPUs; shared: the OS decides",
     )
+    p.add_argument(
+        "--busy-poll",
+        type=_ints,
+        help="tmemd --busy-poll values in µs, each its own tmemd variant, e.g. 0,200 (default 0)",
+    )
     p.add_argument("--no-charts", dest="charts", action="store_false", default=None)
     return p
 
@@ -130,6 +135,7 @@ _FLAG_FIELDS = {
     "duration": "duration_s", "ops": "ops_per_connection", "processes": "processes",
     "corpus_pages": "corpus_pages", "synthetic": "synthetic", "memory": "memory_bytes",
     "seed": "seed", "charts": "charts", "placement": "placement", "repeat": "repeat",
+    "busy_poll": "busy_poll",
 }  # fmt: skip
 
 

@@ -19,8 +19,12 @@ The matrix is the product of the configured lists with three rules:
 Every timed loop is bounded twice: by ``ops_per_connection`` requests and by
 ``duration_s`` seconds, whichever comes first.
 
+tmemd runs once per ``busy_poll`` value (its ``--busy-poll``; 0 and 200 µs
+by default), each a variant of its own (``tmemd lz4/ephemeral bp200``).
+
 Worked example: ``--quick`` is 2 workloads x 2 depths x 1 connection count,
-lz4 ephemeral for tmemd: 4 cases per system, 12 in all.
+lz4 ephemeral for tmemd with and without busy polling: 4 cases per peer and
+8 for tmemd, 16 in all.
 """
 
 from __future__ import annotations
@@ -94,15 +98,19 @@ class Case:
     codec: str = NO_VARIANT
     #: True for the scale sub-matrix (p99 against the number stored).
     scale: bool = False
+    #: tmemd's ``--busy-poll`` in microseconds (0: off).
+    busy_poll_us: int = 0
 
     @property
     def label(self) -> str:
-        """The system as a chart legend names it: ``tmemd lz4/ephemeral``, ``redis``."""
+        """The system as a chart legend names it: ``tmemd lz4/ephemeral``,
+        ``tmemd lz4/ephemeral bp200`` (with ``--busy-poll 200``), ``redis``."""
         if self.system != "tmemd":
             return self.system
+        poll = f" bp{self.busy_poll_us}" if self.busy_poll_us else ""
         if self.pool == "precompressed":
-            return "tmemd precompressed"
-        return f"tmemd {self.codec}/{self.pool}"
+            return f"tmemd precompressed{poll}"
+        return f"tmemd {self.codec}/{self.pool}{poll}"
 
     def describe(self) -> str:
         """One line for the progress bar."""
@@ -144,6 +152,10 @@ class BenchConfig:
     placement: str = "split"
     #: Runs of each case; the one of median pages/s is reported.
     repeat: int = 1
+    #: tmemd's ``--busy-poll`` values, µs: each makes its own tmemd variant.
+    #: Both by default, so every run shows the daemon as it starts (off) and
+    #: what spinning buys at depth 1 for the CPU it burns.
+    busy_poll: tuple[int, ...] = (0, 200)
 
     def replace(self, **changes: Any) -> BenchConfig:
         """A copy with some fields changed."""
@@ -167,19 +179,20 @@ def quick_config(base: BenchConfig | None = None) -> BenchConfig:
     )
 
 
-def _tmemd_variants(config: BenchConfig) -> Iterator[tuple[str, str]]:
-    for pool in config.pools:
-        if pool == "precompressed":
-            yield pool, CLIENT_CODEC
-        else:
-            for codec in config.codecs:
-                yield pool, codec
+def _tmemd_variants(config: BenchConfig) -> Iterator[tuple[str, str, int]]:
+    for poll in config.busy_poll:
+        for pool in config.pools:
+            if pool == "precompressed":
+                yield pool, CLIENT_CODEC, poll
+            else:
+                for codec in config.codecs:
+                    yield pool, codec, poll
 
 
-def _variants(system: str, config: BenchConfig) -> Sequence[tuple[str, str]]:
+def _variants(system: str, config: BenchConfig) -> Sequence[tuple[str, str, int]]:
     if system == "tmemd":
         return list(_tmemd_variants(config))
-    return [(NO_VARIANT, NO_VARIANT)]
+    return [(NO_VARIANT, NO_VARIANT, 0)]
 
 
 def build_cases(config: BenchConfig) -> list[Case]:
@@ -192,12 +205,18 @@ def build_cases(config: BenchConfig) -> list[Case]:
         for depth in depths:
             for conns in config.connections:
                 for system in config.systems:
-                    for pool, codec in _variants(system, config):
+                    for pool, codec, poll in _variants(system, config):
                         cases.append(
-                            Case(system, workload, depth, conns, config.stored, pool, codec)
-                        )
+                            Case(
+                                system, workload, depth, conns, config.stored, pool, codec,
+                                busy_poll_us=poll,
+                            )
+                        )  # fmt: skip
     for stored in config.scale:
         for system in config.systems:
             pool, codec = ("ephemeral", "lz4") if system == "tmemd" else (NO_VARIANT,) * 2
-            cases.append(Case(system, "get_hit", 1, 1, stored, pool, codec, scale=True))
+            poll = config.busy_poll[0] if system == "tmemd" and config.busy_poll else 0
+            cases.append(
+                Case(system, "get_hit", 1, 1, stored, pool, codec, scale=True, busy_poll_us=poll)
+            )
     return cases

@@ -110,11 +110,14 @@ def peer_version(system: str) -> str | None:
     return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else None
 
 
-def _argv(system: str, port: int, memory_bytes: int, codec: str, port_file: Path) -> list[str]:
+def _argv(
+    system: str, port: int, memory_bytes: int, codec: str, port_file: Path, busy_poll_us: int
+) -> list[str]:
     if system == "tmemd":
         return [sys.executable, "-m", "tmemd.cli", "--listen", "127.0.0.1:0",
                 "--port-file", str(port_file), "--memory", str(memory_bytes),
-                "--codec", codec, "--log-level", "warning"]  # fmt: skip
+                "--codec", codec, "--log-level", "warning",
+                "--busy-poll", str(busy_poll_us)]  # fmt: skip
     binary = find_peer(system)
     if binary is None:
         raise FileNotFoundError(f"{_BINARIES[system]} is not installed")
@@ -143,11 +146,13 @@ def start_server(
     memory_bytes: int,
     codec: str = "lz4",
     cpus: frozenset[int] | None = None,
+    busy_poll_us: int = 0,
 ) -> Server:
     """Start ``system`` on a free loopback port and wait until it answers.
 
-    ``codec`` is tmemd's default codec (pools name theirs anyway); ``cpus``
-    pins the server and every thread it starts to those CPUs.  Raises
+    ``codec`` is tmemd's default codec (pools name theirs anyway) and
+    ``busy_poll_us`` its ``--busy-poll``; ``cpus`` pins the server and every
+    thread it starts to those CPUs.  Raises
     ``RuntimeError`` with the log's tail when the server does not come up.
     """
     stamp = time.monotonic_ns()
@@ -156,7 +161,7 @@ def start_server(
     port = 0 if system == "tmemd" else free_port()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            _argv(system, port, memory_bytes, codec, port_file),
+            _argv(system, port, memory_bytes, codec, port_file, busy_poll_us),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             # Set between fork and exec, so threads the server starts inherit it.
             preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),

@@ -55,7 +55,8 @@ def case_record(result: CaseResult) -> dict[str, Any]:
     """The JSON record of one case."""
     c = result.case
     rec: dict[str, Any] = {
-        "system": c.system, "label": c.label, "workload": c.workload, "pool": c.pool,
+        "system": c.system, "label": c.label, "busy_poll_us": c.busy_poll_us,
+        "workload": c.workload, "pool": c.pool,
         "codec": c.codec, "depth": c.depth, "connections": c.connections,
         "stored": c.stored, "scale": c.scale, "memory_bytes": result.memory_bytes,
         "error": result.error,
@@ -167,9 +168,8 @@ def targets(records: Sequence[dict[str, Any]], costs: dict[str, CodecCost]) -> l
             continue
         if rec["workload"] not in TARGET_WORKLOADS or rec["depth"] not in TARGET_DEPTHS:
             continue
-        name = (
-            f"{rec['workload']} d{rec['depth']} c{rec['connections']} {rec['codec']}/{rec['pool']}"
-        )
+        variant = rec["label"].removeprefix("tmemd ")
+        name = f"{rec['workload']} d{rec['depth']} c{rec['connections']} {variant}"
         if rec["codec"] == "lz4":
             out.extend(_peer_targets(rec, name))
         out.extend(_cpu_target(rec, name, costs))

@@ -97,7 +97,9 @@ def _run_case(
     split = split_cpus() if config.placement == "split" else None
     server_cpus, client_cpus = split if split is not None else (None, None)
     try:
-        server = start_server(case.system, workdir, memory, codec, server_cpus)
+        server = start_server(
+            case.system, workdir, memory, codec, server_cpus, busy_poll_us=case.busy_poll_us
+        )
     except (OSError, RuntimeError) as exc:
         return CaseResult(case, None, 0.0, 0, memory, f"start: {exc}")
     try:
