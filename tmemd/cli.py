@@ -114,7 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--busy-poll",
         type=int,
-        dest="busy_poll_us",
         metavar="USEC",
         help="keep polling the sockets this long after each read instead of sleeping: "
         "lower depth-1 latency for a busy core while traffic flows (default 0: off)",

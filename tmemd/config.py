@@ -128,7 +128,7 @@ class DaemonConfig:
     header_timeout: float = 10.0
     max_connections: int = 4096
     #: Microseconds the event loop keeps polling after a read (0: sleep at once).
-    busy_poll_us: int = 0
+    busy_poll: int = 0
     metrics: str | None = None
     metrics_port_file: str | None = None
     auth_file: str | None = None
@@ -166,7 +166,7 @@ class DaemonConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive")
         if self.max_connections < 1:
             raise ConfigError("max-connections must be at least 1")
-        if not 0 <= self.busy_poll_us <= MAX_BUSY_POLL_US:
+        if not 0 <= self.busy_poll <= MAX_BUSY_POLL_US:
             raise ConfigError(f"busy-poll must be 0..{MAX_BUSY_POLL_US} microseconds")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls-cert and tls-key go together")

@@ -257,7 +257,7 @@ class Server:
         self.connections: set[Connection] = set()
         self.latency = LatencyRecorder()
         #: --busy-poll: keep polling this long after the last read (0: off).
-        self.busy_poll_s = config.busy_poll_us / 1e6
+        self.busy_poll_s = config.busy_poll / 1e6
         self.spin_until = 0.0
         self.spinning = False
         #: Held by connections: put/get latency is recorded inline.

@@ -53,18 +53,20 @@ def test_validation_names_the_key() -> None:
         DaemonConfig(tls_cert="c.pem")
     for bad in (-1, 10_001):
         with pytest.raises(ConfigError, match="busy-poll"):
-            DaemonConfig(busy_poll_us=bad)
-    assert DaemonConfig().busy_poll_us == 0  # off unless asked for
+            DaemonConfig(busy_poll=bad)
+    assert DaemonConfig().busy_poll == 0  # off unless asked for
 
 
 def test_toml_then_flags(tmp_path: Path) -> None:
     cfg = tmp_path / "tmemd.toml"
     cfg.write_text(
         'memory = "1GiB"\ncodec = "zstd"\npersistent-max = 0.5\n'
-        'persistent_accept = 0.4\nlisten = "127.0.0.1:9000"\n'
+        'persistent_accept = 0.4\nlisten = "127.0.0.1:9000"\nbusy-poll = 200\n'
     )
     args = build_parser().parse_args(["--config", str(cfg), "--codec", "lz4"])
     config = make_config(args)
+    assert config.busy_poll == 200  # the key is the flag's name, as for the others
+    assert make_config(build_parser().parse_args(["--busy-poll", "50"])).busy_poll == 50
     assert config.memory == 1 << 30
     assert config.codec == "lz4"  # the flag wins
     assert config.persistent_max == 0.5
