@@ -34,17 +34,15 @@ from typing import Any, TypeVar, cast
 
 from tmem.proto import RefuseReason
 
+from ._base import ClientBase
 from ._core import BatchCall, Call, ClientCore, window_for, window_plan
 from ._errors import TmemConnectionError, TmemTimeout
 from ._pool import AsyncPool, Handle, PutItem
 from ._spec import (
     Page,
     PoolInfo,
-    check_client_name,
-    default_client_name,
     find_pool,
     info_from_spec,
-    parse_address,
     pool_spec,
 )
 
@@ -120,7 +118,7 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """An asyncio tmem client; the same arguments and methods as ``Client``,
     as coroutines.  ``async with AsyncClient(...) as client:`` closes it."""
 
@@ -132,33 +130,14 @@ class AsyncClient:
         timeout: float | None = 5.0,
         ssl: _ssl.SSLContext | None = None,
     ) -> None:
-        self._host, self._port = parse_address(address)
-        self.client_name = check_client_name(
-            default_client_name() if client_name is None else client_name
-        )
-        if token is not None and not isinstance(token, str):
-            raise TypeError("token must be a str or None")
-        self._token = token
-        self.timeout = timeout
-        self._ssl = ssl
+        super().__init__(address, client_name, token, timeout, ssl)
         self._conn: _Connection | None = None
         self._lock: asyncio.Lock | None = None
-        #: HELLO's reply on the current (or last) connection.
-        self.server_info: dict[str, Any] = {}
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The daemon's ``(host, port)``."""
-        return self._host, self._port
 
     @property
     def connected(self) -> bool:
         """True while a connection is open (it may still fail on next use)."""
         return self._conn is not None and self._conn.usable
-
-    def __repr__(self) -> str:
-        state = "connected" if self.connected else "not connected"
-        return f"<AsyncClient {self.client_name!r} {self._host}:{self._port} {state}>"
 
     async def __aenter__(self) -> AsyncClient:
         return self

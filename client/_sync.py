@@ -37,17 +37,15 @@ from typing import Any, TypeVar
 
 from tmem.proto import RefuseReason
 
+from ._base import ClientBase
 from ._core import BatchCall, Call, ClientCore, window_for, window_plan
 from ._errors import TmemConnectionError, TmemError, TmemTimeout
 from ._pool import Handle, Pool, PutItem
 from ._spec import (
     Page,
     PoolInfo,
-    check_client_name,
-    default_client_name,
     find_pool,
     info_from_spec,
-    parse_address,
     pool_spec,
 )
 
@@ -64,7 +62,7 @@ RECV_BUFFER_BYTES = 256 << 10
 MAX_SEND_BUFFERS = 1024
 
 
-class Client:
+class Client(ClientBase):
     """A blocking tmem client for one daemon.
 
     ``address`` is ``"host:port"`` or ``(host, port)``; ``client_name``
@@ -83,35 +81,16 @@ class Client:
         timeout: float | None = 5.0,
         ssl: _ssl.SSLContext | None = None,
     ) -> None:
-        self._host, self._port = parse_address(address)
-        self.client_name = check_client_name(
-            default_client_name() if client_name is None else client_name
-        )
-        if token is not None and not isinstance(token, str):
-            raise TypeError("token must be a str or None")
-        self._token = token
-        self.timeout = timeout
-        self._ssl = ssl
+        super().__init__(address, client_name, token, timeout, ssl)
         self._sock: socket.socket | None = None
         self._core: ClientCore | None = None
         self._buffer = bytearray(RECV_BUFFER_BYTES)
         self._view = memoryview(self._buffer)
-        #: HELLO's reply on the current (or last) connection.
-        self.server_info: dict[str, Any] = {}
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The daemon's ``(host, port)``."""
-        return self._host, self._port
 
     @property
     def connected(self) -> bool:
         """True while a connection is open (it may still fail on next use)."""
         return self._core is not None
-
-    def __repr__(self) -> str:
-        state = "connected" if self.connected else "not connected"
-        return f"<Client {self.client_name!r} {self._host}:{self._port} {state}>"
 
     def __enter__(self) -> Client:
         return self
