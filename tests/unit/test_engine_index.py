@@ -61,7 +61,8 @@ def test_pop_object_touches_only_that_object() -> None:
     index = PageIndex()
     index.set(1, 0, 5)
     index.set(2, 0, 6)
-    index._objects[2] = Untouchable({0: 6})
+    index.set(2, 1, 7)
+    index._objects[2] = Untouchable({0: 6})  # type: ignore[assignment]
     assert index.pop_object(1) == [5]
     assert index.pop_object(3) == []
 

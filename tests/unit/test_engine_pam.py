@@ -16,6 +16,7 @@ from tmemd.engine import (
     Unsupported,
 )
 from tmemd.engine import _memory as memory_module
+from tmemd.engine._policy import page_pool
 from tmemd.engine._state import MAX_HANDLE
 from tmemd.engine.pam import FRAME_BYTES
 
@@ -105,7 +106,7 @@ def test_same_filled_pages_take_no_frame_but_their_metadata_is_charged() -> None
     stats = engine.statistics()
     assert sum(p.frames for p in stats.pam_stats) == 0
     assert stats.same_filled_pages == 1000 and stats.stored_bytes == 0
-    assert stats.metadata_bytes > before.metadata_bytes + 1000 * 200  # 1000 objects
+    assert stats.metadata_bytes > before.metadata_bytes + 1000 * 100  # 1000 inline objects
     assert engine.get("a", pool, 300, 0) == bytes([300 % 256]) * PAGE
     engine.check_invariants()
 
@@ -117,7 +118,7 @@ def test_a_flood_of_same_filled_pages_cannot_pass_the_limit() -> None:
     refused = [engine.put("a", persistent, i, 0, bytes(PAGE)) for i in range(5000)]
     assert Refusal.NO_MEMORY in refused
     stored = refused.index(Refusal.NO_MEMORY)
-    assert all(r is None for r in refused[:stored]) and 200 < stored < 1300
+    assert all(r is None for r in refused[:stored]) and 200 < stored < 2500
     stats = engine.statistics()
     assert stats.memory_used_bytes <= memory and stats.metadata_bytes > memory * 3 // 4
     # Ephemeral same-filled pages are evicted to make room: none is refused.
@@ -161,6 +162,75 @@ def test_two_holders_are_evicted_page_by_page_fairly() -> None:
     by_name = {c.name: c for c in stats.client_stats}
     assert abs(by_name["a"].pages - by_name["b"].pages) <= 2
     engine.check_invariants()
+
+
+def test_one_page_objects_are_evicted_by_id_and_their_slots_make_no_int() -> None:
+    # Object ids as the wire delivers them (a new int per call), big enough
+    # to be no cached small int: one page per object (inline in the index),
+    # every third object of pool ``a`` promoted by a second and third page.
+    # Pools ``a`` and ``a2`` of one client share a space and their (object,
+    # index) pairs, ``a2``'s older, and every fifth page is same-filled:
+    # eviction must find each one-page object's pool by its page's handle.
+    engine = arena_engine(64 * FRAME_BYTES)
+    engine.connect("b")
+    a, a2 = engine.new_pool("a"), engine.new_pool("a")  # searched in this order
+    pools = {"a2": a2, "a": a, "b": engine.new_pool("b")}
+    oid = 1 << 150
+
+    def page(name: str, i: int, j: int) -> bytes:
+        if i % 5 == 4:
+            return bytes([len(name) + i % 7]) * PAGE
+        seed = ("a", "a2", "b").index(name) << 12 | 4 * i + j
+        return raw_page(seed, PAGE // 2) + bytes(PAGE // 2)
+
+    def layout(name: str) -> list[tuple[int, int]]:
+        return [(i, j) for i in range(300) for j in range(3 if name == "a" and i % 3 == 0 else 1)]
+
+    order = []  # client a's pages that hold bytes, oldest first
+    for i in range(300):
+        for name, pool in pools.items():
+            for j in range(3 if name == "a" and i % 3 == 0 else 1):
+                engine.put(name[0], pool, int(str(oid + i)), j, page(name, i, j))
+                if name != "b" and i % 5 != 4:
+                    order.append((name, i, j))
+    assert engine.statistics().evictions_by_reason["lru"] > 0
+    engine.check_invariants()
+    held = []
+    for name, pool in pools.items():
+        for i, j in layout(name):
+            got = engine.get(name[0], pool, oid + i, j, exclusive=False)
+            assert got in (None, page(name, i, j))
+            if got is not None and (name, i, j) in order:
+                held.append((name, i, j))
+    assert 0 < len(held) < len(order)
+    assert sorted(held, key=order.index) == order[len(order) - len(held) :]  # the oldest went
+    # A one-page object's reverse-map slot holds the index's own key int;
+    # no other slot holds an int (a promoted object's first page's is relinked).
+    keys = {}
+    for name, pool in pools.items():
+        objects = engine._clients[name[0]].pools[pool].index._objects
+        keys.update({id(key): key for key, obj in objects.items() if type(obj) is int})
+    slots = {id(obj) for space in engine._memory.spaces for obj in space.objs if type(obj) is int}
+    assert keys and set(keys) == slots
+    for i in range(300):
+        engine.flush_object("a", pools["a"], oid + i)
+    engine.check_invariants()
+
+
+def test_a_one_page_objects_pool_is_found_by_its_handle_in_its_space() -> None:
+    # Object 7's page 0 in two pools of one client: same-filled in ``a``
+    # (a handle of the same-filled store), stored in ``a2`` (a zbud handle).
+    engine = arena_engine()
+    a, a2 = engine.new_pool("a"), engine.new_pool("a")
+    engine.put("a", a, 7, 0, bytes(PAGE))
+    engine.put("a", a2, 7, 0, text_page(1))
+    client = engine._clients["a"]
+    found = {}
+    for space in engine._memory.spaces:
+        for handle, obj in enumerate(space.objs):
+            if obj is not None:
+                found[space.id, handle] = page_pool(client, space, handle).pool_id
+    assert found == {(0, 1): a, (1, 1): a2}  # the same handle number in two spaces
 
 
 # --- big pages -----------------------------------------------------------------------------

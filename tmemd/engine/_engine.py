@@ -117,6 +117,7 @@ class Engine(ClientCalls, PageStorage):
             self._free_pool,
             lambda pool, old, _old_id: rehome_pages(pool, old, memory.spaces, self._holders),
             lambda client: self._tenancy.apply(client),
+            self._init_pool,
         )
         self._clients = self._registry.clients
         self._tenancy = Tenancy(self._clients, self._codecs, self._evictor)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ._index import IndexObject
 from ._memory import DICTIONARY_CONTEXT_BYTES, Memory
 from ._policy import PersistentShare
 from ._same import SAME_HANDLE_BYTES
@@ -116,8 +117,12 @@ def _check_lru(client: Client, spaces: list[Space], expected: _Expected) -> None
         for handle in seen:
             pool, object_id, index = want[handle]
             obj = space.objs[handle]
-            assert obj is not None and obj.index is pool.index, f"reverse map of {handle}"
-            assert (obj.oid, space.idx[handle]) == (object_id, index), f"location of {handle}"
+            if type(obj) is IndexObject:
+                assert obj.index is pool.index, f"reverse map of {handle}"
+                obj = obj.oid
+            else:  # an id: of a one-page object (a promoted one's slot is relinked)
+                assert pool.index.inline(object_id), f"reverse map of {handle}: not inline"
+            assert (obj, space.idx[handle]) == (object_id, index), f"location of {handle}"
         total += len(seen)
     assert client.lru_pages == total, f"{client.name}: {client.lru_pages} LRU pages, {total}"
 

@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: Metadata one stored page costs beyond its frame bytes, for the fairness
-#: score: its index entry (13), its space's per-handle arrays (20) and the
+#: score: its index entry (9), its space's per-handle arrays (24) and the
 #: PAM's per-handle table (zsmalloc: 12).  Objects and chunks come on top.
 PAGE_CHARGE_BYTES = PAGE_BYTES + HANDLE_BYTES + 12
 #: Objects one ``maintain()`` call may move per PAM: ~3 us each, so at most

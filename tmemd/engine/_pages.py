@@ -10,13 +10,17 @@ pool's gauges, the client's bytes by kind, the persistent share, the
 space's pinned count) and returns the token.  ``_release`` undoes exactly
 that for a page already removed from its index, and ``_drop_evicted`` is
 the evictor's way in: a page named by its handle is unindexed and released.
+``_relink`` keeps the reverse map right when an ephemeral pool's index
+promotes a one-page object (``_index``).
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 from ._errors import Refusal
-from ._index import OBJECT_BYTES, PAGE_BYTES, Ledger
-from ._policy import Evictor, PersistentShare
+from ._index import OBJECT_BYTES, PAGE_BYTES, IndexObject, Ledger
+from ._policy import Evictor, PersistentShare, page_pool
 from ._space import Space
 from ._state import (
     ENC_BIG,
@@ -168,13 +172,34 @@ class PageStorage:
         self._count(pool, token, stored, -1)
         return stored
 
-    def _drop_evicted(self, space: Space, handle: int, reason: int, freed: tuple[int, ...]) -> int:
-        """Evictor callback: unindex and release the ephemeral page under ``handle``."""
+    def _init_pool(self, pool: Pool) -> None:
+        """Registry callback: an ephemeral pool's index tells the reverse map
+        of its promoted objects (``_relink``)."""
+        if not pool.persistent:
+            pool.index.relink = partial(self._relink, pool)
+
+    def _relink(self, pool: Pool, token: int, obj: IndexObject) -> int:
+        """A one-page object of ``pool`` got a second page: the reverse-map
+        slot of its first page (under ``token``), which held the object's
+        id, now refers to ``obj``; return that id (the index's key ``int``)."""
+        space = self._same if token & ENC_MASK == ENC_SAME else pool.space
+        handle = token >> VALUE_SHIFT
+        object_id = space.objs[handle]
+        assert type(object_id) is int, f"handle {handle}: no one-page object's id"
+        space.objs[handle] = obj
+        return object_id
+
+    def _drop_evicted(
+        self, holder: Client, space: Space, handle: int, reason: int, freed: tuple[int, ...]
+    ) -> int:
+        """Evictor callback: unindex and release the ephemeral page under
+        ``handle``, one of ``holder``'s."""
         obj = space.objs[handle]
         assert obj is not None, f"handle {handle} of space {space.id} holds no ephemeral page"
-        index = obj.index
-        pool: Pool = index.owner  # type: ignore[assignment]
-        stored = self._release(pool, index.delete_in(obj, space.idx[handle]), freed)
+        pool = page_pool(holder, space, handle)
+        object_id = obj.oid if type(obj) is IndexObject else obj
+        assert object_id is not None, f"handle {handle}: an object without its id"
+        stored = self._release(pool, pool.index.delete(object_id, space.idx[handle]), freed)
         client = pool.tenant
         pool.counters.pages_evicted += 1
         client.counters.pages_evicted += 1

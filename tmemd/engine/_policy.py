@@ -59,10 +59,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ._config import POOL_ID_BITS
-from ._index import Ledger
+from ._index import IndexObject, Ledger
 from ._pam import PamFull
 from ._space import Space
-from ._state import Client, Eviction, Pool
+from ._state import ENC_MASK, ENC_SAME, VALUE_SHIFT, Client, Eviction, Pool
 
 __all__ = [
     "EVICT_BATCH_PAGES",
@@ -73,6 +73,7 @@ __all__ = [
     "Evictor",
     "PersistentShare",
     "pack_location",
+    "page_pool",
     "rehome_pages",
     "unpack_location",
 ]
@@ -91,11 +92,11 @@ INDEX_BITS = 32
 INDEX_MASK = (1 << INDEX_BITS) - 1
 POOL_ID_MASK = (1 << POOL_ID_BITS) - 1
 
-#: ``drop(space, handle, reason, freed)`` unindexes and frees the ephemeral
-#: page under ``handle`` (skipping PAM handles in ``freed``: a reclaim freed
-#: them already), counts it under ``reason`` (an ``Eviction`` value), and
-#: returns its stored bytes.
-DropFn = Callable[[Space, int, int, tuple[int, ...]], int]
+#: ``drop(holder, space, handle, reason, freed)`` unindexes and frees the
+#: ephemeral page under ``handle``, one of ``holder``'s (skipping PAM handles
+#: in ``freed``: a reclaim freed them already), counts it under ``reason``
+#: (an ``Eviction`` value), and returns its stored bytes.
+DropFn = Callable[[Client, Space, int, int, tuple[int, ...]], int]
 #: Plain ints: indexing a list with an IntEnum member costs a conversion.
 _LRU = int(Eviction.LRU)
 _RECLAIM = int(Eviction.RECLAIM)
@@ -119,7 +120,7 @@ def rehome_pages(pool: Pool, old: Client, spaces: list[Space], holders: dict[str
     shared pool's owner leaves."""
     new = pool.tenant
     for space in spaces:
-        moved = [h for h in space.handles(old) if _owner(space, h) is pool]
+        moved = [h for h in space.handles(old) if _holds(pool, space, h)]
         if moved and not new.lru_pages:
             holders[new.name] = new
         for handle in moved:
@@ -132,9 +133,34 @@ def rehome_pages(pool: Pool, old: Client, spaces: list[Space], holders: dict[str
     new.ephemeral_bytes += pool.stored_bytes
 
 
-def _owner(space: Space, handle: int) -> object:
+def page_pool(holder: Client, space: Space, handle: int) -> Pool:
+    """The pool of the ephemeral page under ``handle``, one of ``holder``'s.
+
+    An index object names its pool; a one-page object is known by its id
+    alone (``_index``), so its pool is found among the holder's: O(its
+    pools, at most ``max_pools_per_client``), on the eviction path only.
+    """
     obj = space.objs[handle]
-    return None if obj is None else obj.index.owner
+    if type(obj) is IndexObject:
+        return obj.index.owner  # type: ignore[return-value]
+    for pool in holder.pools.values():
+        if _holds(pool, space, handle):
+            return pool
+    raise AssertionError(f"handle {handle} of space {space.id}: not a page of {holder.name}")
+
+
+def _holds(pool: Pool, space: Space, handle: int) -> bool:
+    """Whether the ephemeral page under ``handle`` of ``space`` is ``pool``'s."""
+    obj = space.objs[handle]
+    if obj is None:
+        return False
+    if type(obj) is IndexObject:
+        return obj.index is pool.index
+    token = pool.index.get(obj, space.idx[handle])
+    if token >> VALUE_SHIFT != handle:  # handles are never 0: this catches a miss too
+        return False
+    # Same-filled tokens name handles of the same-filled store (space 0).
+    return space.id == 0 if token & ENC_MASK == ENC_SAME else space is pool.space
 
 
 class Evictor:
@@ -213,9 +239,9 @@ class Evictor:
             if handles:
                 freed = tuple(handles)
                 for handle in handles:
-                    self._drop(space, handle, _RECLAIM, freed)
+                    self._drop(victim, space, handle, _RECLAIM, freed)
                 return True
-        self._drop(space, victim.lru_head[space.id], _LRU, ())
+        self._drop(victim, space, victim.lru_head[space.id], _LRU, ())
         return True
 
     def _pick(self, victim: Client, prefer: Space | None, *, same_ok: bool) -> Space | None:
@@ -266,7 +292,7 @@ class Evictor:
         space = self._pick(client, None, same_ok=False)
         if space is None:
             return None
-        return self._drop(space, client.lru_head[space.id], int(reason), ())
+        return self._drop(client, space, client.lru_head[space.id], int(reason), ())
 
     def fit_cap(self, client: Client, size: int, cap: int) -> bool:
         """Evict ``client``'s own pages until ``size`` more stored bytes stay

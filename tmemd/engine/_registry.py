@@ -52,7 +52,8 @@ class Registry:
     ``free_pages(pool)`` is called when a pool's last member leaves; it must
     free every page of the pool.  ``rehome(pool, old_owner, old_pool_id)``
     is called after a shared pool's owner changed.  ``init_client(client)``
-    is called for each new ``Client`` (to copy in its settings).
+    is called for each new ``Client`` (to copy in its settings), and
+    ``init_pool(pool)`` for each new ``Pool``.
     ``space_for(persistent, pam)`` gives a new pool's space (and raises
     ``Unsupported`` for a PAM the engine does not have); ``ledger`` is
     charged for the pools' indexes.
@@ -68,6 +69,7 @@ class Registry:
         free_pages: Callable[[Pool], None],
         rehome: Callable[[Pool, Client, int], None],
         init_client: Callable[[Client], None],
+        init_pool: Callable[[Pool], None],
     ) -> None:
         self._config = config
         self._clock = clock
@@ -77,6 +79,7 @@ class Registry:
         self._free_pages = free_pages
         self._rehome = rehome
         self._init_client = init_client
+        self._init_pool = init_pool
         self.clients: dict[str, Client] = {}
         #: Clients with no connection: name -> lease deadline.
         self._idle: dict[str, float] = {}
@@ -171,6 +174,7 @@ class Registry:
             space=space,
             ledger=self._ledger,
         )
+        self._init_pool(pool)
         client.pools[pool_id] = pool
         if shared_uuid is not None:
             self._shared[shared_uuid] = pool

@@ -3,18 +3,21 @@
 What: a ``Space`` pairs a PAM instance (zbud, xvmalloc, zsmalloc, the
 same-filled store, or a plugged-in PAM) with three things the engine keeps
 per handle of it: the LRU links of ephemeral pages, and the reverse map
-from a handle to its page (index object and page index).  Every pool uses
-one space (the daemon's default for its kind, or the PAM it asked for), and
-every PAM instance is one space shared by all pools that use it.
+from a handle to its page (index object or object id, and page index).
+Every pool uses one space (the daemon's default for its kind, or the PAM it
+asked for), and every PAM instance is one space shared by all pools that
+use it.
 
 Why arrays over handles: an ephemeral page must be found from its handle
 (eviction picks a handle; zbud's ``reclaim()`` returns handles, already
 freed, so the page's stored length must be kept here too) and ordered per
 client.  An ``OrderedDict`` entry per page costs ~100 bytes plus a
 packed-location ``int``; here a page costs two u32 links, its u32 page
-index, its u32 stored length and a reference to its (shared) index object:
-24 bytes, charged to the ledger by the capacity of the arrays (they cover
-the highest handle used and never shrink, so the charge does not either).
+index, its u32 stored length and a reference to its (shared) index object,
+or, for an object of one page (which has none: ``_index``), to its id, the
+very ``int`` the index keeps as its key: 24 bytes, charged to the ledger by
+the capacity of the arrays (they cover the highest handle used and never
+shrink, so the charge does not either).
 PAM handles are dense small integers (zsmalloc, the same store and
 xvmalloc's handle table reuse freed numbers; a zbud handle is ``2 * frame +
 buddy + 1``), so the arrays stay near the live page count.
@@ -55,7 +58,8 @@ NIL = 0
 #: room for plugged-in PAMs; sizes each client's per-space list heads.
 MAX_SPACES = 8
 #: Grow-only bytes per handle covered: two u32 links, the u32 page index,
-#: the u32 stored length and the 8-byte reference to the page's index object.
+#: the u32 stored length and the 8-byte reference to the page's index object
+#: or object id (an ``int`` the index owns already).
 HANDLE_BYTES = 24
 #: Bytes per handle in a descriptor of a big page.
 _DESCRIPTOR_ITEM = "Q"
@@ -98,8 +102,9 @@ class Space:
         self.prv = array("I")
         self.idx = array("I")
         self.lens = array("I")
-        #: Index object of the ephemeral page under each handle (None: none).
-        self.objs: list[IndexObject | None] = []
+        #: The ephemeral page under each handle: its index object, or the id
+        #: of its one-page object (None: no page).
+        self.objs: list[IndexObject | int | None] = []
         #: Persistent and big pages held: while nonzero, no whole-unit reclaim.
         self.pinned = 0
 
@@ -118,10 +123,10 @@ class Space:
     # --- the per-client LRU ---------------------------------------------
 
     def link(
-        self, client: LruOwner, handle: int, obj: IndexObject, index: int, stored: int
+        self, client: LruOwner, handle: int, obj: IndexObject | int, index: int, stored: int
     ) -> None:
         """Record an ephemeral page of ``stored`` bytes and make it ``client``'s
-        newest in this space."""
+        newest in this space; ``obj`` is what ``PageIndex.insert`` returned."""
         if handle >= len(self.idx):
             self._cover(handle)
         self.objs[handle] = obj
