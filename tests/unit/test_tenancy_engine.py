@@ -11,15 +11,11 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tmemd.engine import (
     BYTES_PAM_OVERHEAD,
     DEFAULT_WEIGHT,
-    INDEX_LIMIT,
     MAX_WEIGHT,
-    OBJECT_ID_LIMIT,
     BadArgument,
     BadLength,
     BytesPam,
@@ -33,7 +29,6 @@ from tmemd.engine import (
     Unsupported,
 )
 from tmemd.engine import _tenancy as tenancy_module
-from tmemd.engine._policy import pack_location, unpack_location
 
 PAGE = 4096
 CHARGE = PAGE + BYTES_PAM_OVERHEAD
@@ -448,23 +443,9 @@ def test_destroy_client_frees_its_pages() -> None:
     engine.check_invariants()
 
 
-# --- location packing ----------------------------------------------------------------------
+# --- limits --------------------------------------------------------------------------------
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    pool_id=st.integers(0, (1 << 16) - 1),
-    object_id=st.integers(0, OBJECT_ID_LIMIT - 1),
-    index=st.integers(0, INDEX_LIMIT - 1),
-)
-def test_location_packing_round_trips(pool_id: int, object_id: int, index: int) -> None:
-    assert unpack_location(pack_location(pool_id, object_id, index)) == (pool_id, object_id, index)
-
-
-def test_packing_worked_example() -> None:
-    assert pack_location(3, 7, 2) == 1970324837105667
-
-
-def test_pool_count_must_fit_the_packing() -> None:
+def test_pool_count_is_bounded() -> None:
     with pytest.raises(ValueError):
         EngineConfig(max_pools_per_client=(1 << 16) + 1)

@@ -42,9 +42,9 @@ DEFAULT_PAGE_BYTES = 4096
 #: application pools needs more, and 64 still bounds the per-client tables
 #: (and the linear lowest-free-id search) to a trivial size.
 MAX_POOLS_PER_CLIENT = 64
-#: Bits of a pool id inside an eviction-LRU entry (``_policy.pack_location``),
-#: so ``max_pools_per_client`` may not pass ``1 << POOL_ID_BITS``; 65536 pools
-#: is far beyond any real client, and 16 bits keep the entry a small int.
+#: ``max_pools_per_client`` may not pass ``1 << POOL_ID_BITS``: a client's
+#: pool table is searched linearly for the lowest free id and walked when a
+#: one-page object is evicted, and 65536 pools is far beyond any real client.
 POOL_ID_BITS = 16
 #: The arena PAMs a pool may ask for (``tmemd.engine.pam``).
 PAM_NAMES = ("zbud", "xvmalloc", "zsmalloc")

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._config import POOL_ID_BITS
 from ._index import IndexObject, Ledger
 from ._pam import PamFull
 from ._space import Space
@@ -66,16 +65,11 @@ from ._state import ENC_MASK, ENC_SAME, VALUE_SHIFT, Client, Eviction, Pool
 
 __all__ = [
     "EVICT_BATCH_PAGES",
-    "INDEX_BITS",
-    "INDEX_MASK",
     "MAX_EVICTIONS_PER_PUT",
-    "POOL_ID_MASK",
     "Evictor",
     "PersistentShare",
-    "pack_location",
     "page_pool",
     "rehome_pages",
-    "unpack_location",
 ]
 
 #: Eviction rounds one put may run before it is refused.  A 4 KiB raw page
@@ -87,11 +81,6 @@ MAX_EVICTIONS_PER_PUT = 256
 #: halves the cost of a put into a full arena (an ephemeral page may go at
 #: any time; each page is still the fairest victim's oldest).
 EVICT_BATCH_PAGES = 8
-#: Page indexes are 32-bit (``INDEX_LIMIT``).
-INDEX_BITS = 32
-INDEX_MASK = (1 << INDEX_BITS) - 1
-POOL_ID_MASK = (1 << POOL_ID_BITS) - 1
-
 #: ``drop(holder, space, handle, reason, freed)`` unindexes and frees the
 #: ephemeral page under ``handle``, one of ``holder``'s (skipping PAM handles
 #: in ``freed``: a reclaim freed them already), counts it under ``reason``
@@ -100,18 +89,6 @@ DropFn = Callable[[Client, Space, int, int, tuple[int, ...]], int]
 #: Plain ints: indexing a list with an IntEnum member costs a conversion.
 _LRU = int(Eviction.LRU)
 _RECLAIM = int(Eviction.RECLAIM)
-
-
-def pack_location(pool_id: int, object_id: int, index: int) -> int:
-    """One int for (pool id in the owner's space, object id, index): a
-    compact key for a page when a tuple would cost too much."""
-    return (object_id << INDEX_BITS | index) << POOL_ID_BITS | pool_id
-
-
-def unpack_location(packed: int) -> tuple[int, int, int]:
-    """(pool_id, object_id, index) of a packed location."""
-    page = packed >> POOL_ID_BITS
-    return packed & POOL_ID_MASK, page >> INDEX_BITS, page & INDEX_MASK
 
 
 def rehome_pages(pool: Pool, old: Client, spaces: list[Space], holders: dict[str, Client]) -> None:
