@@ -38,7 +38,7 @@ from ._control import ControlError, run_control
 from ._status import REFUSE_REASON, status_for
 from .engine import Engine, EngineError
 
-__all__ = ["HandlerContext", "Result", "Session", "failure", "handle"]
+__all__ = ["GET_MODES", "HandlerContext", "Result", "Session", "failure", "handle"]
 
 log = logging.getLogger("tmemd.handlers")
 
@@ -46,9 +46,15 @@ Result = tuple[int, int, bytes]
 #: Client names: short, printable, safe in logs and metric labels.
 CLIENT_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _UUID_LIMIT = 1 << 128
-#: A plain int: ~ on an IntFlag complements only within its members (3.11).
-_GET_FLAGS_ALL = int(GetFlags.EXCLUSIVE | GetFlags.KEEP)
-_EXCLUSIVE = int(GetFlags.EXCLUSIVE)
+#: The GET_PAGE flags there are -> the engine's ``exclusive`` argument
+#: (None: the pool's default); any other value is BAD_FLAGS.  Plain int keys:
+#: looking up an IntFlag member costs a conversion.  The daemon's inline
+#: get path uses the same table.
+GET_MODES: dict[int, bool | None] = {
+    0: None,
+    int(GetFlags.EXCLUSIVE): True,
+    int(GetFlags.KEEP): False,
+}
 _CODEC_NAMES = {
     CodecId.DEFAULT: None,
     CodecId.NONE: "none",
@@ -125,11 +131,11 @@ def _put(ctx: HandlerContext, s: Session, req: Request) -> Result:
 
 def _get(ctx: HandlerContext, s: Session, req: Request) -> Result:
     flags = req.flags
-    if flags & ~_GET_FLAGS_ALL or flags == _GET_FLAGS_ALL:
+    if flags not in GET_MODES:
         raise _Refuse(Status.BAD_FLAGS, f"bad get flags {flags:#x}")
     if req.arg:
         raise _Refuse(Status.BAD_ARGUMENT, f"arg {req.arg:#x} must be 0 for GET_PAGE")
-    exclusive = True if flags & _EXCLUSIVE else (False if flags else None)
+    exclusive = GET_MODES[flags]
     assert s.client is not None
     page = ctx.engine.get(s.client, req.pool_id, req.object_id, req.index, exclusive)
     if page is None:

@@ -43,7 +43,6 @@ from tmem.proto import (
     PROTOCOL_VERSION,
     RESPONSE_HEADER,
     RESPONSE_MAGIC,
-    GetFlags,
     Opcode,
     RemoteProtocolError,
     RequestDecoder,
@@ -51,6 +50,7 @@ from tmem.proto import (
     response_header,
 )
 
+from ._handlers import GET_MODES as _GET_MODES
 from ._handlers import HandlerContext, Session, failure, handle
 from ._latency import LATENCY_BUCKETS_S, LatencyRecorder
 from ._status import REFUSE_REASON
@@ -80,13 +80,6 @@ _OK = int(Status.OK)
 _MISS = int(Status.MISS)
 _REFUSED = int(Status.REFUSED)
 _BUCKETS = LATENCY_BUCKETS_S
-#: GET_PAGE flags -> the engine's ``exclusive`` argument (None: the pool's
-#: default); other flag values take the general path, which refuses them.
-_GET_MODES: dict[int, bool | None] = {
-    0: None,
-    int(GetFlags.EXCLUSIVE): True,
-    int(GetFlags.KEEP): False,
-}
 
 
 class Connection(asyncio.Protocol):
