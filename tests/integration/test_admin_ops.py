@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from tmem.client import BadArgument, BadPool, Client, Forbidden, Unsupported
-from tmemd._auth import hash_token
 
 from ..conftest import Daemon, start_daemon
+from . import authfile
 
 PAGE = 4096
 TOKENS = {"web": "web-token", "db": "db-token", "ops": "ops-token"}
@@ -43,13 +43,7 @@ ADMIN_BODIES: list[dict[str, Any]] = [
 
 
 def write_auth(tmp_path: Path) -> Path:
-    path = tmp_path / "auth.toml"
-    lines = []
-    for name, token in TOKENS.items():
-        lines += [f"[clients.{name}]", f'token_sha256 = "{hash_token(token)}"']
-        lines += ["admin = true", ""] if name == "ops" else ['total_cap = "8MiB"', ""]
-    path.write_text("\n".join(lines))
-    return path
+    return authfile.write_auth(tmp_path, TOKENS, others=['total_cap = "8MiB"'])
 
 
 def raw_page(seed: int) -> bytes:

@@ -27,9 +27,9 @@ import pytest
 
 from tmem.client import AuthFailed, Client
 from tmem.proto import Opcode, Request, ResponseDecoder, Status, encode
-from tmemd._auth import hash_token
 
 from ..conftest import Daemon
+from . import authfile
 from .rawwire import RawConn, error_of
 
 PAGE = 4096
@@ -51,13 +51,7 @@ BURSTS, BURST_SIZE = 5, 200
 
 
 def write_auth(tmp_path: Path) -> Path:
-    path = tmp_path / "auth.toml"
-    lines = []
-    for name, token in TOKENS.items():
-        lines += [f"[clients.{name}]", f'token_sha256 = "{hash_token(token)}"']
-        lines += ["admin = true", ""] if name == "ops" else [""]
-    path.write_text("\n".join(lines))
-    return path
+    return authfile.write_auth(tmp_path, TOKENS)
 
 
 def raw_page(seed: int) -> bytes:

@@ -22,9 +22,9 @@ import pytest
 
 from tmem.client import BadPool, Client
 from tmem.proto import NO_POOL, Opcode, PoolSpec, Status, encode_pool_flags
-from tmemd._auth import hash_token
 
 from ..conftest import Daemon
+from . import authfile
 from .rawwire import RawConn, error_of
 
 PAGE = 4096
@@ -37,13 +37,7 @@ SPEC = encode_pool_flags(PoolSpec(persistent=True))
 
 
 def write_auth(tmp_path: Path) -> Path:
-    path = tmp_path / "auth.toml"
-    lines = []
-    for name, token in TOKENS.items():
-        lines += [f"[clients.{name}]", f'token_sha256 = "{hash_token(token)}"']
-        lines += ["admin = true", ""] if name == "ops" else [""]
-    path.write_text("\n".join(lines))
-    return path
+    return authfile.write_auth(tmp_path, TOKENS)
 
 
 def page(seed: int) -> bytes:

@@ -5,13 +5,12 @@ Run with ``-s`` to see the measured bytes per page.
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
-
 import pytest
 
 from tmemd.engine import Engine, EngineConfig
 from tmemd.engine._index import PageIndex
+
+from .memtrace import traced
 
 PAGES_MEASURED = 100_000
 #: Fewer pages for the whole engine: tracemalloc slows every allocation.
@@ -75,20 +74,6 @@ def test_check_invariants_catches_a_bad_count() -> None:
         index.check_invariants()
 
 
-def _traced_bytes(build: object) -> int:
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        keep = build() if callable(build) else None
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-        del keep
-        return after - before
-    finally:
-        tracemalloc.stop()
-
-
 def test_index_bytes_per_page() -> None:
     # A realistic layout: 64 pages per object (a file), tokens above 2**30.
     def build() -> PageIndex:
@@ -97,7 +82,7 @@ def test_index_bytes_per_page() -> None:
             index.set(n // 64, n % 64, (n + 1) << 19 | 1500 << 2 | 1)
         return index
 
-    per_page = _traced_bytes(build) / PAGES_MEASURED
+    per_page = traced(build) / PAGES_MEASURED
     print(f"\nindex: {per_page:.1f} bytes/page at {PAGES_MEASURED} pages")
     assert per_page < 100
 
@@ -121,7 +106,7 @@ def test_engine_metadata_bytes_per_page() -> None:
 
     for kind in ("ephemeral", "persistent", "same"):
         stored = 0 if kind == "same" else ENGINE_PAGES_MEASURED * len(_compressed(page))
-        per_page = (_traced_bytes(build(kind)) - stored) / ENGINE_PAGES_MEASURED
+        per_page = (traced(build(kind)) - stored) / ENGINE_PAGES_MEASURED
         print(f"engine, {kind} pages: {per_page:.1f} bytes/page of metadata")
         assert per_page < 400
 

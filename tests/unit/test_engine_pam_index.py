@@ -6,8 +6,6 @@ Run with ``-s`` to see the measured bytes per page (``bench/density.py
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
 from collections.abc import Callable
 
 import pytest
@@ -24,6 +22,8 @@ from tmemd.engine._index import (
     PageIndex,
 )
 
+from .memtrace import traced
+
 #: Pages for the whole-engine measurements: enough that per-object and
 #: per-array costs amortize, few enough for a unit test (tracemalloc slows
 #: every allocation); ``bench/density.py`` measures at 10^6.
@@ -37,21 +37,6 @@ MAX_METADATA_PER_PAGE = 100
 #: ``ENGINE_PAGES``, where the dict is at its emptiest (135 and 162 measured);
 #: ``bench/density.py`` measures 117 and 144 at 10^6 pages.
 MAX_ONE_PAGE_METADATA_PER_PAGE = {True: 145, False: 175}
-
-
-def traced(build: Callable[[], object]) -> int:
-    """Python bytes that ``build()`` allocated and kept."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        keep = build()
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-        del keep
-        return after - before
-    finally:
-        tracemalloc.stop()
 
 
 def fresh(n: int) -> int:
