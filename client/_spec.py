@@ -96,6 +96,10 @@ class PoolInfo:
     codec: str | None = None
     #: PAM name ("zbud", "xvmalloc", "zsmalloc") or None for the daemon's default.
     pam: str | None = None
+    #: HELLO's ``server_id`` of the daemon instance the pool was made (or
+    #: re-attached) on; None from a daemon that sends none.  The pool id is
+    #: only meaningful on that instance.
+    server_id: str | None = None
 
 
 def check_client_name(name: str) -> str:
@@ -184,12 +188,19 @@ def pool_spec(
     return spec, uuid_value
 
 
-def info_from_spec(pool_id: int, spec: PoolSpec) -> PoolInfo:
-    """The ``PoolInfo`` of a pool just created from ``spec``."""
+def info_from_spec(pool_id: int, spec: PoolSpec, server_id: str | None = None) -> PoolInfo:
+    """The ``PoolInfo`` of a pool just created from ``spec`` on ``server_id``."""
     codec = None if spec.codec is CodecId.DEFAULT else spec.codec.name.lower()
     pam = None if spec.pam is PamId.DEFAULT else spec.pam.name.lower()
     return PoolInfo(
-        pool_id, spec.page_size, spec.persistent, spec.shared, spec.precompressed, codec, pam
+        pool_id,
+        spec.page_size,
+        spec.persistent,
+        spec.shared,
+        spec.precompressed,
+        codec,
+        pam,
+        server_id,
     )
 
 

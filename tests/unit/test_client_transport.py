@@ -191,7 +191,9 @@ def server() -> Iterator[FakeTmemServer]:
 
 @pytest.fixture
 def client(server: FakeTmemServer) -> Iterator[Client]:
-    with Client(server.address, client_name="unit-test", timeout=5.0) as c:
+    # No retries: these tests pin down what one failed attempt does (the
+    # retry policy has its own tests in test_client_retry.py).
+    with Client(server.address, client_name="unit-test", timeout=5.0, retry=None) as c:
         yield c
 
 
@@ -290,7 +292,7 @@ def test_an_error_while_reading_closes_and_the_next_call_reconnects(
 
 def test_timeout_raises_closes_and_reconnects(server: FakeTmemServer) -> None:
     server.hook = once(SILENT)
-    with Client(server.address, client_name="slow", timeout=1.0) as client:
+    with Client(server.address, client_name="slow", timeout=1.0, retry=None) as client:
         with pytest.raises(TmemTimeout):
             client.ping()
         assert not client.connected
@@ -388,7 +390,9 @@ def test_async_reading_errors_close_and_reconnect(
     server: FakeTmemServer, run: Any, answer: object, error: type
 ) -> None:
     async def body() -> None:
-        async with AsyncClient(server.address, client_name="async-3", timeout=1.0) as client:
+        async with AsyncClient(
+            server.address, client_name="async-3", timeout=1.0, retry=None
+        ) as client:
             await client.ping()
             server.hook = once(answer)
             with pytest.raises(error):
