@@ -59,6 +59,8 @@ class FakeTmemServer:
         self.pages: dict[tuple[int, int, int], bytes] = {}
         self.pool_sizes: dict[int, int] = {}
         self.hellos: list[str] = []
+        #: Sent in HELLO's reply when set (a daemon instance's id).
+        self.server_id: str | None = None
         self.opcodes: list[int] = []
         self.connections = 0
         self.max_burst = 0  # most requests decoded from one recv()
@@ -119,7 +121,10 @@ class FakeTmemServer:
         key = (req.pool_id, req.object_id, req.index)
         if req.opcode == Opcode.HELLO:
             self.hellos.append(msgpack.unpackb(req.payload)["client"])
-            return Status.OK, 0, msgpack.packb({"server": "fake", "protocol": 1})
+            greeting: dict[str, object] = {"server": "fake", "protocol": 1}
+            if self.server_id is not None:
+                greeting["server_id"] = self.server_id
+            return Status.OK, 0, msgpack.packb(greeting)
         if req.opcode == Opcode.NEW_POOL:
             pool_id = len(self.pool_sizes)
             self.pool_sizes[pool_id] = decode_pool_flags(req.arg).page_size
