@@ -14,7 +14,8 @@ Layouts:
 * ``per-thread``: a ``Client`` of its own per thread, the only safe way to
   use threads before the client became thread-safe, as a reference.
 
-Every reply is checked against what the thread wrote; wrong pages and errors
+Each line gives ops/s and the client process's CPU time per op (steadier on
+a loaded machine).  Every reply is checked against what the thread wrote; wrong pages and errors
 are counted and printed next to the figure (a figure with errors is void).
 The daemon runs at the same time on the same cores, so figures are for
 comparing cases of one run, not absolute.
@@ -52,6 +53,9 @@ class Tally:
     ops: int = 0
     wrong: int = 0
     errors: int = 0
+    #: The client process's CPU time per op (all threads): steadier than
+    #: ops/s on a loaded machine, and what a pool or a lock adds shows here.
+    cpu_us_per_op: float = 0.0
 
 
 def page_of(thread: int, index: int) -> bytes:
@@ -108,15 +112,16 @@ def run_case(
         threading.Thread(target=_load, args=(pools[t], t, op, batch, until, tallies[t]))
         for t in range(threads)
     ]
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    elapsed = time.monotonic() - started
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
     for client in clients:
         client.close()
     total = Tally(*(sum(getattr(t, f) for t in tallies) for f in ("ops", "wrong", "errors")))
+    total.cpu_us_per_op = cpu / max(1, total.ops) * 1e6
     return total.ops / elapsed, total
 
 
@@ -148,7 +153,8 @@ def _run_all(address: str, args: argparse.Namespace) -> None:
             layouts += [(f"shared max_connections={n}", n) for n in args.max_connections]
         else:
             layouts.append(("a Client per thread", None))
-    print(f"{'layout':32} {'threads':>7} {'op':>4} {'batch':>5} {'ops/s':>10}  wrong errors")
+    heads = f"{'layout':32} {'threads':>7} {'op':>4} {'batch':>5} {'ops/s':>10} {'cpu µs/op':>9}"
+    print(f"{heads}  wrong errors")
     for name, max_connections in layouts:
         for threads in args.threads:
             for op in ("get", "put"):
@@ -158,7 +164,7 @@ def _run_all(address: str, args: argparse.Namespace) -> None:
                     )
                     print(
                         f"{name:32} {threads:7} {op:>4} {batch:5} {rate:10.0f}"
-                        f"  {tally.wrong:5} {tally.errors:6}",
+                        f" {tally.cpu_us_per_op:9.1f}  {tally.wrong:5} {tally.errors:6}",
                         flush=True,
                     )
 

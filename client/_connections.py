@@ -91,6 +91,7 @@ class Connection:
         self._timeout = timeout
         self._ssl = ssl
         self._sock: socket.socket | None = None
+        self._poller: select.poll | None = None
         self._core: ClientCore | None = None
         self._buffer = bytearray(RECV_BUFFER_BYTES)
         self._view = memoryview(self._buffer)
@@ -109,20 +110,17 @@ class Connection:
     def reusable(self) -> bool:
         """Open, in step, and nothing in flight: safe to hand to another call."""
         core = self._core
-        return core is not None and core.error is None and core.in_flight == 0
+        return core is not None and core.idle
 
     def stale(self) -> bool:
         """True if an idle connection has something to read: the daemon closed
-        it or sent something unasked.  Either way it must not be used."""
-        sock = self._sock
-        if sock is None:
-            return False
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
+        it or sent something unasked.  Either way it must not be used.  One
+        ``poll`` system call on a poller kept with the socket."""
+        poller = self._poller
+        return poller is not None and bool(poller.poll(0))
 
     def close(self) -> None:
-        sock, self._sock, self._core = self._sock, None, None
+        sock, self._sock, self._core, self._poller = self._sock, None, None, None
         if sock is not None:
             sock.close()
 
@@ -153,7 +151,9 @@ class Connection:
         """The open connection's core; opens it (and says HELLO) if needed."""
         if self._core is not None:
             return self._core
-        self._sock = self._open_socket()
+        sock = self._sock = self._open_socket()
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLIN)
         core = self._core = ClientCore(self._client_name, self._token)
         call = core.hello()
         self.transfer(core, call)
@@ -259,6 +259,7 @@ class ConnectionPool:
         self._ready = threading.Condition(threading.Lock())
         self._idle: list[Connection] = []
         self._count = 0  # connections made and not yet discarded (idle or lent)
+        self._waiting = 0  # threads waiting in acquire (notify only when some are)
         self._generation = 0
 
     @property
@@ -266,19 +267,30 @@ class ConnectionPool:
         """Connections open or lent out now."""
         return self._count
 
-    @contextmanager
-    def checkout(self) -> Iterator[Connection]:
-        """A connection for this thread alone until the block ends; it goes
-        back to the pool only if it is ``reusable`` then."""
-        conn = self._acquire()
-        try:
-            yield conn
-        finally:
-            self._release(conn)
-
-    def _acquire(self) -> Connection:
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+    def acquire(self) -> Connection:
+        """A connection for this thread alone until ``release``; waits (at
+        most ``timeout``) while all ``max_connections`` are lent out."""
         with self._ready:
+            if self._idle:
+                conn = self._idle.pop()
+            elif self._count < self.max_connections:
+                self._count += 1
+                conn = None
+            else:
+                conn = self._wait_for_one()
+            generation = self._generation
+        if conn is None:
+            return self._made(generation)
+        if conn.stale():
+            conn.close()  # a fresh core opens on first use, in this thread
+        return conn
+
+    def _wait_for_one(self) -> Connection | None:
+        """Under the lock: wait for an idle connection (returned) or room for
+        a new one (None, counted)."""
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        self._waiting += 1
+        try:
             while not self._idle and self._count >= self.max_connections:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -286,17 +298,12 @@ class ConnectionPool:
                         f"all {self.max_connections} connections stayed busy for {self._timeout}s"
                     )
                 self._ready.wait(left)
-            if self._idle:
-                conn = self._idle.pop()
-            else:
-                self._count += 1
-                conn = None
-            generation = self._generation
-        if conn is None:
-            return self._made(generation)
-        if conn.stale():
-            conn.close()  # a fresh core opens on first use, in this thread
-        return conn
+        finally:
+            self._waiting -= 1
+        if self._idle:
+            return self._idle.pop()
+        self._count += 1
+        return None
 
     def _made(self, generation: int) -> Connection:
         try:
@@ -307,11 +314,13 @@ class ConnectionPool:
         conn.generation = generation
         return conn
 
-    def _release(self, conn: Connection) -> None:
+    def release(self, conn: Connection) -> None:
+        """Take ``conn`` back: into the pool if ``reusable``, else closed."""
         with self._ready:
             if conn.reusable and conn.generation == self._generation:
                 self._idle.append(conn)
-                self._ready.notify()
+                if self._waiting:
+                    self._ready.notify()
                 return
         conn.close()
         self._forget()
@@ -319,7 +328,17 @@ class ConnectionPool:
     def _forget(self) -> None:
         with self._ready:
             self._count -= 1
-            self._ready.notify()
+            if self._waiting:
+                self._ready.notify()
+
+    @contextmanager
+    def checkout(self) -> Iterator[Connection]:
+        """``acquire`` and ``release`` as a context manager."""
+        conn = self.acquire()
+        try:
+            yield conn
+        finally:
+            self.release(conn)
 
     def close(self) -> None:
         """Close the idle connections now and the lent ones when returned."""

@@ -139,12 +139,16 @@ class Client(ClientBase):
         """``operation`` on a connection of this thread's own, opened (HELLO
         said) first; tried again as ``self.retry`` says when ``retry``."""
         failures = 0
+        connections = self._connections
         while True:
             try:
-                with self._connections.checkout() as conn:
+                conn = connections.acquire()
+                try:
                     conn.core()
                     self.server_info = conn.server_info
                     return operation(conn)
+                finally:
+                    connections.release(conn)
             except Exception as exc:
                 failures += 1
                 delay = self.retry.delay_s(failures, exc) if retry else None
