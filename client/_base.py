@@ -1,14 +1,31 @@
-"""What the blocking and the asyncio client share before any connection."""
+"""What the blocking and the asyncio client share before any connection.
+
+The address decides the client's shape: one ``"host:port"`` (or a list of
+one) is the single-server client, unchanged; several addresses or a
+``"dns:NAME:PORT"`` make a ``ServerSet`` (``_cluster``), which the blocking
+and the asyncio client hand to their several-server half.
+"""
 
 from __future__ import annotations
 
 import ssl as _ssl
+from collections.abc import Sequence
 from typing import Any
 
+from ._cluster import (
+    DEFAULT_DEAD_TIMEOUT_S,
+    DEFAULT_DNS_REFRESH_S,
+    Resolver,
+    ServerSet,
+    is_cluster_address,
+)
 from ._retry import NO_RETRY, Retry
 from ._spec import check_client_name, default_client_name, parse_address
 
-__all__ = ["ClientBase"]
+__all__ = ["Address", "ClientBase"]
+
+#: What a client's ``address`` may be: one server, several, or a DNS name.
+Address = str | tuple[str, int] | Sequence[str | tuple[str, int]]
 
 
 class ClientBase:
@@ -21,14 +38,26 @@ class ClientBase:
 
     def __init__(
         self,
-        address: str | tuple[str, int],
+        address: Address,
         client_name: str | None,
         token: str | None,
         timeout: float | None,
         ssl: _ssl.SSLContext | None,
         retry: Retry | None,
+        dead_timeout: float = DEFAULT_DEAD_TIMEOUT_S,
+        resolver: Resolver | None = None,
+        dns_refresh: float = DEFAULT_DNS_REFRESH_S,
     ) -> None:
-        self._host, self._port = parse_address(address)
+        #: The servers of a several-server client; None for one server.
+        self._server_set: ServerSet | None = None
+        if is_cluster_address(address):
+            servers = ServerSet(address, dead_timeout, resolver, dns_refresh)  # type: ignore[arg-type]
+            if servers.dns is None and len(servers.servers) == 1:
+                address = servers.servers[0]
+            else:
+                self._server_set = servers
+                address = servers.servers[0] if servers.dns is None else servers.dns
+        self._host, self._port = parse_address(address)  # type: ignore[arg-type]
         self.client_name = check_client_name(
             default_client_name() if client_name is None else client_name
         )
@@ -62,6 +91,18 @@ class ClientBase:
         """True while a connection is open (it may still fail on next use)."""
         raise NotImplementedError
 
+    @property
+    def servers(self) -> list[str]:
+        """The servers' ``"host:port"`` addresses (one for a single server;
+        for a ``dns:`` address, as last resolved)."""
+        if self._server_set is None:
+            return [f"{self._host}:{self._port}"]
+        return self._server_set.servers
+
     def __repr__(self) -> str:
         state = "connected" if self.connected else "not connected"
-        return f"<{type(self).__name__} {self.client_name!r} {self._host}:{self._port} {state}>"
+        where = f"{self._host}:{self._port}"
+        if self._server_set is not None:
+            dns = self._server_set.dns
+            where = f"dns:{dns[0]}:{dns[1]}" if dns else f"{len(self.servers)} servers"
+        return f"<{type(self).__name__} {self.client_name!r} {where} {state}>"

@@ -49,6 +49,7 @@ __all__ = [
     "NotAuthenticated",
     "PoolGone",
     "ServerBusy",
+    "ServerDead",
     "ServerError",
     "ServerInternalError",
     "ServerTimeout",
@@ -91,6 +92,18 @@ class TmemProtocolError(TmemConnectionError):
 
     Likely causes: the address is not a tmemd (a web server, memcached, a
     TLS port spoken to in plain text or the reverse), or a daemon bug.
+    """
+
+
+class ServerDead(TmemConnectionError):
+    """A client of several servers: the server holding this page is marked
+    dead (it failed a connect or a call less than ``dead_timeout`` seconds
+    ago), so nothing was sent to it.
+
+    Raised for persistent pools (whose pages cannot be faked as misses) when
+    no replica can answer, and for every pool of a client made with
+    ``raise_on_dead=True``; an ephemeral pool otherwise misses quietly.
+    docs/multi-server.md says what happens to the pages meanwhile.
     """
 
 

@@ -49,7 +49,9 @@ from typing import Any, TypeVar
 
 from tmem.proto import RefuseReason
 
-from ._base import ClientBase
+from ._base import Address, ClientBase
+from ._cluster import DEFAULT_DEAD_TIMEOUT_S, DEFAULT_DNS_REFRESH_S, Resolver
+from ._cluster_sync import SyncCluster
 from ._connections import (
     DEFAULT_MAX_CONNECTIONS,
     RECV_BUFFER_BYTES,
@@ -84,11 +86,19 @@ class Client(ClientBase):
     the connections that threads sharing the client use at once;
     ``retry`` is the ``Retry`` policy (None: no retries).  Use as a context
     manager or call ``close()``.
+
+    Several servers: ``address`` may be a list of addresses or
+    ``"dns:NAME:PORT"`` (resolved by ``resolver(name, port)``, default
+    ``getaddrinfo``, every ``dns_refresh`` seconds); a pool then spans the
+    servers (docs/multi-server.md).  A server that fails is left alone for
+    ``dead_timeout`` seconds; ``raise_on_dead`` makes calls that would go to
+    it raise ``ServerDead`` instead of missing (ephemeral pools).  The
+    other arguments apply to each server's connections.
     """
 
     def __init__(
         self,
-        address: str | tuple[str, int],
+        address: Address,
         client_name: str | None = None,
         token: str | None = None,
         timeout: float | None = 5.0,
@@ -96,9 +106,31 @@ class Client(ClientBase):
         *,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         retry: Retry | None = DEFAULT_RETRY,
+        dead_timeout: float = DEFAULT_DEAD_TIMEOUT_S,
+        raise_on_dead: bool = False,
+        resolver: Resolver | None = None,
+        dns_refresh: float = DEFAULT_DNS_REFRESH_S,
     ) -> None:
-        super().__init__(address, client_name, token, timeout, ssl, retry)
+        super().__init__(
+            address, client_name, token, timeout, ssl, retry, dead_timeout, resolver, dns_refresh
+        )
         self._connections = ConnectionPool(self._new_connection, max_connections, timeout)
+        #: The several-server half (None for one server).
+        self._cluster: SyncCluster | None = None
+        if self._server_set is not None:
+            self._cluster = SyncCluster(
+                self._server_set,
+                lambda server: Client(
+                    server,
+                    self.client_name,
+                    token,
+                    timeout,
+                    ssl,
+                    max_connections=max_connections,
+                    retry=self.retry,
+                ),
+                raise_on_dead,
+            )
 
     @property
     def max_connections(self) -> int:
@@ -108,7 +140,16 @@ class Client(ClientBase):
     @property
     def connected(self) -> bool:
         """True while a connection is open (it may still fail on next use)."""
+        if self._cluster is not None:
+            return any(c.connected for c in self._cluster.clients().values())
         return self._connections.size > 0
+
+    @property
+    def server_ids(self) -> dict[str, str | None]:
+        """Each server's ``server_id`` (None before its first connection)."""
+        if self._cluster is None:
+            return {self.servers[0]: self.server_id}
+        return {s: c.server_id for s, c in self._cluster.clients().items()}
 
     def __enter__(self) -> Client:
         return self
@@ -124,12 +165,18 @@ class Client(ClientBase):
     # --- connection -------------------------------------------------------------
 
     def connect(self) -> None:
-        """Open a connection and say HELLO now (otherwise the first call does)."""
+        """Open a connection and say HELLO now (otherwise the first call does);
+        several servers: to each live one (``ServerDead`` if none answers)."""
+        if self._cluster is not None:
+            self._cluster.control_each(lambda client: client.connect())
+            return
         self._run(lambda conn: None, retry=False)
 
     def close(self) -> None:
         """Close the connections (busy ones as their calls end); the client
         may be used again later and then opens new ones."""
+        if self._cluster is not None:
+            self._cluster.close()
         self._connections.close()
 
     def _new_connection(self) -> Connection:
@@ -191,11 +238,19 @@ class Client(ClientBase):
     # --- client operations ------------------------------------------------------
 
     def ping(self) -> None:
-        """A round trip with no effect (connects first if needed)."""
+        """A round trip with no effect (connects first if needed); several
+        servers: to each live one (``ServerDead`` if none answers)."""
+        if self._cluster is not None:
+            self._cluster.control_each(lambda client: client.ping())
+            return
         self._exchange(lambda core: core.ping(), retry=True)
 
     def control(self, cmd: str, **args: Any) -> dict[str, Any]:
-        """Run a CONTROL command; returns the reply map."""
+        """Run a CONTROL command; returns the reply map.  Several servers:
+        see ``docs/multi-server.md`` (``open_pool`` and ``list_objects`` span
+        the servers; other commands answer ``{"servers": {address: reply}}``)."""
+        if self._cluster is not None:
+            return self._cluster.control(cmd, args)
         return self._exchange(lambda core: core.control(cmd, args))
 
     def stats(self) -> dict[str, Any]:
@@ -203,7 +258,11 @@ class Client(ClientBase):
         return self.control("stats")
 
     def list_pools(self) -> list[dict[str, Any]]:
-        """This client name's pools (CONTROL ``list_pools``)."""
+        """This client name's pools (CONTROL ``list_pools``); several servers:
+        every server's, each entry with its ``"server"``."""
+        if self._cluster is not None:
+            replies = self.control("list_pools")["servers"]
+            return [{**p, "server": s} for s, r in replies.items() for p in r.get("pools", [])]
         return list(self.control("list_pools").get("pools", []))
 
     def new_pool(
@@ -214,11 +273,26 @@ class Client(ClientBase):
         page_size: int = 4096,
         precompressed: bool = False,
         pam: str | None = None,
+        replicas: int = 1,
     ) -> Pool:
         """Create a pool.  ``shared_uuid`` (uuid.UUID, str or int) makes it a
         shared ephemeral pool; ``codec`` is None (the daemon's default),
         "none", "lzo", "lz4" or "zstd"; ``pam`` is None (the daemon's
-        default for the pool's kind), "zbud", "xvmalloc" or "zsmalloc"."""
+        default for the pool's kind), "zbud", "xvmalloc" or "zsmalloc".
+        ``replicas`` (persistent pools on several servers): how many servers
+        hold each page (docs/multi-server.md)."""
+        if self._cluster is not None:
+            return self._cluster.new_pool(
+                replicas,
+                persistent=persistent,
+                shared_uuid=shared_uuid,
+                codec=codec,
+                page_size=page_size,
+                precompressed=precompressed,
+                pam=pam,
+            )
+        if replicas != 1:
+            raise ValueError("replicas > 1 needs a client of several servers")
         spec, uuid_value = pool_spec(
             persistent=persistent,
             shared_uuid=shared_uuid,
@@ -241,7 +315,11 @@ class Client(ClientBase):
         The pool object belongs to the daemon instance that answers now
         (``server_id``): after a daemon restart the same id may be another,
         new pool, so re-attach by id only to ids this instance gave you.
+        Several servers: ids are this client object's own (``BadPool`` for
+        any other).
         """
+        if self._cluster is not None:
+            return Pool(self._cluster, self._cluster.pools.get(pool_id).info)
         listing, server_id = self._run(
             lambda conn: (conn.exchange(lambda core: core.control("list_pools", {})),
                           conn.server_id),
@@ -249,6 +327,13 @@ class Client(ClientBase):
         )  # fmt: skip
         info = find_pool(listing, pool_id, self.client_name)
         return Pool(self, dataclasses.replace(info, server_id=server_id))
+
+    def locate(self, pool: Pool, object_id: int) -> list[str]:
+        """The servers that hold ``object_id`` of ``pool`` now (its replicas,
+        top-ranked first); one server: its address."""
+        if self._cluster is None:
+            return self.servers
+        return self._cluster.locate(pool.info, object_id)
 
     # --- PoolBackend hooks (used by Pool) ---------------------------------------
 

@@ -1,0 +1,346 @@
+"""The pool operations of a several-server client, written once as plans.
+
+A plan is a generator: it yields a round of ``Step`` s (one request or batch
+for one server each), receives their outcomes in the same order (a value,
+or ``Failed`` when the server failed and has been marked dead), and returns
+the operation's result.  The blocking client runs a round's servers on a
+small thread pool, the asyncio client with ``asyncio.gather``; neither
+knows what the steps mean, and the rules below are stated once, here (the
+sans-IO split the protocol core uses too).
+
+One replica (every ephemeral pool, and persistent pools by default): an
+object's pages go to its top-ranked server, dead or not.  On a dead server
+an ephemeral pool behaves as a cache: gets miss, puts are refused
+(``RefuseReason.UNSPECIFIED``) and flushes succeed, unless the client asked
+for ``raise_on_dead``; a persistent pool raises ``ServerDead``, since its
+page exists but cannot be reached (a miss would be a lie, and a refused put
+could not flush the old copy).
+
+Several replicas (persistent pools, ``new_pool(replicas=2)``): a page's
+replicas are the top ``replicas`` *live* servers of its ranking.
+- put: to every replica at once; accepted only if all accept.  Otherwise the
+  copies that were accepted are flushed and the put is refused, so no page
+  is left that only one server would return.  With fewer live servers than
+  replicas the put is refused (its old copies flushed).
+- get: the replicas in rank order until one has the page; a replica that
+  answered a miss before it gets the page written back (read repair).  An
+  exclusive get flushes the other replicas instead.  When every replica
+  failed, ``ServerDead``.
+- flush/flush_object: every replica.  Once a put had to skip a dead server
+  (``ClusterPool.degraded``), a copy may sit on a server outside a page's
+  replicas; puts and flushes then also flush the other live servers, so
+  that copy can never be read later as the page's value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from tmem.proto import RefuseReason
+
+from ._cluster import ClusterPool, ServerSet
+from ._errors import ServerDead
+from ._pool import Handle, PutItem
+from ._spec import Page
+
+__all__ = ["Failed", "Plan", "Planner", "Step"]
+
+T = TypeVar("T")
+
+#: Why a put on a dead server or short of live replicas was refused: no
+#: daemon refused it, so no daemon reason applies.
+NO_SERVER = RefuseReason.UNSPECIFIED
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One call for one server: a pool hook of the per-server client
+    (``"_pool_put"``, ...) and its arguments after the pool."""
+
+    server: str
+    op: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The outcome of a step whose server failed (now marked dead)."""
+
+    server: str
+    error: Exception
+
+
+Plan = Generator[list[Step], list[Any], T]
+
+
+def _group(positions: Sequence[tuple[int, str]]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {}
+    for pos, server in positions:
+        groups.setdefault(server, []).append(pos)
+    return groups
+
+
+class Planner:
+    """The plans of one pool under the current server set."""
+
+    def __init__(self, servers: ServerSet, pool: ClusterPool, raise_on_dead: bool) -> None:
+        self.servers = servers
+        self.pool = pool
+        self.replicas = pool.replicas
+        self.raise_on_dead = raise_on_dead or pool.info.persistent
+
+    # --- placement ------------------------------------------------------------
+
+    def _ranker(self) -> Callable[[int], list[str]]:
+        """``rank`` memoized per object id for one call (a batch's pages
+        share objects)."""
+        cache: dict[int, list[str]] = {}
+        servers, key = self.servers, self.pool.key
+
+        def ranked(object_id: int) -> list[str]:
+            found = cache.get(object_id)
+            if found is None:
+                found = cache[object_id] = servers.rank(key, object_id)
+            return found
+
+        return ranked
+
+    def _replicas(self, ranking: list[str], putting: bool) -> tuple[list[str], list[str]]:
+        """The live replicas of a ranking, and the other live servers that a
+        write must also flush (only once the pool is degraded)."""
+        live = [s for s in ranking if self.servers.live(s)]
+        targets = live[: self.replicas]
+        if putting and targets != ranking[: self.replicas]:
+            self.pool.degraded = True
+        return targets, (live[self.replicas :] if self.pool.degraded else [])
+
+    def holders(self, object_id: int) -> list[str]:
+        """The servers that hold (or would hold) ``object_id`` now."""
+        ranking = self.servers.rank(self.pool.key, object_id)
+        if self.replicas == 1:
+            return ranking[:1]
+        return self._replicas(ranking, putting=False)[0]
+
+    def _dead(self, server: str, error: Exception | None = None) -> None:
+        if self.raise_on_dead:
+            raise ServerDead(f"server {server} is marked dead") from error
+
+    def _failed(self, outcome: Any) -> bool:
+        """True (after raising if asked to) when ``outcome`` is a failure."""
+        if isinstance(outcome, Failed):
+            self._dead(outcome.server, outcome.error)
+            return True
+        return False
+
+    def _owner(self, server: str) -> str | None:
+        """``server`` if live; else None (or ``ServerDead``)."""
+        if self.servers.live(server):
+            return server
+        self._dead(server)
+        return None
+
+    # --- single pages -----------------------------------------------------------
+
+    def put(self, object_id: int, index: int, page: Page) -> Plan[RefuseReason | None]:
+        ranking = self.servers.rank(self.pool.key, object_id)
+        if self.replicas == 1:
+            owner = self._owner(ranking[0])
+            if owner is None:
+                return NO_SERVER
+            (outcome,) = yield [Step(owner, "_pool_put", (object_id, index, page))]
+            return NO_SERVER if self._failed(outcome) else outcome
+        targets, others = self._replicas(ranking, putting=True)
+        flush = (object_id, index)
+        if len(targets) < self.replicas:
+            if targets or others:
+                yield [Step(s, "_pool_flush", flush) for s in targets + others]
+            return NO_SERVER
+        steps = [Step(s, "_pool_put", (object_id, index, page)) for s in targets]
+        outcomes = yield steps + [Step(s, "_pool_flush", flush) for s in others]
+        outcomes = outcomes[: len(targets)]
+        if all(o is None for o in outcomes):
+            return None
+        accepted = [s for s, o in zip(targets, outcomes, strict=True) if o is None]
+        if accepted:
+            yield [Step(s, "_pool_flush", flush) for s in accepted]
+        return next((o for o in outcomes if isinstance(o, RefuseReason)), NO_SERVER)
+
+    def get(self, object_id: int, index: int, exclusive: bool | None) -> Plan[bytes | None]:
+        ranking = self.servers.rank(self.pool.key, object_id)
+        args = (object_id, index, exclusive)
+        if self.replicas == 1:
+            owner = self._owner(ranking[0])
+            if owner is None:
+                return None
+            (outcome,) = yield [Step(owner, "_pool_get", args)]
+            return None if self._failed(outcome) else outcome
+        targets, _ = self._replicas(ranking, putting=False)
+        missed: list[str] = []
+        for server in targets:
+            (outcome,) = yield [Step(server, "_pool_get", args)]
+            if isinstance(outcome, Failed):
+                continue
+            if outcome is None:
+                missed.append(server)
+                continue
+            if exclusive:
+                fix = [Step(s, "_pool_flush", (object_id, index)) for s in targets if s != server]
+            else:
+                fix = [Step(s, "_pool_put", (object_id, index, outcome)) for s in missed]
+            if fix:
+                yield fix
+            return outcome  # type: ignore[no-any-return]
+        if not missed:
+            raise ServerDead(f"no replica of object {object_id:#x} answered")
+        return None
+
+    def flush(self, object_id: int, index: int) -> Plan[bool]:
+        outcomes = yield from self._everywhere(object_id, "_pool_flush", (object_id, index))
+        return any(o is True for o in outcomes)
+
+    def flush_object(self, object_id: int) -> Plan[int]:
+        outcomes = yield from self._everywhere(object_id, "_pool_flush_object", (object_id,))
+        return max((o for o in outcomes if isinstance(o, int)), default=0)
+
+    def _everywhere(self, object_id: int, op: str, args: tuple[Any, ...]) -> Plan[list[Any]]:
+        """``op`` on the object's server, or on every replica (and, once
+        degraded, every other live server)."""
+        ranking = self.servers.rank(self.pool.key, object_id)
+        if self.replicas == 1:
+            owner = self._owner(ranking[0])
+            servers = [] if owner is None else [owner]
+        else:
+            targets, others = self._replicas(ranking, putting=False)
+            servers = targets + others
+        if not servers:
+            return []
+        outcomes = yield [Step(s, op, args) for s in servers]
+        for outcome in outcomes:
+            if self.replicas == 1:
+                self._failed(outcome)
+        return outcomes
+
+    # --- batches ----------------------------------------------------------------
+
+    def put_many(self, items: Sequence[PutItem]) -> Plan[list[RefuseReason | None]]:
+        ranked = self._ranker()
+        results: list[RefuseReason | None] = [NO_SERVER] * len(items)
+        placed: list[tuple[int, str]] = []
+        flushes: list[Step] = []
+        plan: list[list[str]] = []
+        for pos, (oid, idx, _) in enumerate(items):
+            ranking = ranked(oid)
+            if self.replicas == 1:
+                owner = self._owner(ranking[0])
+                targets = [] if owner is None else [owner]
+            else:
+                targets, others = self._replicas(ranking, putting=True)
+                if len(targets) < self.replicas:
+                    targets, others = [], targets + others
+                flushes += [Step(s, "_pool_flush", (oid, idx)) for s in others]
+            plan.append(targets)
+            placed += [(pos, s) for s in targets]
+        groups = _group(placed)
+        steps = [Step(s, "_pool_put_many", ([items[p] for p in ps],)) for s, ps in groups.items()]
+        outcomes = yield steps + flushes
+        answers: dict[tuple[int, str], Any] = {}
+        for (server, positions), outcome in zip(groups.items(), outcomes, strict=False):
+            failed = self._failed(outcome) if self.replicas == 1 else isinstance(outcome, Failed)
+            for i, pos in enumerate(positions):
+                answers[pos, server] = NO_SERVER if failed else outcome[i]
+        undo: list[Step] = []
+        for pos, targets in enumerate(plan):
+            got = [answers[pos, s] for s in targets]
+            if targets and all(a is None for a in got):
+                results[pos] = None
+                continue
+            results[pos] = next((a for a in got if a is not None), NO_SERVER)
+            oid, idx, _ = items[pos]
+            undo += [
+                Step(s, "_pool_flush", (oid, idx))
+                for s, a in zip(targets, got, strict=True)
+                if a is None
+            ]
+        if undo and self.replicas > 1:
+            yield undo
+        return results
+
+    def get_many(self, items: Sequence[Handle], exclusive: bool | None) -> Plan[list[bytes | None]]:
+        ranked = self._ranker()
+        results: list[bytes | None] = [None] * len(items)
+        if self.replicas == 1:
+            owners = [(pos, self._owner(ranked(oid)[0])) for pos, (oid, _) in enumerate(items)]
+            groups = _group([(pos, s) for pos, s in owners if s is not None])
+            yield from self._get_round(items, groups, exclusive, results)
+            return results
+        targets = [self._replicas(ranked(oid), putting=False)[0] for oid, _ in items]
+        missed: dict[int, list[str]] = {}
+        answered: set[int] = set()
+        pending = list(range(len(items)))
+        for rank_index in range(self.replicas):
+            todo = [(pos, targets[pos][rank_index]) for pos in pending
+                    if rank_index < len(targets[pos])]  # fmt: skip
+            if not todo:
+                break
+            found = yield from self._get_round(items, _group(todo), exclusive, results)
+            for pos, server, page in found:
+                if page is None:
+                    missed.setdefault(pos, []).append(server)
+                    answered.add(pos)
+            pending = [pos for pos in pending if results[pos] is None]
+        if any(pos not in answered for pos in pending):
+            raise ServerDead("no replica of some pages answered")
+        yield from self._repair(items, targets, missed, exclusive, results)
+        return results
+
+    def _get_round(
+        self,
+        items: Sequence[Handle],
+        groups: dict[str, list[int]],
+        exclusive: bool | None,
+        results: list[bytes | None],
+    ) -> Plan[list[tuple[int, str, bytes | None]]]:
+        """One batch of gets per server; fills ``results``; returns what
+        each answering server said for each position."""
+        if not groups:
+            return []
+        steps = [Step(s, "_pool_get_many", ([items[p] for p in ps], exclusive))
+                 for s, ps in groups.items()]  # fmt: skip
+        outcomes = yield steps
+        found: list[tuple[int, str, bytes | None]] = []
+        for (server, positions), outcome in zip(groups.items(), outcomes, strict=True):
+            failed = self._failed(outcome) if self.replicas == 1 else isinstance(outcome, Failed)
+            if failed:
+                continue
+            for pos, page in zip(positions, outcome, strict=True):
+                results[pos] = page
+                found.append((pos, server, page))
+        return found
+
+    def _repair(
+        self,
+        items: Sequence[Handle],
+        targets: list[list[str]],
+        missed: dict[int, list[str]],
+        exclusive: bool | None,
+        results: list[bytes | None],
+    ) -> Plan[None]:
+        """Read repair (or, for exclusive gets, flushing the other replicas)."""
+        puts: list[tuple[int, str]] = []
+        flushes: list[Step] = []
+        for pos, page in enumerate(results):
+            if page is None:
+                continue
+            oid, idx = items[pos]
+            if exclusive:
+                flushes += [Step(s, "_pool_flush", (oid, idx)) for s in targets[pos][1:]]
+            else:
+                puts += [(pos, s) for s in missed.get(pos, ())]
+        steps = [
+            Step(s, "_pool_put_many", ([(*items[p], results[p]) for p in ps],))
+            for s, ps in _group(puts).items()
+        ]
+        if steps or flushes:
+            yield steps + flushes

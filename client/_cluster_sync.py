@@ -1,0 +1,328 @@
+"""The blocking client's several-server half: plans run over one ``Client`` per server.
+
+A ``Client`` given several addresses (or a ``dns:`` one) keeps a
+``SyncCluster``: one single-server ``Client`` per server (each with its own
+connection pool, retry policy and ``server_id`` checks, so a handle never
+reaches a pool of another daemon instance), the ``ServerSet`` that ranks
+and times out servers (``_cluster``), and the pools (``PoolTable``).  A
+cluster pool's ``Pool`` object talks to this class through the usual
+``_pool_*`` hooks; each hook runs a plan of ``_cluster_plans``.
+
+Concurrency.  One round of a plan holds at most one step list per server;
+when it touches several servers, each server's steps run in a thread of a
+small executor (at most ``MAX_FANOUT_THREADS``), so a batch split over three
+servers costs about one server's time, not three.  A round on one server
+runs in the calling thread, so a single put or get pays no thread hop.
+
+Per-server pools are made eagerly on every live server when the pool is
+made (so a missing permission or a full daemon shows at once), and lazily
+on a server that was dead then, was added by DNS later, or came back after
+being dead (then afresh, see ``_cluster``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tmem.proto import RefuseReason, decode_pool_flags
+
+from ._cluster import (
+    ClusterPool,
+    PoolTable,
+    ServerSet,
+    check_replicas,
+    decode_cursor,
+    new_pool_args,
+    next_cursor,
+)
+from ._cluster_plans import Failed, Plan, Planner, Step
+from ._errors import BadPool, PoolGone, ServerDead, TmemConnectionError, TmemError
+from ._pool import Handle, Pool, PutItem
+from ._spec import Page, PoolInfo, pool_spec
+
+if TYPE_CHECKING:
+    from ._sync import Client
+
+__all__ = ["MAX_FANOUT_THREADS", "SyncCluster"]
+
+T = TypeVar("T")
+
+#: Threads that carry one round's per-server batches: one per server up to
+#: 8; beyond that, rounds still finish, eight servers at a time.
+MAX_FANOUT_THREADS = 8
+
+#: What the blocking driver does for one step: a call on one server's client.
+ServerCall = Callable[["Client", PoolInfo], Any]
+
+
+def _hook_call(step: Step) -> ServerCall:
+    """A step as a call of the per-server client's pool hook ``step.op``."""
+    return lambda client, info: getattr(client, step.op)(info, *step.args)
+
+
+def _list_call(cursor: int, count: int) -> ServerCall:
+    """One ``list_objects`` call on a server's part of a named pool."""
+    return lambda client, info: client.control(
+        "list_objects", pool_id=info.pool_id, cursor=cursor, count=count
+    )
+
+
+class SyncCluster:
+    """The several-server state and calls of one blocking ``Client``."""
+
+    def __init__(
+        self, servers: ServerSet, make_client: Callable[[str], Client], raise_on_dead: bool
+    ) -> None:
+        self.servers = servers
+        self.raise_on_dead = raise_on_dead
+        self.pools = PoolTable()
+        self._make_client = make_client
+        self._clients: dict[str, Client] = {}
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+
+    # --- servers ----------------------------------------------------------------
+
+    def live_servers(self) -> list[str]:
+        """The current servers not marked dead (resolving DNS first when due)."""
+        if self.servers.resolve_due():
+            with self._lock:
+                if self.servers.resolve_due():
+                    self.servers.resolve_now()
+        return [s for s in self.servers.servers if self.servers.live(s)]
+
+    def client(self, server: str) -> Client:
+        """The single-server client of ``server``."""
+        client = self._clients.get(server)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(server)
+                if client is None:
+                    client = self._clients[server] = self._make_client(server)
+        return client
+
+    def clients(self) -> dict[str, Client]:
+        """Every single-server client made so far."""
+        return dict(self._clients)
+
+    def close(self) -> None:
+        """Close every server's connections (the client may be used again)."""
+        for client in self.clients().values():
+            client.close()
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
+
+    def fan_out(self, servers: Sequence[str], call: Callable[[str], T]) -> list[T | Failed]:
+        """``call`` on each server, concurrently; a failed server is marked
+        dead and its result is ``Failed``."""
+
+        def guarded(server: str) -> T | Failed:
+            try:
+                return call(server)
+            except (TmemConnectionError, OSError) as exc:
+                self.servers.mark_dead(server)
+                return Failed(server, exc)
+
+        if len(servers) <= 1:
+            return [guarded(s) for s in servers]
+        executor = self._executor
+        if executor is None:
+            with self._lock:
+                executor = self._executor
+                if executor is None:
+                    executor = self._executor = ThreadPoolExecutor(
+                        MAX_FANOUT_THREADS, thread_name_prefix="tmem-cluster"
+                    )
+        return list(executor.map(guarded, servers))
+
+    # --- per-server pools ---------------------------------------------------------
+
+    def _create(self, pool: ClusterPool, client: Client) -> PoolInfo:
+        if pool.name is None:
+            return client.new_pool(**new_pool_args(pool)).info
+        reply = client.control("open_pool", name=pool.name, flags=pool.flags)
+        return client.pool(int(reply["pool_id"])).info
+
+    def server_pool(self, pool: ClusterPool, server: str) -> PoolInfo:
+        """``pool``'s part on ``server``, made now if it has none usable."""
+        generation = self.servers.generation(server)
+        info = pool.current(server, generation)
+        if info is not None:
+            return info
+        client = self.client(server)
+        with pool.lock:
+            info = pool.current(server, generation)
+            if info is not None:
+                return info
+            old = pool.per_server.pop(server, None)
+            if old is not None:  # made before the server's death: drop it
+                with contextlib.suppress(TmemError):
+                    client._pool_destroy(old[0])
+            info = self._create(pool, client)
+            pool.per_server[server] = (info, generation)
+            return info
+
+    def on_server(self, pool: ClusterPool, server: str, call: ServerCall) -> Any:
+        """``call`` with ``pool``'s part on ``server``; a pool the server lost
+        (restart, lease) is made afresh once when ``pool.droppable``."""
+        client = self.client(server)
+        for attempt in range(2):
+            info = self.server_pool(pool, server)
+            try:
+                return call(client, info)
+            except BadPool as exc:
+                with pool.lock:
+                    if pool.per_server.get(server, (None,))[0] is info:
+                        del pool.per_server[server]
+                if attempt or not pool.droppable:
+                    raise PoolGone(exc.status, f"on {server}: {exc.message}") from exc
+        raise AssertionError("unreachable")
+
+    def _round(self, pool: ClusterPool, steps: list[Step]) -> list[Any]:
+        by_server: dict[str, list[int]] = {}
+        for i, step in enumerate(steps):
+            by_server.setdefault(step.server, []).append(i)
+        outcomes: list[Any] = [None] * len(steps)
+
+        def run(server: str) -> list[Any]:
+            return [self.on_server(pool, server, _hook_call(steps[i])) for i in by_server[server]]
+
+        for server, result in zip(by_server, self.fan_out(list(by_server), run), strict=True):
+            for n, i in enumerate(by_server[server]):
+                outcomes[i] = result if isinstance(result, Failed) else result[n]
+        return outcomes
+
+    def drive(self, pool: ClusterPool, plan: Plan[T]) -> T:
+        """Run ``plan`` round by round."""
+        try:
+            steps = next(plan)
+            while True:
+                steps = plan.send(self._round(pool, steps))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def planner(self, info: PoolInfo) -> tuple[ClusterPool, Planner]:
+        self.live_servers()
+        pool = self.pools.get(info.pool_id)
+        return pool, Planner(self.servers, pool, self.raise_on_dead)
+
+    # --- pools --------------------------------------------------------------------
+
+    def make_pool(self, pool: ClusterPool) -> Pool:
+        """Make ``pool``'s part on every live server now; its ``Pool`` object."""
+        live = self.live_servers()
+        results = self.fan_out(live, lambda s: self.server_pool(pool, s))
+        failures = [r for r in results if isinstance(r, Failed)]
+        if len(failures) == len(live):
+            self.pools.remove(pool)
+            error = failures[0].error if failures else None
+            raise ServerDead("no server answered to make the pool") from error
+        return Pool(self, pool.info)
+
+    def new_pool(self, replicas: int, **kwargs: Any) -> Pool:
+        """``Client.new_pool`` over every server."""
+        spec, uuid_value = pool_spec(**kwargs)
+        check_replicas(replicas, spec.persistent)
+        return self.make_pool(self.pools.add(spec, uuid_value, replicas))
+
+    def control(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+        """CONTROL over every server: ``open_pool`` opens the name on each and
+        answers the client-side id; ``list_objects`` merges the servers'
+        listings; any other command answers ``{"servers": {address: reply}}``."""
+        if cmd == "open_pool":
+            flags = int(args["flags"])
+            spec = decode_pool_flags(flags)
+            replicas = check_replicas(int(args.get("replicas", 1)), spec.persistent)
+            pool = self.pools.add(spec, None, replicas, str(args["name"]), flags)
+            return {"pool_id": self.make_pool(pool).pool_id}
+        if cmd == "list_objects":
+            return self._list_objects(args)
+        live = self.live_servers()
+        results = self.fan_out(live, lambda s: self.client(s).control(cmd, **args))
+        replies = {s: r for s, r in zip(live, results, strict=True) if not isinstance(r, Failed)}
+        if live and not replies:
+            raise ServerDead(f"no server answered {cmd!r}")
+        return {"servers": replies}
+
+    def control_each(self, call: Callable[[Client], object]) -> None:
+        """``call`` on every live server's client (``ServerDead`` if all fail)."""
+        live = self.live_servers()
+        results = self.fan_out(live, lambda s: call(self.client(s)))
+        failures = [r for r in results if isinstance(r, Failed)]
+        if len(failures) == len(live):
+            error = failures[0].error if failures else None
+            raise ServerDead("no server answered") from error
+
+    def _list_objects(self, args: dict[str, Any]) -> dict[str, Any]:
+        pool = self.pools.get(int(args["pool_id"]))
+        count = args.get("count", 256)
+        servers = self.servers.servers
+        index, cursor = decode_cursor(int(args.get("cursor", 0)))
+        while index < len(servers):
+            server = servers[index]
+            if self.servers.live(server):
+                listing = partial(self.on_server, pool, call=_list_call(cursor, count))
+                result = self.fan_out([server], listing)[0]
+                if not isinstance(result, Failed):
+                    reply_cursor = int(result["cursor"])
+                    return {"objects": list(result["objects"]),
+                            "cursor": next_cursor(servers, index, reply_cursor)}  # fmt: skip
+            if self.raise_on_dead or (pool.info.persistent and pool.replicas == 1):
+                raise ServerDead(f"server {server} is marked dead: its objects are not listed")
+            index, cursor = index + 1, 0
+        return {"objects": [], "cursor": 0}
+
+    # --- PoolBackend hooks (used by the cluster's Pool objects) -------------------
+
+    def _pool_put(
+        self, info: PoolInfo, object_id: int, index: int, page: Page
+    ) -> RefuseReason | None:
+        pool, planner = self.planner(info)
+        return self.drive(pool, planner.put(object_id, index, page))
+
+    def _pool_get(
+        self, info: PoolInfo, object_id: int, index: int, exclusive: bool | None
+    ) -> bytes | None:
+        pool, planner = self.planner(info)
+        return self.drive(pool, planner.get(object_id, index, exclusive))
+
+    def _pool_put_many(self, info: PoolInfo, items: Sequence[PutItem]) -> list[RefuseReason | None]:
+        pool, planner = self.planner(info)
+        return self.drive(pool, planner.put_many(items)) if items else []
+
+    def _pool_get_many(
+        self, info: PoolInfo, items: Sequence[Handle], exclusive: bool | None
+    ) -> list[bytes | None]:
+        pool, planner = self.planner(info)
+        return self.drive(pool, planner.get_many(items, exclusive)) if items else []
+
+    def _pool_flush(self, info: PoolInfo, object_id: int, index: int) -> bool:
+        pool, planner = self.planner(info)
+        return self.drive(pool, planner.flush(object_id, index))
+
+    def _pool_flush_object(self, info: PoolInfo, object_id: int) -> int:
+        pool, planner = self.planner(info)
+        return self.drive(pool, planner.flush_object(object_id))
+
+    def _pool_destroy(self, info: PoolInfo) -> None:
+        pool = self.pools.get(info.pool_id)
+        servers = [s for s in pool.per_server if self.servers.live(s)]
+
+        def destroy(server: str) -> None:
+            # BadPool: gone there already (a restart, the lease), nothing to free.
+            with contextlib.suppress(BadPool):
+                self.client(server)._pool_destroy(pool.per_server[server][0])
+
+        self.fan_out(servers, destroy)
+        self.pools.remove(pool)
+
+    def locate(self, info: PoolInfo, object_id: int) -> list[str]:
+        """The servers that hold ``object_id`` of the pool now, first first."""
+        return self.planner(info)[1].holders(object_id)
