@@ -53,7 +53,9 @@ from typing import Any, TypeVar, cast
 
 from tmem.proto import RefuseReason
 
-from ._base import ClientBase
+from ._base import Address, ClientBase
+from ._cluster import DEFAULT_DEAD_TIMEOUT_S, DEFAULT_DNS_REFRESH_S, Resolver
+from ._cluster_async import AsyncCluster
 from ._core import BatchCall, Call, ClientCore, window_for, window_plan
 from ._errors import TmemConnectionError, TmemTimeout
 from ._pool import AsyncPool, Handle, PutItem, check_same_server
@@ -147,19 +149,36 @@ class _Connection(asyncio.Protocol):
 
 class AsyncClient(ClientBase):
     """An asyncio tmem client; the same arguments and methods as ``Client``,
-    as coroutines.  ``async with AsyncClient(...) as client:`` closes it."""
+    as coroutines (several servers included).  ``async with
+    AsyncClient(...) as client:`` closes it."""
 
     def __init__(
         self,
-        address: str | tuple[str, int],
+        address: Address,
         client_name: str | None = None,
         token: str | None = None,
         timeout: float | None = 5.0,
         ssl: _ssl.SSLContext | None = None,
         *,
         retry: Retry | None = DEFAULT_RETRY,
+        dead_timeout: float = DEFAULT_DEAD_TIMEOUT_S,
+        raise_on_dead: bool = False,
+        resolver: Resolver | None = None,
+        dns_refresh: float = DEFAULT_DNS_REFRESH_S,
     ) -> None:
-        super().__init__(address, client_name, token, timeout, ssl, retry)
+        super().__init__(
+            address, client_name, token, timeout, ssl, retry, dead_timeout, resolver, dns_refresh
+        )
+        #: The several-server half (None for one server).
+        self._cluster: AsyncCluster | None = None
+        if self._server_set is not None:
+            self._cluster = AsyncCluster(
+                self._server_set,
+                lambda server: AsyncClient(
+                    server, self.client_name, token, timeout, ssl, retry=self.retry
+                ),
+                raise_on_dead,
+            )
         self._conn: _Connection | None = None
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -167,7 +186,16 @@ class AsyncClient(ClientBase):
     @property
     def connected(self) -> bool:
         """True while a connection is open (it may still fail on next use)."""
+        if self._cluster is not None:
+            return any(c.connected for c in self._cluster.clients().values())
         return self._conn is not None and self._conn.usable
+
+    @property
+    def server_ids(self) -> dict[str, str | None]:
+        """Each server's ``server_id`` (None before its first connection)."""
+        if self._cluster is None:
+            return {self.servers[0]: self.server_id}
+        return {s: c.server_id for s, c in self._cluster.clients().items()}
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -183,11 +211,17 @@ class AsyncClient(ClientBase):
     # --- connection -------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open the connection and say HELLO now (otherwise the first call does)."""
+        """Open the connection and say HELLO now (otherwise the first call
+        does); several servers: to each live one."""
+        if self._cluster is not None:
+            await self._cluster.control_each(lambda client: client.connect())
+            return
         await self._connection()
 
     async def close(self) -> None:
         """Close the connection (if any); the client may be used again later."""
+        if self._cluster is not None:
+            await self._cluster.close()
         conn, self._conn = self._conn, None
         if conn is None or conn.transport is None:
             return
@@ -341,11 +375,18 @@ class AsyncClient(ClientBase):
     # --- client operations ------------------------------------------------------
 
     async def ping(self) -> None:
-        """A round trip with no effect (connects first if needed)."""
+        """A round trip with no effect (connects first if needed); several
+        servers: to each live one."""
+        if self._cluster is not None:
+            await self._cluster.control_each(lambda client: client.ping())
+            return
         await self._exchange(lambda core: core.ping(), retry=True)
 
     async def control(self, cmd: str, **args: Any) -> dict[str, Any]:
-        """Run a CONTROL command; returns the reply map."""
+        """Run a CONTROL command; returns the reply map (several servers: as
+        ``Client.control``)."""
+        if self._cluster is not None:
+            return await self._cluster.control(cmd, args)
         return await self._exchange(lambda core: core.control(cmd, args))
 
     async def stats(self) -> dict[str, Any]:
@@ -353,7 +394,11 @@ class AsyncClient(ClientBase):
         return await self.control("stats")
 
     async def list_pools(self) -> list[dict[str, Any]]:
-        """This client name's pools (CONTROL ``list_pools``)."""
+        """This client name's pools (CONTROL ``list_pools``); several servers:
+        every server's, each entry with its ``"server"``."""
+        if self._cluster is not None:
+            replies = (await self.control("list_pools"))["servers"]
+            return [{**p, "server": s} for s, r in replies.items() for p in r.get("pools", [])]
         return list((await self.control("list_pools")).get("pools", []))
 
     async def new_pool(
@@ -364,8 +409,21 @@ class AsyncClient(ClientBase):
         page_size: int = 4096,
         precompressed: bool = False,
         pam: str | None = None,
+        replicas: int = 1,
     ) -> AsyncPool:
         """Create a pool; the arguments are those of ``Client.new_pool``."""
+        if self._cluster is not None:
+            return await self._cluster.new_pool(
+                replicas,
+                persistent=persistent,
+                shared_uuid=shared_uuid,
+                codec=codec,
+                page_size=page_size,
+                precompressed=precompressed,
+                pam=pam,
+            )
+        if replicas != 1:
+            raise ValueError("replicas > 1 needs a client of several servers")
         spec, uuid_value = pool_spec(
             persistent=persistent,
             shared_uuid=shared_uuid,
@@ -381,10 +439,18 @@ class AsyncClient(ClientBase):
     async def pool(self, pool_id: int) -> AsyncPool:
         """Re-attach to a pool this client name created earlier; ``BadPool`` if
         none.  As ``Client.pool``: the pool belongs to the instance answering now."""
+        if self._cluster is not None:
+            return AsyncPool(self._cluster, self._cluster.pools.get(pool_id).info)
         conn = await self._connection()
         listing = await self._exchange_on(conn, lambda core: core.control("list_pools", {}))
         info = find_pool(listing, pool_id, self.client_name)
         return AsyncPool(self, dataclasses.replace(info, server_id=conn.server_id))
+
+    def locate(self, pool: AsyncPool, object_id: int) -> list[str]:
+        """The servers that hold ``object_id`` of ``pool`` now (as ``Client.locate``)."""
+        if self._cluster is None:
+            return self.servers
+        return self._cluster.locate(pool.info, object_id)
 
     # --- AsyncPoolBackend hooks (used by AsyncPool) -------------------------------
 

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tmem.proto import PoolSpec, Status
+from tmem.proto import PoolSpec, Status, decode_pool_flags
 
 from ._errors import BadPool
 from ._spec import PoolInfo, info_from_spec, parse_address
@@ -324,6 +324,14 @@ class PoolTable:
             pool = ClusterPool(info, spec, shared_uuid, replicas, key, name, flags)
             self._pools[pool_id] = pool
             return pool
+
+    def open(self, args: dict[str, Any]) -> ClusterPool:
+        """The entry of CONTROL ``open_pool``'s arguments (``name``,
+        ``flags``, and the client-side ``replicas``, default 1)."""
+        flags = int(args["flags"])
+        spec = decode_pool_flags(flags)
+        replicas = check_replicas(int(args.get("replicas", 1)), spec.persistent)
+        return self.add(spec, None, replicas, str(args["name"]), flags)
 
     def get(self, pool_id: int) -> ClusterPool:
         """The pool of a client-side id, else ``BadPool``."""

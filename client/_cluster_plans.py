@@ -40,15 +40,18 @@ from typing import Any, TypeVar
 
 from tmem.proto import RefuseReason
 
-from ._cluster import ClusterPool, ServerSet
+from ._cluster import ClusterPool, ServerSet, decode_cursor, next_cursor
 from ._errors import ServerDead
 from ._pool import Handle, PutItem
 from ._spec import Page
 
-__all__ = ["Failed", "Plan", "Planner", "Step"]
+__all__ = ["LIST_OBJECTS", "Failed", "Plan", "Planner", "Step", "call_step"]
 
 T = TypeVar("T")
 
+#: The step that lists one server's part of a named pool (CONTROL
+#: ``list_objects``); every other step names a per-server pool hook.
+LIST_OBJECTS = "list_objects"
 #: Why a put on a dead server or short of live replicas was refused: no
 #: daemon refused it, so no daemon reason applies.
 NO_SERVER = RefuseReason.UNSPECIFIED
@@ -75,6 +78,15 @@ class Failed:
 Plan = Generator[list[Step], list[Any], T]
 
 
+def call_step(client: Any, info: Any, step: Step) -> Any:
+    """Start ``step`` on a per-server client (blocking: its result; asyncio:
+    a coroutine): a pool hook, or ``list_objects`` through CONTROL."""
+    if step.op == LIST_OBJECTS:
+        cursor, count = step.args
+        return client.control(LIST_OBJECTS, pool_id=info.pool_id, cursor=cursor, count=count)
+    return getattr(client, step.op)(info, *step.args)
+
+
 def _group(positions: Sequence[tuple[int, str]]) -> dict[str, list[int]]:
     groups: dict[str, list[int]] = {}
     for pos, server in positions:
@@ -89,6 +101,7 @@ class Planner:
         self.servers = servers
         self.pool = pool
         self.replicas = pool.replicas
+        self.strict = raise_on_dead
         self.raise_on_dead = raise_on_dead or pool.info.persistent
 
     # --- placement ------------------------------------------------------------
@@ -221,6 +234,26 @@ class Planner:
             if self.replicas == 1:
                 self._failed(outcome)
         return outcomes
+
+    def list_objects(self, cursor: int, count: int) -> Plan[dict[str, Any]]:
+        """One page of the merged listing: the servers in address order, each
+        listed to its end; the merged cursor says which server and where.
+        A dead server is skipped (its objects are then missing from this
+        listing; with replicas, another replica lists them)."""
+        servers = self.servers.servers
+        index, server_cursor = decode_cursor(cursor)
+        while index < len(servers):
+            server = servers[index]
+            if self.servers.live(server):
+                (outcome,) = yield [Step(server, LIST_OBJECTS, (server_cursor, count))]
+                if not isinstance(outcome, Failed):
+                    reply_cursor = int(outcome["cursor"])
+                    return {"objects": list(outcome["objects"]),
+                            "cursor": next_cursor(servers, index, reply_cursor)}  # fmt: skip
+            if self.strict or (self.raise_on_dead and self.replicas == 1):
+                raise ServerDead(f"server {server} is marked dead: its objects are not listed")
+            index, server_cursor = index + 1, 0
+        return {"objects": [], "cursor": 0}
 
     # --- batches ----------------------------------------------------------------
 

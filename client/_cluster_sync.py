@@ -29,18 +29,16 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tmem.proto import RefuseReason, decode_pool_flags
+from tmem.proto import RefuseReason
 
 from ._cluster import (
     ClusterPool,
     PoolTable,
     ServerSet,
     check_replicas,
-    decode_cursor,
     new_pool_args,
-    next_cursor,
 )
-from ._cluster_plans import Failed, Plan, Planner, Step
+from ._cluster_plans import Failed, Plan, Planner, Step, call_step
 from ._errors import BadPool, PoolGone, ServerDead, TmemConnectionError, TmemError
 from ._pool import Handle, Pool, PutItem
 from ._spec import Page, PoolInfo, pool_spec
@@ -58,18 +56,6 @@ MAX_FANOUT_THREADS = 8
 
 #: What the blocking driver does for one step: a call on one server's client.
 ServerCall = Callable[["Client", PoolInfo], Any]
-
-
-def _hook_call(step: Step) -> ServerCall:
-    """A step as a call of the per-server client's pool hook ``step.op``."""
-    return lambda client, info: getattr(client, step.op)(info, *step.args)
-
-
-def _list_call(cursor: int, count: int) -> ServerCall:
-    """One ``list_objects`` call on a server's part of a named pool."""
-    return lambda client, info: client.control(
-        "list_objects", pool_id=info.pool_id, cursor=cursor, count=count
-    )
 
 
 class SyncCluster:
@@ -192,7 +178,10 @@ class SyncCluster:
         outcomes: list[Any] = [None] * len(steps)
 
         def run(server: str) -> list[Any]:
-            return [self.on_server(pool, server, _hook_call(steps[i])) for i in by_server[server]]
+            return [
+                self.on_server(pool, server, partial(call_step, step=steps[i]))
+                for i in by_server[server]
+            ]
 
         for server, result in zip(by_server, self.fan_out(list(by_server), run), strict=True):
             for n, i in enumerate(by_server[server]):
@@ -237,10 +226,7 @@ class SyncCluster:
         answers the client-side id; ``list_objects`` merges the servers'
         listings; any other command answers ``{"servers": {address: reply}}``."""
         if cmd == "open_pool":
-            flags = int(args["flags"])
-            spec = decode_pool_flags(flags)
-            replicas = check_replicas(int(args.get("replicas", 1)), spec.persistent)
-            pool = self.pools.add(spec, None, replicas, str(args["name"]), flags)
+            pool = self.pools.open(args)
             return {"pool_id": self.make_pool(pool).pool_id}
         if cmd == "list_objects":
             return self._list_objects(args)
@@ -262,22 +248,9 @@ class SyncCluster:
 
     def _list_objects(self, args: dict[str, Any]) -> dict[str, Any]:
         pool = self.pools.get(int(args["pool_id"]))
-        count = args.get("count", 256)
-        servers = self.servers.servers
-        index, cursor = decode_cursor(int(args.get("cursor", 0)))
-        while index < len(servers):
-            server = servers[index]
-            if self.servers.live(server):
-                listing = partial(self.on_server, pool, call=_list_call(cursor, count))
-                result = self.fan_out([server], listing)[0]
-                if not isinstance(result, Failed):
-                    reply_cursor = int(result["cursor"])
-                    return {"objects": list(result["objects"]),
-                            "cursor": next_cursor(servers, index, reply_cursor)}  # fmt: skip
-            if self.raise_on_dead or (pool.info.persistent and pool.replicas == 1):
-                raise ServerDead(f"server {server} is marked dead: its objects are not listed")
-            index, cursor = index + 1, 0
-        return {"objects": [], "cursor": 0}
+        planner = Planner(self.servers, pool, self.raise_on_dead)
+        cursor, count = int(args.get("cursor", 0)), int(args.get("count", 256))
+        return self.drive(pool, planner.list_objects(cursor, count))
 
     # --- PoolBackend hooks (used by the cluster's Pool objects) -------------------
 

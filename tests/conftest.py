@@ -59,8 +59,9 @@ class Daemon:
         return self.proc.returncode
 
 
-def start_daemon(tmp_path: Path, *args: str) -> Daemon:
-    """Start ``tmemd`` on an ephemeral loopback port and wait until it listens."""
+def start_daemon(tmp_path: Path, *args: str, listen: str = "127.0.0.1:0") -> Daemon:
+    """Start ``tmemd`` on ``listen`` (an ephemeral loopback port unless told
+    otherwise) and wait until it listens."""
     port_file = tmp_path / f"port.{time.monotonic_ns()}"
     log_path = tmp_path / f"tmemd.{time.monotonic_ns()}.log"
     argv = [
@@ -68,7 +69,7 @@ def start_daemon(tmp_path: Path, *args: str) -> Daemon:
         "-m",
         "tmemd.cli",
         "--listen",
-        "127.0.0.1:0",
+        listen,
         "--port-file",
         str(port_file),
         "--log-level",
@@ -89,15 +90,15 @@ def start_daemon(tmp_path: Path, *args: str) -> Daemon:
             raise RuntimeError(f"tmemd did not start:\n{log_path.read_text()}")
         time.sleep(0.02)
     port = int(port_file.read_text())
-    return Daemon(proc, "127.0.0.1", port, log_path, list(args))
+    return Daemon(proc, listen.rpartition(":")[0], port, log_path, list(args))
 
 
 @pytest.fixture
 def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
-    def factory(*args: str) -> Daemon:
-        d = start_daemon(tmp_path, *args)
+    def factory(*args: str, listen: str = "127.0.0.1:0") -> Daemon:
+        d = start_daemon(tmp_path, *args, listen=listen)
         started.append(d)
         return d
 
@@ -112,3 +113,15 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
 @pytest.fixture
 def daemon(daemon_factory: Callable[..., Daemon]) -> Daemon:
     return daemon_factory("--memory", "64MiB")
+
+
+@pytest.fixture(params=["one-server", "three-servers"])
+def address(
+    request: pytest.FixtureRequest, daemon_factory: Callable[..., Daemon]
+) -> str | list[str]:
+    """One daemon's address, or three daemons' addresses: a test that takes
+    it runs both ways, since a client over several servers keeps the
+    single-server semantics (docs/multi-server.md)."""
+    if request.param == "one-server":
+        return daemon_factory("--memory", "64MiB").address
+    return [daemon_factory("--memory", "64MiB").address for _ in range(3)]

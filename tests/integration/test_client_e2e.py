@@ -27,8 +27,8 @@ def page(n: int) -> bytes:
     return (n.to_bytes(8, "little") + b"tmem-page-" * 3)[:32] * (PAGE_SIZE // 32)
 
 
-def test_persistent_pool_roundtrip(daemon: Daemon) -> None:
-    with Client(daemon.address, client_name="alice") as client:
+def test_persistent_pool_roundtrip(address: str | list[str]) -> None:
+    with Client(address, client_name="alice") as client:
         pool = client.new_pool(persistent=True)
         big_oid = (1 << 192) - 1
         assert pool.put(big_oid, (1 << 32) - 1, page(1))
@@ -43,8 +43,8 @@ def test_persistent_pool_roundtrip(daemon: Daemon) -> None:
         assert pool.get(5, 5) is None
 
 
-def test_ephemeral_private_get_is_exclusive(daemon: Daemon) -> None:
-    with Client(daemon.address, client_name="bob") as client:
+def test_ephemeral_private_get_is_exclusive(address: str | list[str]) -> None:
+    with Client(address, client_name="bob") as client:
         pool = client.new_pool()
         assert pool.put(1, 1, page(1))
         assert pool.get(1, 1, exclusive=False) == page(1)  # asked to keep it
@@ -52,8 +52,8 @@ def test_ephemeral_private_get_is_exclusive(daemon: Daemon) -> None:
         assert pool.get(1, 1) is None
 
 
-def test_flushes(daemon: Daemon) -> None:
-    with Client(daemon.address, client_name="carol") as client:
+def test_flushes(address: str | list[str]) -> None:
+    with Client(address, client_name="carol") as client:
         pool = client.new_pool(persistent=True)
         pool.put_many([(oid, i, page(oid * 100 + i)) for oid in (1, 2) for i in range(10)])
         pool.flush(1, 3)
@@ -67,8 +67,8 @@ def test_flushes(daemon: Daemon) -> None:
             pool.get(2, 0)
 
 
-def test_same_filled_and_incompressible_pages(daemon: Daemon) -> None:
-    with Client(daemon.address, client_name="dave") as client:
+def test_same_filled_and_incompressible_pages(address: str | list[str]) -> None:
+    with Client(address, client_name="dave") as client:
         for codec in ("lzo", "lz4", "zstd", "none"):
             pool = client.new_pool(persistent=True, codec=codec)
             pages = [bytes(PAGE_SIZE), b"\xff" * PAGE_SIZE, os.urandom(PAGE_SIZE), page(9)]
@@ -76,16 +76,16 @@ def test_same_filled_and_incompressible_pages(daemon: Daemon) -> None:
             assert pool.get_many([(0, i) for i in range(4)]) == pages
 
 
-def test_precompressed_pool_stores_bytes_as_given(daemon: Daemon) -> None:
-    with Client(daemon.address, client_name="erin") as client:
+def test_precompressed_pool_stores_bytes_as_given(address: str | list[str]) -> None:
+    with Client(address, client_name="erin") as client:
         pool = client.new_pool(persistent=True, precompressed=True)
         for n, blob in enumerate((b"x", b"abc" * 100, os.urandom(PAGE_SIZE))):
             assert pool.put(0, n, blob)
             assert pool.get(0, n) == blob
 
 
-def test_wrong_length_is_an_error_not_a_refusal(daemon: Daemon) -> None:
-    with Client(daemon.address, client_name="frank") as client:
+def test_wrong_length_is_an_error_not_a_refusal(address: str | list[str]) -> None:
+    with Client(address, client_name="frank") as client:
         pool = client.new_pool(persistent=True)
         with pytest.raises((ValueError, BadLength)):
             pool.put(0, 0, b"short")
@@ -154,9 +154,9 @@ def _run(loop_kind: str, main: Callable[[], Awaitable[None]]) -> None:
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
-def test_async_client(daemon: Daemon, loop_kind: str) -> None:
+def test_async_client(address: str | list[str], loop_kind: str) -> None:
     async def main() -> None:
-        async with AsyncClient(daemon.address, client_name=f"async-{loop_kind}") as client:
+        async with AsyncClient(address, client_name=f"async-{loop_kind}") as client:
             pool = await client.new_pool(persistent=True, codec="lz4")
             items = [(3, i, page(i)) for i in range(500)]
             assert await pool.put_many(items) == [True] * 500
