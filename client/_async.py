@@ -47,7 +47,7 @@ import dataclasses
 import socket
 import ssl as _ssl
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -63,6 +63,7 @@ from ._retry import DEFAULT_RETRY, Retry, retries_get
 from ._spec import (
     Page,
     PoolInfo,
+    check_handle,
     find_pool,
     info_from_spec,
     pool_spec,
@@ -451,6 +452,12 @@ class AsyncClient(ClientBase):
         if self._cluster is None:
             return self.servers
         return self._cluster.locate(pool.info, object_id)
+
+    async def repair(self, pool: AsyncPool, handles: Iterable[tuple[int, int]]) -> int:
+        """As ``Client.repair``."""
+        if self._cluster is None:
+            return 0
+        return await self._cluster.repair(pool.info, [check_handle(o, i) for o, i in handles])
 
     # --- AsyncPoolBackend hooks (used by AsyncPool) -------------------------------
 

@@ -262,6 +262,11 @@ class AsyncCluster:
         await self.fan_out(servers, destroy)
         self.pools.remove(pool)
 
+    async def repair(self, info: PoolInfo, items: Sequence[Handle]) -> int:
+        """Copies written back by a scrub of ``items`` (``Planner.repair``)."""
+        pool, planner = await self.planner(info)
+        return await self.drive(pool, planner.repair(items)) if items else 0
+
     def locate(self, info: PoolInfo, object_id: int) -> list[str]:
         """The servers that hold ``object_id`` of the pool now, first first."""
         pool = self.pools.get(info.pool_id)

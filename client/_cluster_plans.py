@@ -328,6 +328,36 @@ class Planner:
         yield from self._repair(items, targets, missed, exclusive, results)
         return results
 
+    def repair(self, items: Sequence[Handle]) -> Plan[int]:
+        """Read every replica of each page and write it back where missing;
+        returns how many copies were written (a scrub, for pages whose
+        first replica still answers, so reads never repair them)."""
+        if self.replicas == 1:
+            return 0
+        ranked = self._ranker()
+        targets = [self._replicas(ranked(oid), putting=False)[0] for oid, _ in items]
+        groups = _group([(pos, s) for pos, servers in enumerate(targets) for s in servers])
+        steps = [Step(s, "_pool_get_many", ([items[p] for p in ps], False))
+                 for s, ps in groups.items()]  # fmt: skip
+        outcomes = yield steps
+        found: dict[int, bytes] = {}
+        missing: list[tuple[int, str]] = []
+        for (server, positions), outcome in zip(groups.items(), outcomes, strict=True):
+            if isinstance(outcome, Failed):
+                continue
+            for pos, got in zip(positions, outcome, strict=True):
+                if got is None:
+                    missing.append((pos, server))
+                else:
+                    found.setdefault(pos, got)
+        puts = _group([(pos, s) for pos, s in missing if pos in found])
+        steps = [Step(s, "_pool_put_many", ([(*items[p], found[p]) for p in ps],))
+                 for s, ps in puts.items()]  # fmt: skip
+        if not steps:
+            return 0
+        outcomes = yield steps
+        return sum(o.count(None) for o in outcomes if not isinstance(o, Failed))
+
     def _get_round(
         self,
         items: Sequence[Handle],

@@ -296,6 +296,11 @@ class SyncCluster:
         self.fan_out(servers, destroy)
         self.pools.remove(pool)
 
+    def repair(self, info: PoolInfo, items: Sequence[Handle]) -> int:
+        """Copies written back by a scrub of ``items`` (``Planner.repair``)."""
+        pool, planner = self.planner(info)
+        return self.drive(pool, planner.repair(items)) if items else 0
+
     def locate(self, info: PoolInfo, object_id: int) -> list[str]:
         """The servers that hold ``object_id`` of the pool now, first first."""
         return self.planner(info)[1].holders(object_id)

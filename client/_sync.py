@@ -43,7 +43,7 @@ import dataclasses
 import ssl as _ssl
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -64,6 +64,7 @@ from ._retry import DEFAULT_RETRY, Retry, retries_get
 from ._spec import (
     Page,
     PoolInfo,
+    check_handle,
     find_pool,
     info_from_spec,
     pool_spec,
@@ -334,6 +335,15 @@ class Client(ClientBase):
         if self._cluster is None:
             return self.servers
         return self._cluster.locate(pool.info, object_id)
+
+    def repair(self, pool: Pool, handles: Iterable[tuple[int, int]]) -> int:
+        """Restore the redundancy of a replicated pool's pages: read every
+        replica of each ``(object_id, index)`` and write the page back
+        where it is missing (e.g. on a server that came back empty);
+        returns the copies written.  0 for one server or one replica."""
+        if self._cluster is None:
+            return 0
+        return self._cluster.repair(pool.info, [check_handle(o, i) for o, i in handles])
 
     # --- PoolBackend hooks (used by Pool) ---------------------------------------
 
