@@ -125,3 +125,17 @@ def test_compared_cases_run_back_to_back() -> None:
     first = [c for c in cases if (c.scale, c.workload, c.depth, c.connections) == keys[0]]
     assert [c.system for c in first][-2:] == ["memcached", "redis"]
     assert cases[: len(first)] == first
+
+
+def test_servers_make_a_case_per_daemon_count() -> None:
+    config = quick_config().replace(
+        systems=("tmemd",), pools=("ephemeral", "persistent"), busy_poll=(0,),
+        servers=(1, 2), replicas=2, workloads=("put",), depths=(64,),
+    )  # fmt: skip
+    cases = build_cases(config)
+    assert sorted({(c.servers, c.pool, c.replicas) for c in cases}) == [
+        (1, "ephemeral", 1), (1, "persistent", 2), (2, "ephemeral", 1), (2, "persistent", 2),
+    ]  # fmt: skip
+    labels = {c.label for c in cases}
+    assert "tmemd lz4/ephemeral x2" in labels and "tmemd lz4/persistent x2 r2" in labels
+    assert all(c.servers == 0 for c in build_cases(quick_config()))

@@ -54,6 +54,9 @@ METHOD_NOTES = (
     "server CPU is utime+stime from /proc/PID/stat over the timed phase (10 ms ticks); RSS is "
     "VmRSS after it",
     "every get is checked against the page put under its key; `wrong` must be 0",
+    "--servers N: N tmemd daemons behind one several-server client (rendezvous hashing), "
+    "daemon i pinned to CPU i, the clients on the CPUs left (anywhere when none is), --memory "
+    "split evenly; objects of 8 pages so that a batch spreads (label `xN`, `rK` for replicas)",
 )
 
 
@@ -125,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_ints,
         help="tmemd --busy-poll values in µs, each its own tmemd variant, e.g. 0,200 (default 0)",
     )
+    p.add_argument(
+        "--servers",
+        type=_ints,
+        help="tmemd daemons behind one client, each count its own case, e.g. 1,2 (each daemon "
+        "pinned to its own CPU, --memory split evenly between them)",
+    )
+    p.add_argument(
+        "--replicas", type=_positive, help="new_pool(replicas=) of persistent pools with --servers"
+    )
     p.add_argument("--no-charts", dest="charts", action="store_false", default=None)
     return p
 
@@ -135,7 +147,7 @@ _FLAG_FIELDS = {
     "duration": "duration_s", "ops": "ops_per_connection", "processes": "processes",
     "corpus_pages": "corpus_pages", "synthetic": "synthetic", "memory": "memory_bytes",
     "seed": "seed", "charts": "charts", "placement": "placement", "repeat": "repeat",
-    "busy_poll": "busy_poll",
+    "busy_poll": "busy_poll", "servers": "servers", "replicas": "replicas",
 }  # fmt: skip
 
 

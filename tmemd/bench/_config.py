@@ -100,6 +100,11 @@ class Case:
     scale: bool = False
     #: tmemd's ``--busy-poll`` in microseconds (0: off).
     busy_poll_us: int = 0
+    #: tmemd daemons behind one several-server client (0: the classic
+    #: single-daemon case; 1 and up: ``--servers``, docs/multi-server.md).
+    servers: int = 0
+    #: ``new_pool(replicas=)`` of a persistent pool in a ``servers`` case.
+    replicas: int = 1
 
     @property
     def label(self) -> str:
@@ -108,6 +113,8 @@ class Case:
         if self.system != "tmemd":
             return self.system
         poll = f" bp{self.busy_poll_us}" if self.busy_poll_us else ""
+        if self.servers:
+            poll += f" x{self.servers}" + (f" r{self.replicas}" if self.replicas > 1 else "")
         if self.pool == "precompressed":
             return f"tmemd precompressed{poll}"
         return f"tmemd {self.codec}/{self.pool}{poll}"
@@ -156,6 +163,11 @@ class BenchConfig:
     #: Both by default, so every run shows the daemon as it starts (off) and
     #: what spinning buys at depth 1 for the CPU it burns.
     busy_poll: tuple[int, ...] = (0, 200)
+    #: ``--servers``: daemon counts, each its own tmemd case, every one
+    #: through the several-server client (empty: one daemon, as always).
+    servers: tuple[int, ...] = ()
+    #: ``--replicas`` of persistent pools in ``servers`` cases.
+    replicas: int = 1
 
     def replace(self, **changes: Any) -> BenchConfig:
         """A copy with some fields changed."""
@@ -179,20 +191,21 @@ def quick_config(base: BenchConfig | None = None) -> BenchConfig:
     )
 
 
-def _tmemd_variants(config: BenchConfig) -> Iterator[tuple[str, str, int]]:
-    for poll in config.busy_poll:
-        for pool in config.pools:
-            if pool == "precompressed":
-                yield pool, CLIENT_CODEC, poll
-            else:
-                for codec in config.codecs:
-                    yield pool, codec, poll
+def _tmemd_variants(config: BenchConfig) -> Iterator[tuple[str, str, int, int]]:
+    for servers in config.servers or (0,):
+        for poll in config.busy_poll:
+            for pool in config.pools:
+                if pool == "precompressed":
+                    yield pool, CLIENT_CODEC, poll, servers
+                else:
+                    for codec in config.codecs:
+                        yield pool, codec, poll, servers
 
 
-def _variants(system: str, config: BenchConfig) -> Sequence[tuple[str, str, int]]:
+def _variants(system: str, config: BenchConfig) -> Sequence[tuple[str, str, int, int]]:
     if system == "tmemd":
         return list(_tmemd_variants(config))
-    return [(NO_VARIANT, NO_VARIANT, 0)]
+    return [(NO_VARIANT, NO_VARIANT, 0, 0)]
 
 
 def build_cases(config: BenchConfig) -> list[Case]:
@@ -205,11 +218,12 @@ def build_cases(config: BenchConfig) -> list[Case]:
         for depth in depths:
             for conns in config.connections:
                 for system in config.systems:
-                    for pool, codec, poll in _variants(system, config):
+                    for pool, codec, poll, servers in _variants(system, config):
+                        replicas = config.replicas if pool == "persistent" and servers else 1
                         cases.append(
                             Case(
                                 system, workload, depth, conns, config.stored, pool, codec,
-                                busy_poll_us=poll,
+                                busy_poll_us=poll, servers=servers, replicas=replicas,
                             )
                         )  # fmt: skip
     for stored in config.scale:

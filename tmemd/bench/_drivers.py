@@ -41,6 +41,10 @@ __all__ = ["CALL_TIMEOUT_S", "OBJECT_SHIFT", "Driver", "make_driver", "object_ke
 
 #: Keys per object in the key space: 2**10, so an object is ``k >> 10``.
 OBJECT_SHIFT = 10
+#: Keys per object in a several-server case: 2**3 (PAGES_PER_OBJECT), so a
+#: batch of 64 pages spans 8 objects and spreads over the servers, as a
+#: cache of many small files would.
+CLUSTER_OBJECT_SHIFT = 3
 #: Socket timeout of every driver: far above any sane reply time, so only
 #: a hung server trips it (and the case then reports the error).
 CALL_TIMEOUT_S = 30.0
@@ -55,8 +59,12 @@ def object_keys(obj: int) -> list[int]:
 class Driver(ABC):
     """One connection to one system, used by one thread."""
 
-    def __init__(self, host: str, port: int, thread: int, case: Case) -> None:
+    def __init__(
+        self, host: str, port: int, thread: int, case: Case, addresses: Sequence[str] = ()
+    ) -> None:
         self.host, self.port, self.thread, self.case = host, port, thread, case
+        #: Every daemon of a several-server case (``Case.servers``).
+        self.addresses = list(addresses)
 
     @abstractmethod
     def connect(self) -> None:
@@ -84,19 +92,22 @@ class Driver(ABC):
 
 class TmemDriver(Driver):
     def connect(self) -> None:
+        address = self.addresses if self.case.servers else (self.host, self.port)
         self._client = TmemClient(
-            (self.host, self.port), client_name=f"bench-{self.thread}", timeout=CALL_TIMEOUT_S
+            address, client_name=f"bench-{self.thread}", timeout=CALL_TIMEOUT_S
         )
         pre = self.case.pool == "precompressed"
         self._pool = self._client.new_pool(
             persistent=self.case.pool == "persistent",
             codec=None if pre else self.case.codec,
             precompressed=pre,
+            replicas=self.case.replicas,
         )
         self._base = (self.thread << 40) + 1
+        self._shift = CLUSTER_OBJECT_SHIFT if self.case.servers else OBJECT_SHIFT
 
     def _handle(self, key: int) -> tuple[int, int]:
-        return self._base + (key >> OBJECT_SHIFT), key & ((1 << OBJECT_SHIFT) - 1)
+        return self._base + (key >> self._shift), key & ((1 << self._shift) - 1)
 
     def put(self, key: int, page: bytes) -> bool:
         oid, idx = self._handle(key)
@@ -115,7 +126,7 @@ class TmemDriver(Driver):
         return self._pool.get_many([self._handle(key) for key in keys], exclusive=False)
 
     def flush_object(self, obj: int) -> None:
-        self._pool.flush_object(self._base + obj)
+        self._pool.flush_object(self._handle(obj << OBJECT_SHIFT)[0])
 
     def close(self) -> None:
         self._client.close()
@@ -207,6 +218,9 @@ _DRIVERS: dict[str, type[Driver]] = {
 }
 
 
-def make_driver(host: str, port: int, thread: int, case: Case) -> Driver:
-    """The driver for ``case.system`` (not yet connected)."""
-    return _DRIVERS[case.system](host, port, thread, case)
+def make_driver(
+    host: str, port: int, thread: int, case: Case, addresses: Sequence[str] = ()
+) -> Driver:
+    """The driver for ``case.system`` (not yet connected); ``addresses``:
+    every daemon of a several-server case."""
+    return _DRIVERS[case.system](host, port, thread, case, addresses)

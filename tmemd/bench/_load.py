@@ -74,6 +74,8 @@ class LoadPlan:
     seed: int
     #: CPUs the client processes run on (None: wherever the OS puts them).
     client_cpus: frozenset[int] | None = None
+    #: Every daemon's ``host:port`` in a several-server case (else empty).
+    addresses: tuple[str, ...] = ()
 
 
 def page_for(payloads: Sequence[bytes], thread: int, key: int) -> bytes:
@@ -203,7 +205,7 @@ class _Signals:
 
 def _thread_main(plan: LoadPlan, thread: int, payloads: Sequence[bytes], sig: _Signals) -> None:
     result = ThreadResult()
-    driver = make_driver(plan.host, plan.port, thread, plan.case)
+    driver = make_driver(plan.host, plan.port, thread, plan.case, plan.addresses)
     try:
         driver.connect()
         result.preload_refused = _preload(driver, plan, thread, payloads)

@@ -22,7 +22,7 @@ from pathlib import Path
 from ._config import PAGE_BYTES, PAGES_PER_OBJECT, BenchConfig, Case
 from ._corpus import precompress
 from ._load import FLUSH_STORE_FACTOR, LoadPlan, run_load
-from ._peers import find_peer, start_server
+from ._peers import Server, find_peer, start_server
 from ._proc import cpu_seconds, rss_bytes, split_cpus
 from ._progress import Progress
 from ._stats import Summary, aggregate
@@ -85,6 +85,24 @@ def _stored_per_thread(case: Case) -> int:
     return per
 
 
+def _placements(
+    config: BenchConfig, case: Case
+) -> tuple[list[frozenset[int] | None], frozenset[int] | None]:
+    """CPUs of each server and of the clients.  One server: ``split_cpus``.
+    Several (``--servers``): daemon i pinned to CPU i (modulo the CPUs), the
+    clients on the CPUs no daemon has, or anywhere when every CPU has one."""
+    count = max(case.servers, 1)
+    split = split_cpus() if config.placement == "split" else None
+    if split is None:
+        return [None] * count, None
+    if count == 1:
+        return [split[0]], split[1]
+    cpus = sorted(split[0] | split[1])
+    servers = [frozenset({cpus[i % len(cpus)]}) for i in range(count)]
+    rest = frozenset(cpus[count:])
+    return list(servers), rest or None
+
+
 def _run_case(
     config: BenchConfig,
     case: Case,
@@ -94,37 +112,50 @@ def _run_case(
 ) -> CaseResult:
     memory = case_memory(config, case)
     codec = case.codec if case.codec in config.codecs else "lz4"
-    split = split_cpus() if config.placement == "split" else None
-    server_cpus, client_cpus = split if split is not None else (None, None)
+    server_cpus, client_cpus = _placements(config, case)
+    # The --memory split rule: N daemons share the memory one would get
+    # (each a 1/N share, since each holds about 1/N of the pages; replicas
+    # multiply what each holds).
+    share = memory * case.replicas // len(server_cpus)
+    servers: list[Server] = []
     try:
-        server = start_server(
-            case.system, workdir, memory, codec, server_cpus, busy_poll_us=case.busy_poll_us
-        )
+        for cpus in server_cpus:
+            servers.append(start_server(case.system, workdir, share, codec, cpus,
+                                        busy_poll_us=case.busy_poll_us))  # fmt: skip
     except (OSError, RuntimeError) as exc:
+        for server in servers:
+            server.stop()
         return CaseResult(case, None, 0.0, 0, memory, f"start: {exc}")
+    first = servers[0]
     try:
         plan = LoadPlan(
             case,
-            server.host,
-            server.port,
+            first.host,
+            first.port,
             _stored_per_thread(case),
             config.duration_s,
             config.ops_per_connection,
             config.seed,
             client_cpus,
+            tuple(f"{s.host}:{s.port}" for s in servers),
         )
         results, cpu = run_load(
-            plan, payloads, config.processes, lambda: cpu_seconds(server.pid), progress.tick
+            plan,
+            payloads,
+            config.processes,
+            lambda: sum(cpu_seconds(s.pid) for s in servers),
+            progress.tick,
         )
-        rss = rss_bytes(server.pid)
-    except OSError as exc:  # the server died under the load: /proc has no figures
-        return CaseResult(case, None, 0.0, 0, memory, f"{exc}: {server.log_tail(500)}")
+        rss = sum(rss_bytes(s.pid) for s in servers)
+    except OSError as exc:  # a server died under the load: /proc has no figures
+        return CaseResult(case, None, 0.0, 0, memory, f"{exc}: {first.log_tail(500)}")
     finally:
-        code = server.stop()
+        codes = [(s, s.stop()) for s in servers]
     summary = aggregate(results)
     error = "; ".join(summary.errors[:3]) or None
-    if code not in (0, -15) and error is None:
-        error = f"server exited with {code}: {server.log_tail(500)}"
+    for server, code in codes:
+        if code not in (0, -15) and error is None:
+            error = f"server exited with {code}: {server.log_tail(500)}"
     return CaseResult(case, summary, cpu, rss, memory, error)
 
 
