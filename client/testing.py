@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import ssl as _ssl
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -112,6 +112,24 @@ class FakeClient:
         """Always True: there is nothing to connect to."""
         return True
 
+    @property
+    def servers(self) -> list[str]:
+        """The one (fake) server's address, as ``Client.servers``."""
+        return [f"{self._address[0]}:{self._address[1]}"]
+
+    @property
+    def server_ids(self) -> dict[str, str | None]:
+        """As ``Client.server_ids``: the one fake instance."""
+        return {self.servers[0]: self.server_id}
+
+    def locate(self, pool: Pool, object_id: int) -> list[str]:
+        """As ``Client.locate``: one server holds everything."""
+        return self.servers
+
+    def repair(self, pool: Pool, handles: Iterable[tuple[int, int]]) -> int:
+        """As ``Client.repair`` with one server: nothing to copy."""
+        return 0
+
     def __enter__(self) -> FakeClient:
         return self
 
@@ -159,8 +177,11 @@ class FakeClient:
         page_size: int = 4096,
         precompressed: bool = False,
         pam: str | None = None,
+        replicas: int = 1,
     ) -> Pool:
-        """Create a pool, as ``Client.new_pool``."""
+        """Create a pool, as ``Client.new_pool`` (one server: ``replicas=1``)."""
+        if replicas != 1:
+            raise ValueError("replicas > 1 needs a client of several servers")
         args = {
             "persistent": persistent,
             "shared_uuid": shared_uuid,
@@ -250,6 +271,16 @@ class AsyncFakeClient:
         """The fake daemon instance (``FakeServer.server_id``)."""
         return self.sync.server_id
 
+    @property
+    def servers(self) -> list[str]:
+        """As ``AsyncClient.servers``."""
+        return self.sync.servers
+
+    @property
+    def server_ids(self) -> dict[str, str | None]:
+        """As ``AsyncClient.server_ids``."""
+        return self.sync.server_ids
+
     async def __aenter__(self) -> AsyncFakeClient:
         return self
 
@@ -290,14 +321,25 @@ class AsyncFakeClient:
         page_size: int = 4096,
         precompressed: bool = False,
         pam: str | None = None,
+        replicas: int = 1,
     ) -> AsyncPool:
         """Create a pool, as ``AsyncClient.new_pool``."""
-        pool = self.sync.new_pool(persistent, shared_uuid, codec, page_size, precompressed, pam)
+        pool = self.sync.new_pool(
+            persistent, shared_uuid, codec, page_size, precompressed, pam, replicas
+        )
         return AsyncPool(self, pool.info)
 
     async def pool(self, pool_id: int) -> AsyncPool:
         """Re-attach to a pool of this client name; ``BadPool`` if none."""
         return AsyncPool(self, self.sync.pool(pool_id).info)
+
+    def locate(self, pool: AsyncPool, object_id: int) -> list[str]:
+        """As ``AsyncClient.locate``: one server holds everything."""
+        return self.sync.servers
+
+    async def repair(self, pool: AsyncPool, handles: Iterable[tuple[int, int]]) -> int:
+        """As ``AsyncClient.repair`` with one server: nothing to copy."""
+        return 0
 
     # --- AsyncPoolBackend hooks -------------------------------------------------------
 
