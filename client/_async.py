@@ -66,6 +66,7 @@ from ._spec import (
     check_handle,
     find_pool,
     info_from_spec,
+    new_pool_arguments,
     pool_spec,
 )
 
@@ -413,26 +414,12 @@ class AsyncClient(ClientBase):
         replicas: int = 1,
     ) -> AsyncPool:
         """Create a pool; the arguments are those of ``Client.new_pool``."""
+        args = new_pool_arguments(persistent, shared_uuid, codec, page_size, precompressed, pam)
         if self._cluster is not None:
-            return await self._cluster.new_pool(
-                replicas,
-                persistent=persistent,
-                shared_uuid=shared_uuid,
-                codec=codec,
-                page_size=page_size,
-                precompressed=precompressed,
-                pam=pam,
-            )
+            return await self._cluster.new_pool(replicas, **args)
         if replicas != 1:
             raise ValueError("replicas > 1 needs a client of several servers")
-        spec, uuid_value = pool_spec(
-            persistent=persistent,
-            shared_uuid=shared_uuid,
-            codec=codec,
-            page_size=page_size,
-            precompressed=precompressed,
-            pam=pam,
-        )
+        spec, uuid_value = pool_spec(**args)
         conn = await self._connection()
         pool_id = await self._exchange_on(conn, lambda core: core.new_pool(spec, uuid_value))
         return AsyncPool(self, info_from_spec(pool_id, spec, conn.server_id))

@@ -39,7 +39,7 @@ from typing import Any
 from tmem.proto import PoolSpec, Status, decode_pool_flags
 
 from ._errors import BadPool
-from ._spec import PoolInfo, info_from_spec, parse_address
+from ._spec import PoolInfo, info_from_spec, new_pool_arguments, parse_address
 
 __all__ = [
     "DEFAULT_DEAD_TIMEOUT_S",
@@ -351,14 +351,9 @@ class PoolTable:
 def new_pool_args(pool: ClusterPool) -> dict[str, Any]:
     """The ``new_pool`` arguments that make ``pool``'s part on one server."""
     info = pool.info
-    return {
-        "persistent": info.persistent,
-        "shared_uuid": pool.shared_uuid,
-        "codec": info.codec,
-        "page_size": info.page_size,
-        "precompressed": info.precompressed,
-        "pam": info.pam,
-    }
+    return new_pool_arguments(
+        info.persistent, pool.shared_uuid, info.codec, info.page_size, info.precompressed, info.pam
+    )
 
 
 def next_cursor(servers: Sequence[str], index: int, server_cursor: int) -> int:

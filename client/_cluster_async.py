@@ -26,8 +26,17 @@ from ._cluster import (
     check_replicas,
     new_pool_args,
 )
-from ._cluster_plans import Failed, Plan, Planner, Step, call_step
-from ._errors import BadPool, PoolGone, ServerDead, TmemConnectionError, TmemError
+from ._cluster_plans import (
+    Failed,
+    Plan,
+    Planner,
+    Step,
+    by_server,
+    call_step,
+    check_answered,
+    scatter,
+)
+from ._errors import BadPool, PoolGone, TmemConnectionError, TmemError
 from ._pool import AsyncPool, Handle, PutItem
 from ._spec import Page, PoolInfo, pool_spec
 
@@ -139,20 +148,13 @@ class AsyncCluster:
         raise AssertionError("unreachable")
 
     async def _round(self, pool: ClusterPool, steps: list[Step]) -> list[Any]:
-        by_server: dict[str, list[int]] = {}
-        for i, step in enumerate(steps):
-            by_server.setdefault(step.server, []).append(i)
-        outcomes: list[Any] = [None] * len(steps)
+        groups = by_server(steps)
 
         async def run(server: str) -> list[Any]:
-            return [await self.on_server(pool, server, partial(call_step, step=steps[i]))
-                    for i in by_server[server]]  # fmt: skip
+            calls = [partial(call_step, step=steps[i]) for i in groups[server]]
+            return [await self.on_server(pool, server, call) for call in calls]
 
-        results = await self.fan_out(list(by_server), run)
-        for server, result in zip(by_server, results, strict=True):
-            for n, i in enumerate(by_server[server]):
-                outcomes[i] = result if isinstance(result, Failed) else result[n]
-        return outcomes
+        return scatter(len(steps), groups, await self.fan_out(list(groups), run))
 
     async def drive(self, pool: ClusterPool, plan: Plan[T]) -> T:
         """Run ``plan`` round by round."""
@@ -174,11 +176,9 @@ class AsyncCluster:
         """Make ``pool``'s part on every live server now; its ``AsyncPool``."""
         live = await self.live_servers()
         results = await self.fan_out(live, lambda s: self.server_pool(pool, s))
-        failures = [r for r in results if isinstance(r, Failed)]
-        if len(failures) == len(live):
+        if all(isinstance(r, Failed) for r in results):
             self.pools.remove(pool)
-            error = failures[0].error if failures else None
-            raise ServerDead("no server answered to make the pool") from error
+            check_answered(results, "to make the pool")
         return AsyncPool(self, pool.info)
 
     async def new_pool(self, replicas: int, **kwargs: Any) -> AsyncPool:
@@ -196,19 +196,14 @@ class AsyncCluster:
             return await self._list_objects(args)
         live = await self.live_servers()
         results = await self.fan_out(live, lambda s: self.client(s).control(cmd, **args))
-        replies = {s: r for s, r in zip(live, results, strict=True) if not isinstance(r, Failed)}
-        if live and not replies:
-            raise ServerDead(f"no server answered {cmd!r}")
-        return {"servers": replies}
+        check_answered(results, repr(cmd))
+        replies = zip(live, results, strict=True)
+        return {"servers": {s: r for s, r in replies if not isinstance(r, Failed)}}
 
     async def control_each(self, call: Callable[[AsyncClient], Awaitable[object]]) -> None:
         """``call`` on every live server's client (``ServerDead`` if all fail)."""
         live = await self.live_servers()
-        results = await self.fan_out(live, lambda s: call(self.client(s)))
-        failures = [r for r in results if isinstance(r, Failed)]
-        if len(failures) == len(live):
-            error = failures[0].error if failures else None
-            raise ServerDead("no server answered") from error
+        check_answered(await self.fan_out(live, lambda s: call(self.client(s))), "")
 
     async def _list_objects(self, args: dict[str, Any]) -> dict[str, Any]:
         pool = self.pools.get(int(args["pool_id"]))

@@ -45,7 +45,17 @@ from ._errors import ServerDead
 from ._pool import Handle, PutItem
 from ._spec import Page
 
-__all__ = ["LIST_OBJECTS", "Failed", "Plan", "Planner", "Step", "call_step"]
+__all__ = [
+    "LIST_OBJECTS",
+    "Failed",
+    "Plan",
+    "Planner",
+    "Step",
+    "by_server",
+    "call_step",
+    "check_answered",
+    "scatter",
+]
 
 T = TypeVar("T")
 
@@ -76,6 +86,32 @@ class Failed:
 
 
 Plan = Generator[list[Step], list[Any], T]
+
+
+def by_server(steps: Sequence[Step]) -> dict[str, list[int]]:
+    """The positions of a round's steps, per server (each server's run in order)."""
+    groups: dict[str, list[int]] = {}
+    for i, step in enumerate(steps):
+        groups.setdefault(step.server, []).append(i)
+    return groups
+
+
+def scatter(count: int, groups: dict[str, list[int]], results: Sequence[Any]) -> list[Any]:
+    """The outcomes of a round in step order, from each server's list of
+    results (or its ``Failed``, which stands for each of its steps)."""
+    outcomes: list[Any] = [None] * count
+    for positions, result in zip(groups.values(), results, strict=True):
+        for n, i in enumerate(positions):
+            outcomes[i] = result if isinstance(result, Failed) else result[n]
+    return outcomes
+
+
+def check_answered(results: Sequence[Any], what: str) -> None:
+    """``ServerDead`` unless some server answered (none asked: all are dead)."""
+    failures = [r for r in results if isinstance(r, Failed)]
+    if len(failures) == len(results):
+        error = failures[0].error if failures else None
+        raise ServerDead(f"no live server answered {what}") from error
 
 
 def call_step(client: Any, info: Any, step: Step) -> Any:

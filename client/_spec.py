@@ -51,6 +51,7 @@ __all__ = [
     "find_pool",
     "info_from_listing",
     "info_from_spec",
+    "new_pool_arguments",
     "pam_id",
     "parse_address",
     "pool_spec",
@@ -156,6 +157,26 @@ def uuid_int(shared_uuid: uuid.UUID | str | int) -> int:
     if not 0 < value < UUID_LIMIT:
         raise ValueError(f"shared_uuid must be a non-zero 128-bit value, not {shared_uuid!r}")
     return value
+
+
+def new_pool_arguments(
+    persistent: bool,
+    shared_uuid: uuid.UUID | str | int | None,
+    codec: str | None,
+    page_size: int,
+    precompressed: bool,
+    pam: str | None,
+) -> dict[str, Any]:
+    """``new_pool``'s pool arguments by name, for ``pool_spec`` (or for a
+    client of several servers, which makes the pool on each)."""
+    return {
+        "persistent": persistent,
+        "shared_uuid": shared_uuid,
+        "codec": codec,
+        "page_size": page_size,
+        "precompressed": precompressed,
+        "pam": pam,
+    }
 
 
 def pool_spec(

@@ -67,6 +67,7 @@ from ._spec import (
     check_handle,
     find_pool,
     info_from_spec,
+    new_pool_arguments,
     pool_spec,
 )
 
@@ -282,26 +283,12 @@ class Client(ClientBase):
         default for the pool's kind), "zbud", "xvmalloc" or "zsmalloc".
         ``replicas`` (persistent pools on several servers): how many servers
         hold each page (docs/multi-server.md)."""
+        args = new_pool_arguments(persistent, shared_uuid, codec, page_size, precompressed, pam)
         if self._cluster is not None:
-            return self._cluster.new_pool(
-                replicas,
-                persistent=persistent,
-                shared_uuid=shared_uuid,
-                codec=codec,
-                page_size=page_size,
-                precompressed=precompressed,
-                pam=pam,
-            )
+            return self._cluster.new_pool(replicas, **args)
         if replicas != 1:
             raise ValueError("replicas > 1 needs a client of several servers")
-        spec, uuid_value = pool_spec(
-            persistent=persistent,
-            shared_uuid=shared_uuid,
-            codec=codec,
-            page_size=page_size,
-            precompressed=precompressed,
-            pam=pam,
-        )
+        spec, uuid_value = pool_spec(**args)
         pool_id, server_id = self._run(
             lambda conn: (conn.exchange(lambda core: core.new_pool(spec, uuid_value)),
                           conn.server_id),

@@ -54,6 +54,7 @@ from ._spec import (
     check_client_name,
     default_client_name,
     find_pool,
+    new_pool_arguments,
     parse_address,
 )
 
@@ -182,14 +183,7 @@ class FakeClient:
         """Create a pool, as ``Client.new_pool`` (one server: ``replicas=1``)."""
         if replicas != 1:
             raise ValueError("replicas > 1 needs a client of several servers")
-        args = {
-            "persistent": persistent,
-            "shared_uuid": shared_uuid,
-            "codec": codec,
-            "page_size": page_size,
-            "precompressed": precompressed,
-            "pam": pam,
-        }
+        args = new_pool_arguments(persistent, shared_uuid, codec, page_size, precompressed, pam)
         return Pool(self, self.server.new_pool(self.client_name, args))
 
     def pool(self, pool_id: int) -> Pool:
