@@ -78,18 +78,25 @@ def test_spread_is_even_over_three_servers(daemon_factory: Callable[..., Daemon]
         ]
 
 
+def _read_shared(
+    daemons: Sequence[Daemon], name: str, shared: uuid.UUID, fill: bool = False
+) -> tuple[list[bytes | None], list[str]]:
+    """Through a client over ``daemons``: every object of the shared pool
+    (put first when ``fill``), and the server each one ranks first."""
+    with Client([d.address for d in daemons], client_name=name) as client:
+        pool = client.new_pool(shared_uuid=shared)
+        if fill:
+            assert all(pool.put_many([(oid, 0, page(oid)) for oid in range(OBJECTS)]))
+        got = pool.get_many([(oid, 0) for oid in range(OBJECTS)])
+        return got, [client.locate(pool, oid)[0] for oid in range(OBJECTS)]
+
+
 def test_adding_a_fourth_moves_about_a_quarter(daemon_factory: Callable[..., Daemon]) -> None:
     daemons = _three(daemon_factory)
     shared = uuid.uuid4()
-    with Client([d.address for d in daemons], client_name="grow") as three:
-        pool = three.new_pool(shared_uuid=shared)
-        assert all(pool.put_many([(oid, 0, page(oid)) for oid in range(OBJECTS)]))
-        before = [three.locate(pool, oid)[0] for oid in range(OBJECTS)]
+    _, before = _read_shared(daemons, "grow", shared, fill=True)
     fourth = daemon_factory("--memory", "64MiB")
-    with Client([d.address for d in [*daemons, fourth]], client_name="grow") as four:
-        pool = four.new_pool(shared_uuid=shared)
-        got = pool.get_many([(oid, 0) for oid in range(OBJECTS)])
-        after = [four.locate(pool, oid)[0] for oid in range(OBJECTS)]
+    got, after = _read_shared([*daemons, fourth], "grow", shared)
     moved = [oid for oid in range(OBJECTS) if got[oid] is None]
     assert 0 < len(moved) <= OBJECTS / 3, len(moved)
     # Exactly the objects that now rank the new server first moved, and
@@ -102,14 +109,9 @@ def test_adding_a_fourth_moves_about_a_quarter(daemon_factory: Callable[..., Dae
 def test_removing_one_moves_only_its_objects(daemon_factory: Callable[..., Daemon]) -> None:
     daemons = _three(daemon_factory)
     shared = uuid.uuid4()
-    with Client([d.address for d in daemons], client_name="shrink") as three:
-        pool = three.new_pool(shared_uuid=shared)
-        assert all(pool.put_many([(oid, 0, page(oid)) for oid in range(OBJECTS)]))
-        before = [three.locate(pool, oid)[0] for oid in range(OBJECTS)]
+    _, before = _read_shared(daemons, "shrink", shared, fill=True)
     gone = daemons[1].address
-    with Client([d.address for d in daemons if d.address != gone], client_name="shrink") as two:
-        pool = two.new_pool(shared_uuid=shared)
-        got = pool.get_many([(oid, 0) for oid in range(OBJECTS)])
+    got, _ = _read_shared([d for d in daemons if d.address != gone], "shrink", shared)
     missed = [oid for oid in range(OBJECTS) if got[oid] is None]
     assert missed == [oid for oid in range(OBJECTS) if before[oid] == gone]
     assert all(got[oid] == page(oid) for oid in range(OBJECTS) if before[oid] != gone)
