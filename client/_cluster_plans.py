@@ -28,8 +28,11 @@ replicas are the top ``replicas`` *live* servers of its ranking.
   failed, ``ServerDead``.
 - flush/flush_object: every replica.  Once a put had to skip a dead server
   (``ClusterPool.degraded``), a copy may sit on a server outside a page's
-  replicas; puts and flushes then also flush the other live servers, so
-  that copy can never be read later as the page's value.
+  replicas: puts and flushes then also flush the other live servers, so
+  that copy is never an old value, and a get that misses on every replica
+  also looks there (and read repair copies it back to the replicas), so
+  that a later loss of one replica does not lose it.  The property test
+  ``tests/property/test_cluster_model.py`` checks both against a dict.
 """
 
 from __future__ import annotations
@@ -172,6 +175,13 @@ class Planner:
             return ranking[:1]
         return self._replicas(ranking, putting=False)[0]
 
+    def _readers(self, ranking: list[str]) -> tuple[list[str], set[str]]:
+        """Where a replicated read looks, in order (the live replicas, then,
+        once degraded, the other live servers, where a put that skipped a
+        dead server left a copy), and the replica set among them."""
+        targets, others = self._replicas(ranking, putting=False)
+        return targets + others, set(targets)
+
     def _dead(self, server: str, error: Exception | None = None) -> None:
         if self.raise_on_dead:
             raise ServerDead(f"server {server} is marked dead") from error
@@ -225,23 +235,25 @@ class Planner:
                 return None
             (outcome,) = yield [Step(owner, "_pool_get", args)]
             return None if self._failed(outcome) else outcome
-        targets, _ = self._replicas(ranking, putting=False)
+        readers, replicas = self._readers(ranking)
         missed: list[str] = []
-        for server in targets:
+        answered = False
+        for server in readers:
             (outcome,) = yield [Step(server, "_pool_get", args)]
             if isinstance(outcome, Failed):
                 continue
+            answered = True
             if outcome is None:
-                missed.append(server)
+                missed += [server] if server in replicas else []
                 continue
             if exclusive:
-                fix = [Step(s, "_pool_flush", (object_id, index)) for s in targets if s != server]
+                fix = [Step(s, "_pool_flush", (object_id, index)) for s in readers if s != server]
             else:
                 fix = [Step(s, "_pool_put", (object_id, index, outcome)) for s in missed]
             if fix:
                 yield fix
             return outcome  # type: ignore[no-any-return]
-        if not missed:
+        if not answered:
             raise ServerDead(f"no replica of object {object_id:#x} answered")
         return None
 
@@ -344,24 +356,24 @@ class Planner:
             groups = _group([(pos, s) for pos, s in owners if s is not None])
             yield from self._get_round(items, groups, exclusive, results)
             return results
-        targets = [self._replicas(ranked(oid), putting=False)[0] for oid, _ in items]
+        readers = [self._readers(ranked(oid)) for oid, _ in items]
         missed: dict[int, list[str]] = {}
         answered: set[int] = set()
         pending = list(range(len(items)))
-        for rank_index in range(self.replicas):
-            todo = [(pos, targets[pos][rank_index]) for pos in pending
-                    if rank_index < len(targets[pos])]  # fmt: skip
+        for rank_index in range(max(len(servers) for servers, _ in readers)):
+            todo = [(pos, readers[pos][0][rank_index]) for pos in pending
+                    if rank_index < len(readers[pos][0])]  # fmt: skip
             if not todo:
                 break
             found = yield from self._get_round(items, _group(todo), exclusive, results)
             for pos, server, page in found:
-                if page is None:
+                answered.add(pos)
+                if page is None and server in readers[pos][1]:
                     missed.setdefault(pos, []).append(server)
-                    answered.add(pos)
             pending = [pos for pos in pending if results[pos] is None]
         if any(pos not in answered for pos in pending):
             raise ServerDead("no replica of some pages answered")
-        yield from self._repair(items, targets, missed, exclusive, results)
+        yield from self._repair(items, [r for r, _ in readers], missed, exclusive, results)
         return results
 
     def repair(self, items: Sequence[Handle]) -> Plan[int]:
@@ -371,8 +383,8 @@ class Planner:
         if self.replicas == 1:
             return 0
         ranked = self._ranker()
-        targets = [self._replicas(ranked(oid), putting=False)[0] for oid, _ in items]
-        groups = _group([(pos, s) for pos, servers in enumerate(targets) for s in servers])
+        readers = [self._readers(ranked(oid)) for oid, _ in items]
+        groups = _group([(pos, s) for pos, (servers, _) in enumerate(readers) for s in servers])
         steps = [Step(s, "_pool_get_many", ([items[p] for p in ps], False))
                  for s, ps in groups.items()]  # fmt: skip
         outcomes = yield steps
@@ -383,7 +395,7 @@ class Planner:
                 continue
             for pos, got in zip(positions, outcome, strict=True):
                 if got is None:
-                    missing.append((pos, server))
+                    missing += [(pos, server)] if server in readers[pos][1] else []
                 else:
                     found.setdefault(pos, got)
         puts = _group([(pos, s) for pos, s in missing if pos in found])
@@ -421,12 +433,12 @@ class Planner:
     def _repair(
         self,
         items: Sequence[Handle],
-        targets: list[list[str]],
+        readers: list[list[str]],
         missed: dict[int, list[str]],
         exclusive: bool | None,
         results: list[bytes | None],
     ) -> Plan[None]:
-        """Read repair (or, for exclusive gets, flushing the other replicas)."""
+        """Read repair (or, for exclusive gets, flushing every other copy)."""
         puts: list[tuple[int, str]] = []
         flushes: list[Step] = []
         for pos, page in enumerate(results):
@@ -434,7 +446,7 @@ class Planner:
                 continue
             oid, idx = items[pos]
             if exclusive:
-                flushes += [Step(s, "_pool_flush", (oid, idx)) for s in targets[pos][1:]]
+                flushes += [Step(s, "_pool_flush", (oid, idx)) for s in readers[pos]]
             else:
                 puts += [(pos, s) for s in missed.get(pos, ())]
         steps = [
