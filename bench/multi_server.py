@@ -9,6 +9,8 @@ movement figure) and prints:
 * movement: the share of objects a client over one more daemon, and over
   one fewer, finds elsewhere (a shared pool, so both clients agree on
   placement; a moved object is a miss);
+* the client's cost: single and batch puts and gets through a client of
+  one daemon and of all of them (ops/s and this process's CPU per op);
 * recovery after a kill -9 of one daemon with ``replicas=2``: how long the
   first read of every page takes with the daemon dead (the failed connect
   marks it dead), how many pages come back identical, when the restarted
@@ -32,7 +34,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tmem.client import Client
+from tmem.client import Client, Pool
 
 #: How long a daemon may take to start listening on a busy machine.
 START_TIMEOUT_S = 30.0
@@ -96,6 +98,48 @@ def movement(daemons: list[Daemon], extra: Daemon, objects: int) -> None:
         print(f"movement: {label}: {moved} of {objects} objects moved ({moved / objects:.1%})")
 
 
+#: Ops per figure of ``client_cost``: bounded, a few seconds at most.
+COST_OPS = 3000
+#: Pages per batch in ``client_cost``, as tmemd-bench's depth 64.
+COST_BATCH = 64
+
+
+def _timed(label: str, run: object) -> None:
+    assert callable(run)
+    wall, cpu = time.perf_counter(), time.process_time()
+    ops = run()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(f"client cost: {label}: {ops / wall:,.0f} ops/s, {cpu / ops * 1e6:.1f} µs CPU/op")
+
+
+def _cost_of(pool: Pool, where: str) -> None:
+    handles = [(oid, 0) for oid in range(COST_OPS)]
+    data = page(1)
+
+    def batches(put: bool) -> int:
+        for start in range(0, COST_OPS, COST_BATCH):
+            chunk = handles[start : start + COST_BATCH]
+            if put:
+                pool.put_many([(oid, i, data) for oid, i in chunk])
+            else:
+                pool.get_many(chunk)
+        return COST_OPS
+
+    _timed(f"{where}, put", lambda: sum(pool.put(oid, 0, data) for oid, _ in handles))
+    _timed(f"{where}, get", lambda: sum(pool.get(oid, 0) is not None for oid, _ in handles))
+    _timed(f"{where}, put_many of {COST_BATCH}", lambda: batches(True))
+    _timed(f"{where}, get_many of {COST_BATCH}", lambda: batches(False))
+
+
+def client_cost(daemons: list[Daemon]) -> None:
+    for servers in ([daemons[0]], daemons):
+        where = f"{len(servers)} daemon{'s' if len(servers) > 1 else ''}"
+        with Client([d.address for d in servers], client_name="cost") as client:
+            pool = client.new_pool(persistent=True)
+            _cost_of(pool, where)
+            pool.destroy()
+
+
 def recovery(workdir: Path, daemons: list[Daemon], objects: int) -> None:
     victim = daemons[0]
     handles = [(oid, 0) for oid in range(objects)]
@@ -142,6 +186,7 @@ def main() -> None:
             print(f"load average: {os.getloadavg()[0]:.2f} (2-core machine shared with others)")
             spread(daemons, args.objects)
             movement(daemons, extra, args.objects)
+            client_cost(daemons)
             recovery(workdir, daemons, args.objects)
         finally:
             for daemon in [*daemons, extra]:

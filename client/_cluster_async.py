@@ -63,6 +63,7 @@ class AsyncCluster:
         self._make_client = make_client
         self._clients: dict[str, AsyncClient] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        self._planners: dict[int, Planner] = {}
 
     # --- servers ----------------------------------------------------------------
 
@@ -166,9 +167,14 @@ class AsyncCluster:
             return stop.value  # type: ignore[no-any-return]
 
     async def planner(self, info: PoolInfo) -> tuple[ClusterPool, Planner]:
-        await self.live_servers()
+        """The pool of ``info`` and its planner (kept, as ``SyncCluster.planner``)."""
+        if self.servers.resolve_due():
+            await self.live_servers()
         pool = self.pools.get(info.pool_id)
-        return pool, Planner(self.servers, pool, self.raise_on_dead)
+        planner = self._planners.get(info.pool_id)
+        if planner is None or planner.pool is not pool:
+            planner = self._planners[info.pool_id] = Planner(self.servers, pool, self.raise_on_dead)
+        return pool, planner
 
     # --- pools --------------------------------------------------------------------
 

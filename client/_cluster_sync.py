@@ -80,6 +80,7 @@ class SyncCluster:
         self._clients: dict[str, Client] = {}
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self._planners: dict[int, Planner] = {}
 
     # --- servers ----------------------------------------------------------------
 
@@ -199,9 +200,15 @@ class SyncCluster:
             return stop.value  # type: ignore[no-any-return]
 
     def planner(self, info: PoolInfo) -> tuple[ClusterPool, Planner]:
-        self.live_servers()
+        """The pool of ``info`` and its planner (kept: a planner holds no
+        state of its own, and making one per call is a measurable cost)."""
+        if self.servers.resolve_due():
+            self.live_servers()
         pool = self.pools.get(info.pool_id)
-        return pool, Planner(self.servers, pool, self.raise_on_dead)
+        planner = self._planners.get(info.pool_id)
+        if planner is None or planner.pool is not pool:
+            planner = self._planners[info.pool_id] = Planner(self.servers, pool, self.raise_on_dead)
+        return pool, planner
 
     # --- pools --------------------------------------------------------------------
 
