@@ -11,6 +11,8 @@ on the same port and checks every byte.
 from __future__ import annotations
 
 import asyncio
+import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -241,3 +243,44 @@ def test_async_client_with_replicas(killable: Callable[..., Daemon]) -> None:
             assert await pool.get_many([(0, i) for i in range(3)]) == [None] * 3
 
     asyncio.run(main())
+
+
+#: Threads and checked page ops per thread of the shared-client test.
+THREADS = 8
+OPS_PER_THREAD = 1500
+
+
+def test_threads_share_a_client_of_three(daemon_factory: Callable[..., Daemon]) -> None:
+    """Threads sharing one client over three servers (rounds fanned out to
+    the executor, pools made lazily under their lock) each read back exactly
+    what they wrote, through single calls and batches."""
+    daemons = _three(daemon_factory)
+    errors: list[BaseException] = []
+    with Client([d.address for d in daemons], client_name="threads") as client:
+        pool = client.new_pool(persistent=True, replicas=2)
+
+        def worker(thread: int) -> None:
+            rng = random.Random(thread)
+            mine: dict[int, bytes] = {}
+            try:
+                for n in range(OPS_PER_THREAD // 10):
+                    oids = [thread * 10_000 + rng.randrange(200) for _ in range(8)]
+                    items = [(oid, 0, page(oid * 7 + n)) for oid in oids]
+                    if all(pool.put_many(items)):
+                        mine.update((oid, data) for oid, _, data in items)
+                    oid = rng.choice(oids)
+                    assert pool.get(oid, 0) == mine.get(oid)
+                    if n % 5 == 0:
+                        pool.flush(oid, 0)
+                        mine.pop(oid, None)
+                    got = pool.get_many([(o, 0) for o in sorted(mine)])
+                    assert got == [mine[o] for o in sorted(mine)]
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
