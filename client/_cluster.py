@@ -44,8 +44,10 @@ from ._spec import PoolInfo, info_from_spec, new_pool_arguments, parse_address
 __all__ = [
     "DEFAULT_DEAD_TIMEOUT_S",
     "DEFAULT_DNS_REFRESH_S",
+    "DEFAULT_LIST_COUNT",
     "DNS_PREFIX",
     "MAX_REPLICAS",
+    "MAX_SERVERS",
     "ClusterPool",
     "PoolTable",
     "Resolver",
@@ -74,10 +76,15 @@ DNS_PREFIX = "dns:"
 #: Most copies of a persistent page: a put waits for every replica, so each
 #: one costs a put's round trip on another server; three survive two deaths.
 MAX_REPLICAS = 3
-#: Bits of a merged listing cursor that say which server is being listed
-#: (at most 255 servers behind one client).
+#: Bits of a merged listing cursor that say which server is being listed.
 _CURSOR_SERVER_BITS = 8
 _CURSOR_SERVER_MASK = (1 << _CURSOR_SERVER_BITS) - 1
+#: Most servers behind one client: what a merged listing cursor can name
+#: (far above one client's useful fan-out anyway).
+MAX_SERVERS = _CURSOR_SERVER_MASK
+#: ``list_objects``'s ``count`` when the caller gives none (the daemon's
+#: default, PROTOCOL.md section 11.3.2).
+DEFAULT_LIST_COUNT = 256
 #: BLAKE2b keys are at most 64 bytes; longer addresses are hashed down first.
 _BLAKE2B_KEY_BYTES = 64
 #: Bytes of an object id on the wire (192 bits).
@@ -191,6 +198,8 @@ class ServerSet:
     def set_servers(self, servers: Iterable[str]) -> None:
         """Replace the server list (a DNS answer); rankings follow at once."""
         keys = sorted(set(servers))
+        if len(keys) > MAX_SERVERS:
+            raise ValueError(f"{len(keys)} servers: one client spreads over at most {MAX_SERVERS}")
         if keys:
             self.hashers = tuple((key, _hasher(key)) for key in keys)
 

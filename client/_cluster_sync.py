@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tmem.proto import RefuseReason
 
 from ._cluster import (
+    DEFAULT_LIST_COUNT,
     ClusterPool,
     PoolTable,
     ServerSet,
@@ -249,7 +250,7 @@ class SyncCluster:
     def _list_objects(self, args: dict[str, Any]) -> dict[str, Any]:
         pool = self.pools.get(int(args["pool_id"]))
         planner = Planner(self.servers, pool, self.raise_on_dead)
-        cursor, count = int(args.get("cursor", 0)), int(args.get("count", 256))
+        cursor, count = int(args.get("cursor", 0)), int(args.get("count", DEFAULT_LIST_COUNT))
         return self.drive(pool, planner.list_objects(cursor, count))
 
     # --- PoolBackend hooks (used by the cluster's Pool objects) -------------------
