@@ -27,10 +27,10 @@ from ._cluster import (
     check_replicas,
     new_pool_args,
 )
+from ._cluster_batches import BatchPlanner
 from ._cluster_plans import (
     Failed,
     Plan,
-    Planner,
     Step,
     by_server,
     call_step,
@@ -64,7 +64,7 @@ class AsyncCluster:
         self._make_client = make_client
         self._clients: dict[str, AsyncClient] = {}
         self._locks: dict[int, asyncio.Lock] = {}
-        self._planners: dict[int, Planner] = {}
+        self._planners: dict[int, BatchPlanner] = {}
 
     # --- servers ----------------------------------------------------------------
 
@@ -167,14 +167,16 @@ class AsyncCluster:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    async def planner(self, info: PoolInfo) -> tuple[ClusterPool, Planner]:
+    async def planner(self, info: PoolInfo) -> tuple[ClusterPool, BatchPlanner]:
         """The pool of ``info`` and its planner (kept, as ``SyncCluster.planner``)."""
         if self.servers.resolve_due():
             await self.live_servers()
         pool = self.pools.get(info.pool_id)
         planner = self._planners.get(info.pool_id)
         if planner is None or planner.pool is not pool:
-            planner = self._planners[info.pool_id] = Planner(self.servers, pool, self.raise_on_dead)
+            planner = self._planners[info.pool_id] = BatchPlanner(
+                self.servers, pool, self.raise_on_dead
+            )
         return pool, planner
 
     # --- pools --------------------------------------------------------------------
@@ -214,7 +216,7 @@ class AsyncCluster:
 
     async def _list_objects(self, args: dict[str, Any]) -> dict[str, Any]:
         pool = self.pools.get(int(args["pool_id"]))
-        planner = Planner(self.servers, pool, self.raise_on_dead)
+        planner = BatchPlanner(self.servers, pool, self.raise_on_dead)
         cursor, count = int(args.get("cursor", 0)), int(args.get("count", DEFAULT_LIST_COUNT))
         return await self.drive(pool, planner.list_objects(cursor, count))
 
@@ -265,11 +267,11 @@ class AsyncCluster:
         self.pools.remove(pool)
 
     async def repair(self, info: PoolInfo, items: Sequence[Handle]) -> int:
-        """Copies written back by a scrub of ``items`` (``Planner.repair``)."""
+        """Copies written back by a scrub of ``items`` (``BatchPlanner.repair``)."""
         pool, planner = await self.planner(info)
         return await self.drive(pool, planner.repair(items)) if items else 0
 
     def locate(self, info: PoolInfo, object_id: int) -> list[str]:
         """The servers that hold ``object_id`` of the pool now, first first."""
         pool = self.pools.get(info.pool_id)
-        return Planner(self.servers, pool, self.raise_on_dead).holders(object_id)
+        return BatchPlanner(self.servers, pool, self.raise_on_dead).holders(object_id)

@@ -39,10 +39,10 @@ from ._cluster import (
     check_replicas,
     new_pool_args,
 )
+from ._cluster_batches import BatchPlanner
 from ._cluster_plans import (
     Failed,
     Plan,
-    Planner,
     Step,
     by_server,
     call_step,
@@ -81,7 +81,7 @@ class SyncCluster:
         self._clients: dict[str, Client] = {}
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
-        self._planners: dict[int, Planner] = {}
+        self._planners: dict[int, BatchPlanner] = {}
 
     # --- servers ----------------------------------------------------------------
 
@@ -200,7 +200,7 @@ class SyncCluster:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    def planner(self, info: PoolInfo) -> tuple[ClusterPool, Planner]:
+    def planner(self, info: PoolInfo) -> tuple[ClusterPool, BatchPlanner]:
         """The pool of ``info`` and its planner (kept: a planner holds no
         state of its own, and making one per call is a measurable cost)."""
         if self.servers.resolve_due():
@@ -208,7 +208,9 @@ class SyncCluster:
         pool = self.pools.get(info.pool_id)
         planner = self._planners.get(info.pool_id)
         if planner is None or planner.pool is not pool:
-            planner = self._planners[info.pool_id] = Planner(self.servers, pool, self.raise_on_dead)
+            planner = self._planners[info.pool_id] = BatchPlanner(
+                self.servers, pool, self.raise_on_dead
+            )
         return pool, planner
 
     # --- pools --------------------------------------------------------------------
@@ -249,7 +251,7 @@ class SyncCluster:
 
     def _list_objects(self, args: dict[str, Any]) -> dict[str, Any]:
         pool = self.pools.get(int(args["pool_id"]))
-        planner = Planner(self.servers, pool, self.raise_on_dead)
+        planner = BatchPlanner(self.servers, pool, self.raise_on_dead)
         cursor, count = int(args.get("cursor", 0)), int(args.get("count", DEFAULT_LIST_COUNT))
         return self.drive(pool, planner.list_objects(cursor, count))
 
@@ -298,7 +300,7 @@ class SyncCluster:
         self.pools.remove(pool)
 
     def repair(self, info: PoolInfo, items: Sequence[Handle]) -> int:
-        """Copies written back by a scrub of ``items`` (``Planner.repair``)."""
+        """Copies written back by a scrub of ``items`` (``BatchPlanner.repair``)."""
         pool, planner = self.planner(info)
         return self.drive(pool, planner.repair(items)) if items else 0
 

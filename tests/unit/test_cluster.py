@@ -24,7 +24,8 @@ from tmem.client._cluster import (
     is_cluster_address,
     next_cursor,
 )
-from tmem.client._cluster_plans import LIST_OBJECTS, Failed, Plan, Planner, Step
+from tmem.client._cluster_batches import BatchPlanner
+from tmem.client._cluster_plans import LIST_OBJECTS, Failed, Plan, Step
 from tmem.proto import PoolSpec
 
 SERVERS = [f"10.0.0.{n}:7470" for n in range(1, 4)]
@@ -153,7 +154,7 @@ class Harness:
         self.memory = {s: Memory() for s in SERVERS}
         spec = PoolSpec(persistent=persistent)
         self.pool: ClusterPool = PoolTable().add(spec, None, replicas)
-        self.planner = Planner(self.servers, self.pool, raise_on_dead=False)
+        self.planner = BatchPlanner(self.servers, self.pool, raise_on_dead=False)
         self.rounds: list[list[Step]] = []
 
     def run(self, plan: Plan[Any]) -> Any:
@@ -240,7 +241,7 @@ def test_one_replica_on_a_dead_server() -> None:
     assert [oid for oid in range(30) if got[oid] is None] == on_dead
     assert h.run(h.planner.put(on_dead[0], 0, PAGE)) is RefuseReason.UNSPECIFIED
     assert h.run(h.planner.flush(on_dead[0], 0)) is False
-    strict = Planner(h.servers, h.pool, raise_on_dead=True)
+    strict = BatchPlanner(h.servers, h.pool, raise_on_dead=True)
     with pytest.raises(ServerDead):
         h.run(strict.get(on_dead[0], 0, None))
 
