@@ -317,7 +317,7 @@ class Engine(ClientCalls, PageStorage):
         return build_statistics(
             self._registry.pools(),
             self._clients,
-            memory.pams(),
+            memory.pam_roles(),
             self._share,
             memory_used_bytes=memory.bytes_used(),
             metadata_bytes=memory.metadata_bytes(),
