@@ -3,8 +3,10 @@
 A command is a msgpack map ``{"cmd": NAME, ...args}``; the reply is a map.
 Commands a client may run on itself live in ``_SELF``; the rest need an
 administrator (``admin = true`` in the auth file) and answer FORBIDDEN to
-anyone else, before their arguments are even looked at.  Replies are built
-from the engine (``statistics()``, ``client_settings()``) so that
+anyone else, before their arguments are even looked at.  Without an auth
+file (loopback only) every client is trusted, as in memcached's default,
+and so is an administrator: ``tmemctl clients`` works on a fresh daemon.
+Replies are built from the engine (``statistics()``, ``client_settings()``) so that
 ``tmemctl``, metrics and tests all read one source of truth.
 
 Administrator commands and their replies:
@@ -120,6 +122,11 @@ def _pools_of(stats: EngineStats, client: str) -> list[dict[str, Any]]:
     return sorted(out, key=lambda entry: int(entry["pool_id"]))
 
 
+def _is_admin(ctx: HandlerContext, s: Session) -> bool:
+    """An administrator: ``admin = true`` in the auth file, or anyone without one."""
+    return s.admin or ctx.authenticate is None
+
+
 def _cmd_list_pools(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
     assert s.client is not None
     return {"pools": _pools_of(ctx.engine.statistics(), s.client)}
@@ -128,7 +135,7 @@ def _cmd_list_pools(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> di
 def _cmd_stats(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
     """Admins see everything; a client sees itself and its own pools."""
     stats = ctx.engine.statistics()
-    if s.admin:
+    if _is_admin(ctx, s):
         return dict(_plain(stats))
     assert s.client is not None
     clients = [_plain(c) for c in stats.client_stats if c.name == s.client]
@@ -293,7 +300,7 @@ def run_control(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[s
     if cmd in _SELF:
         return _SELF[cmd](ctx, s, body)
     if cmd in _ADMIN:
-        if not s.admin:
+        if not _is_admin(ctx, s):
             raise ControlError(Status.FORBIDDEN, f"{cmd!r} needs an administrator")
         return _ADMIN[cmd](ctx, s, body)
     raise ControlError(Status.UNSUPPORTED, f"unknown control command {cmd!r}")

@@ -203,6 +203,8 @@ def make_engine(config: DaemonConfig) -> Engine:
             ephemeral_pam=config.ephemeral_pam,
             persistent_pam=config.persistent_pam,
             dictionary_bytes=config.zstd_dictionary,
+            # Without an auth file every client is trusted (loopback only).
+            open_shared_pools=config.auth_file is None,
         ),
         clock=time.monotonic,
         codecs=make_codecs(config.zstd_level),

@@ -223,6 +223,7 @@ def test_lowering_a_cap_evicts_nothing_at_once() -> None:
 
 def test_shared_pages_count_against_the_owner_cap() -> None:
     engine = make_engine(100, "a", "b")
+    engine.authorize_shared(UUID, "a")
     engine.set_client_limits("a", ClientLimits(total_cap=2 * PAGE))
     engine.authorize_shared(UUID, "b")
     engine.new_pool("a", shared_uuid=UUID)
@@ -265,6 +266,7 @@ def test_frozen_client_puts_are_refused_and_gets_served() -> None:
 
 def test_frozen_member_cannot_put_into_a_shared_pool() -> None:
     engine = make_engine(100, "a", "b")
+    engine.authorize_shared(UUID, "a")
     engine.authorize_shared(UUID, "b")
     pool = engine.new_pool("a", shared_uuid=UUID)
     joined = engine.new_pool("b", shared_uuid=UUID)
@@ -395,6 +397,7 @@ def test_flush_ephemeral_is_bounded_per_call(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_revoke_shared_removes_access() -> None:
     engine = make_engine(100, "a", "b")
+    engine.authorize_shared(UUID, "a")
     engine.authorize_shared(UUID, "b")
     pool = engine.new_pool("a", shared_uuid=UUID)
     joined = engine.new_pool("b", shared_uuid=UUID)
@@ -404,8 +407,10 @@ def test_revoke_shared_removes_access() -> None:
         engine.get("b", joined, 0, 0)
     with pytest.raises(Forbidden):
         engine.new_pool("b", shared_uuid=UUID)
-    engine.revoke_shared(UUID, "a")  # the creator cannot be revoked
-    assert engine.get("a", pool, 0, 0) == raw_page(0)
+    engine.revoke_shared(UUID, "a")  # the creator loses access too: the pool goes
+    with pytest.raises(NoSuchPool):
+        engine.get("a", pool, 0, 0)
+    assert engine.statistics().pages == 0
     engine.revoke_shared(UUID, "nobody")  # nothing to withdraw: no error
     with pytest.raises(BadArgument):
         engine.revoke_shared(-1, "b")
@@ -414,6 +419,7 @@ def test_revoke_shared_removes_access() -> None:
 
 def test_owner_change_moves_the_charge_and_the_lru() -> None:
     engine = make_engine(6, "a", "b", "c")
+    engine.authorize_shared(UUID, "a")
     engine.authorize_shared(UUID, "b")
     engine.new_pool("b")  # so b's id for the shared pool differs from a's
     pool = engine.new_pool("a", shared_uuid=UUID)

@@ -86,6 +86,11 @@ class EngineConfig:
     ephemeral_pam: str | None = None
     persistent_pam: str | None = None
     dictionary_bytes: int = 0
+    #: True: every client may create and join any shared pool (the daemon
+    #: without an auth file, where every client is trusted).  False: both
+    #: need ``authorize_shared`` by an administrator first, since a UUID is
+    #: not a secret (``_registry`` has the rules).
+    open_shared_pools: bool = False
 
     def __post_init__(self) -> None:
         if self.memory_bytes <= 0:
