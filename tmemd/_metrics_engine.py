@@ -157,12 +157,12 @@ def _memory_families(s: EngineStats) -> Iterator[Metric]:
     )
     yield GaugeMetricFamily(
         "tmemd_persistent_accept_bytes",
-        "Persistent bytes below which refused persistent puts resume (--persistent-accept).",
+        "Persistent bytes above which each client is held to its fair share (--persistent-accept).",
         value=s.persistent_accept_bytes,
     )
     yield GaugeMetricFamily(
         "tmemd_persistent_full",
-        "1 while persistent puts are refused.",
+        "1 from a refusal by the persistent share until persistent bytes drop below accept.",
         value=int(s.persistent_full),
     )
     yield GaugeMetricFamily(

@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--persistent-accept",
         type=float,
         metavar="FRACTION",
-        help="persistent puts resume below this share after a refusal (default 0.70)",
+        help="below this share every persistent put is accepted; above it each client is held "
+        "to its fair share (default 0.70)",
     )
     p.add_argument(
         "--idle-timeout",

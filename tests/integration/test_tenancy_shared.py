@@ -258,3 +258,25 @@ def test_second_connection_under_the_same_name_and_lease_end(daemon: Daemon) -> 
         assert ops.stats()["pages"] == 0
     with connect(daemon, "alice") as alice:
         assert alice.list_pools() == []
+
+
+def test_a_client_that_filled_the_persistent_share_cannot_starve_the_next(
+    daemon_factory: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """Alice (no cap) fills the persistent share; Bob's persistent puts are
+    still accepted, and Alice's are refused until she is back at her share."""
+    daemon = daemon_factory(
+        "--memory", "4MiB", "--persistent-max", "0.5", "--persistent-accept", "0.4",
+        "--auth-file", str(write_auth(tmp_path)),
+    )  # fmt: skip
+    with connect(daemon, "alice") as alice, connect(daemon, "bob") as bob:
+        mine = alice.new_pool(persistent=True)
+        results = mine.put_many([(0, i, raw_page(i)) for i in range(600)])
+        held = results.count(True)
+        assert 0 < held < 600 and mine.last_refusal is RefuseReason.PERSISTENT_FULL
+        theirs = bob.new_pool(persistent=True)
+        assert theirs.put_many([(1, i, raw_page(1000 + i)) for i in range(8)]) == [True] * 8
+        assert not mine.put(0, 999, raw_page(999))
+        assert mine.last_refusal is RefuseReason.PERSISTENT_FAIR_SHARE
+        (me,) = alice.stats()["clients"]
+        assert me["puts_refused_by_reason"]["persistent_fair_share"] == 1
