@@ -17,7 +17,7 @@ from typing import Any
 
 from tmem.proto import RefuseReason, Status
 
-from ._errors import BadPool, Forbidden, TooManyPools
+from ._errors import BadArgument, BadPool, Forbidden, TooManyPools
 from ._spec import Page, PoolInfo, info_from_spec, pool_spec
 
 __all__ = ["MAX_POOLS_PER_CLIENT", "FakePool", "FakeServer"]
@@ -61,7 +61,7 @@ class FakeServer:
         self.evictions = 0
 
     def authorize_shared(self, shared_uuid: uuid.UUID | str | int, client_name: str) -> None:
-        """Let ``client_name`` join the shared pool ``shared_uuid``."""
+        """Let ``client_name`` create or join the shared pool ``shared_uuid``."""
         _, value = pool_spec(shared_uuid=shared_uuid)
         self._authorized.add((value or 0, client_name))
 
@@ -70,27 +70,41 @@ class FakeServer:
     def new_pool(self, client: str, spec_args: dict[str, Any]) -> PoolInfo:
         spec, shared_uuid = pool_spec(**spec_args)
         pools = self._pools.setdefault(client, {})
+        if shared_uuid is not None:
+            if self.require_shared_authorization and (shared_uuid, client) not in self._authorized:
+                raise Forbidden(Status.FORBIDDEN, f"{client} may not use shared pool {shared_uuid}")
+            pool = self._shared.get(shared_uuid)
+            if pool is not None:
+                return self._join(client, pool, info_from_spec(0, spec))
         if len(pools) >= self.max_pools_per_client:
             raise TooManyPools(Status.TOO_MANY_POOLS, f"{client} has {len(pools)} pools")
         pool_id = next(i for i in range(len(pools) + 1) if i not in pools)
         info = info_from_spec(pool_id, spec)
-        if shared_uuid is None:
-            pools[pool_id] = FakePool(info, client)
-            return info
-        pool = self._shared.get(shared_uuid)
-        if pool is None:
-            pool = self._shared[shared_uuid] = FakePool(info, client, shared_uuid)
-        elif (
-            self.require_shared_authorization
-            and client != pool.owner
-            and (shared_uuid, client) not in self._authorized
+        pools[pool_id] = FakePool(info, client, shared_uuid)
+        if shared_uuid is not None:
+            self._shared[shared_uuid] = pools[pool_id]
+            pools[pool_id].members.add(client)
+        return info
+
+    def _join(self, client: str, pool: FakePool, asked: PoolInfo) -> PoolInfo:
+        """Open an existing shared pool: same page size and PRECOMPRESSED, the
+        same codec and PAM unless none is named; a member gets its id back."""
+        info = pool.info
+        if (
+            (asked.page_size, asked.precompressed) != (info.page_size, info.precompressed)
+            or asked.codec not in (None, info.codec)
+            or asked.pam not in (None, info.pam)
         ):
-            raise Forbidden(Status.FORBIDDEN, f"{client} may not join shared pool {shared_uuid}")
-        pool.members.add(client)
-        pools[pool_id] = pool
-        return PoolInfo(
-            pool_id, pool.info.page_size, False, True, pool.info.precompressed, pool.info.codec
-        )
+            raise BadArgument(Status.BAD_ARGUMENT, "shared pool exists with other flags")
+        pools = self._pools[client]
+        pool_id = next((i for i, p in pools.items() if p is pool), None)
+        if pool_id is None:
+            if len(pools) >= self.max_pools_per_client:
+                raise TooManyPools(Status.TOO_MANY_POOLS, f"{client} has {len(pools)} pools")
+            pool_id = next(i for i in range(len(pools) + 1) if i not in pools)
+            pools[pool_id] = pool
+            pool.members.add(client)
+        return PoolInfo(pool_id, info.page_size, False, True, info.precompressed, info.codec)
 
     def pool(self, client: str, pool_id: int) -> FakePool:
         try:

@@ -17,8 +17,10 @@ Semantics kept:
   persistent and shared pools keep it; ``exclusive=True/False`` overrides;
 * shared pools are ephemeral, named by a UUID; every client that opens the
   same UUID gets its own pool id for the same pages; the pages go when the
-  last member destroys its pool.  With ``require_shared_authorization``
-  a client other than the creator needs ``authorize_shared`` first;
+  last member destroys its pool; a member that opens it again gets its id
+  back, and one that names another page size, PRECOMPRESSED or codec gets
+  ``BadArgument``.  With ``require_shared_authorization`` (a daemon with an
+  auth file) creating and joining both need ``authorize_shared`` first;
 * with ``capacity_pages`` the server holds at most that many pages: an
   ephemeral page may be evicted (least recently used first) to make room,
   persistent pages never are, and a put that finds no room is refused with

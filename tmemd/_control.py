@@ -3,8 +3,10 @@
 A command is a msgpack map ``{"cmd": NAME, ...args}``; the reply is a map.
 Commands a client may run on itself live in ``_SELF``; the rest need an
 administrator (``admin = true`` in the auth file) and answer FORBIDDEN to
-anyone else, before their arguments are even looked at.  Replies are built
-from the engine (``statistics()``, ``client_settings()``) so that
+anyone else, before their arguments are even looked at.  Without an auth
+file (loopback only) every client is trusted, as in memcached's default,
+and so is an administrator: ``tmemctl clients`` works on a fresh daemon.
+Replies are built from the engine (``statistics()``, ``client_settings()``) so that
 ``tmemctl``, metrics and tests all read one source of truth.
 
 Administrator commands and their replies:
@@ -120,13 +122,23 @@ def _pools_of(stats: EngineStats, client: str) -> list[dict[str, Any]]:
     return sorted(out, key=lambda entry: int(entry["pool_id"]))
 
 
+def _is_admin(ctx: HandlerContext, s: Session) -> bool:
+    """An administrator: ``admin = true`` in the auth file, or anyone without one."""
+    return s.admin or ctx.authenticate is None
+
+
 def _cmd_list_pools(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
     assert s.client is not None
     return {"pools": _pools_of(ctx.engine.statistics(), s.client)}
 
 
 def _cmd_stats(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
-    """Admins see everything; a client sees itself and its own pools."""
+    """Admins see everything; a client sees itself and its own pools.
+
+    Only an administrator of the auth file gets the daemon-wide reply:
+    without an auth file every client may run the administrator commands,
+    but ``stats`` keeps the self view whose shape applications read.
+    """
     stats = ctx.engine.statistics()
     if s.admin:
         return dict(_plain(stats))
@@ -293,7 +305,7 @@ def run_control(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[s
     if cmd in _SELF:
         return _SELF[cmd](ctx, s, body)
     if cmd in _ADMIN:
-        if not s.admin:
+        if not _is_admin(ctx, s):
             raise ControlError(Status.FORBIDDEN, f"{cmd!r} needs an administrator")
         return _ADMIN[cmd](ctx, s, body)
     raise ControlError(Status.UNSUPPORTED, f"unknown control command {cmd!r}")

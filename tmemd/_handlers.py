@@ -4,8 +4,11 @@ This is the only layer that knows both the wire and the engine.  Each
 handler validates the fields the engine cannot see (request flags, the
 ``arg`` word, how a UUID sits in the object id) in the order PROTOCOL.md
 fixes, then calls the engine and maps its typed errors through
-``_status``.  Handlers never touch the transport: the connection gathers
-their answers and writes a whole read burst at once.
+``_status``.  A field an opcode does not use must be empty (``UNUSED``:
+``NO_POOL``, zero, no payload), else BAD_ARGUMENT, so that a later version
+can give it a meaning without old servers silently ignoring it.  Handlers
+never touch the transport: the connection gathers their answers and writes
+a whole read burst at once.
 
 Hot path: PUT_PAGE and GET_PAGE are looked up first and do no allocation
 beyond the result tuple; error payloads (msgpack) are built only on errors.
@@ -38,7 +41,7 @@ from ._control import ControlError, run_control
 from ._status import REFUSE_REASON, status_for
 from .engine import Engine, EngineError
 
-__all__ = ["GET_MODES", "HandlerContext", "Result", "Session", "failure", "handle"]
+__all__ = ["GET_MODES", "UNUSED", "HandlerContext", "Result", "Session", "failure", "handle"]
 
 log = logging.getLogger("tmemd.handlers")
 
@@ -67,6 +70,25 @@ _PAM_NAMES = {
     PamId.ZBUD: "zbud",
     PamId.XVMALLOC: "xvmalloc",
     PamId.ZSMALLOC: "zsmalloc",
+}
+#: Fields each opcode leaves unused (PROTOCOL.md section 2), checked after
+#: ``flags`` and ``arg`` and before the pool (section 13).  NEW_POOL checks
+#: its own, after its pool flags and UUID; PUT_PAGE uses every field.
+UNUSED: dict[int, tuple[str, ...]] = {
+    Opcode.GET_PAGE: ("payload",),
+    Opcode.FLUSH_PAGE: ("payload",),
+    Opcode.FLUSH_OBJECT: ("index", "payload"),
+    Opcode.DESTROY_POOL: ("object_id", "index", "payload"),
+    Opcode.CONTROL: ("pool_id", "object_id", "index"),
+    Opcode.HELLO: ("pool_id", "object_id", "index"),
+    Opcode.PING: ("pool_id", "object_id", "index", "payload"),
+}
+#: An unused field's required value, and how an error message names it.
+_EMPTY_FIELDS: dict[str, tuple[object, str]] = {
+    "pool_id": (NO_POOL, "NO_POOL"),
+    "object_id": (0, "0"),
+    "index": (0, "0"),
+    "payload": (b"", "empty"),
 }
 _OK_EMPTY: Result = (Status.OK, 0, b"")
 _MISS: Result = (Status.MISS, 0, b"")
@@ -122,6 +144,15 @@ def _no_arg(req: Request) -> None:
         raise _Refuse(Status.BAD_FLAGS, f"flags {req.flags:#x} not defined for this op")
     if req.arg:
         raise _Refuse(Status.BAD_ARGUMENT, f"arg {req.arg:#x} must be 0 for this op")
+    _check_unused(req)
+
+
+def _check_unused(req: Request) -> None:
+    """BAD_ARGUMENT for the first field ``req``'s opcode does not use that is set."""
+    for name in UNUSED.get(req.opcode, ()):
+        empty, shown = _EMPTY_FIELDS[name]
+        if getattr(req, name) != empty:
+            raise _Refuse(Status.BAD_ARGUMENT, f"{name} is unused by this op and must be {shown}")
 
 
 def _put(ctx: HandlerContext, s: Session, req: Request) -> Result:
@@ -139,6 +170,7 @@ def _get(ctx: HandlerContext, s: Session, req: Request) -> Result:
         raise _Refuse(Status.BAD_FLAGS, f"bad get flags {flags:#x}")
     if req.arg:
         raise _Refuse(Status.BAD_ARGUMENT, f"arg {req.arg:#x} must be 0 for GET_PAGE")
+    _check_unused(req)
     exclusive = GET_MODES[flags]
     assert s.client is not None
     page = ctx.engine.get(s.client, req.pool_id, req.object_id, req.index, exclusive)

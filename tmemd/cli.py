@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--persistent-accept",
         type=float,
         metavar="FRACTION",
-        help="persistent puts resume below this share after a refusal (default 0.70)",
+        help="below this share every persistent put is accepted; above it each client is held "
+        "to its fair share (default 0.70)",
     )
     p.add_argument(
         "--idle-timeout",
@@ -203,6 +204,8 @@ def make_engine(config: DaemonConfig) -> Engine:
             ephemeral_pam=config.ephemeral_pam,
             persistent_pam=config.persistent_pam,
             dictionary_bytes=config.zstd_dictionary,
+            # Without an auth file every client is trusted (loopback only).
+            open_shared_pools=config.auth_file is None,
         ),
         clock=time.monotonic,
         codecs=make_codecs(config.zstd_level),

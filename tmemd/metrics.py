@@ -28,7 +28,9 @@ Labels are ``client``, ``pool``, ``pool_kind``, ``op``, ``result``,
 ``reason``, ``state``, ``pam``, ``codec``, ``shared`` and ``page_size``
 (the last three only on ``tmemd_pool_info``); never an object id or a page
 index.  On the ``tmemd_pam_*`` gauges ``pool_kind`` names the PAM's role:
-``ephemeral`` or ``persistent``, or ``any`` when one PAM serves both.
+``ephemeral`` or ``persistent``, ``any`` when one PAM serves both by
+default, or ``named`` for a PAM only pools that named it use (a client may
+ask for any of the three arena PAMs, so there are up to three PAMs).
 ``pool`` is a client's small pool id (at most ``MAX_POOLS_PER_CLIENT`` = 64
 per client); ``client`` is a name from the auth file, or, without one, one of
 the clients connected now or within their lease (at most
@@ -37,6 +39,16 @@ at most (clients x 64) series each, and the others a handful per client.  A
 shared pool appears once, under the client charged for it.  Cost: about
 15 series per pool; a scrape of 512 pools (7,900 lines) takes ~14 ms of
 event-loop time to collect and ~46 ms of a worker thread to format.
+
+A scrape never fails because of what a client did
+-------------------------------------------------
+The families are built in groups (pools, clients, PAMs, memory, global,
+server, process).  A group that raises is left out of that scrape, its
+traceback logged, and ``tmemd_metrics_errors_total{group}`` counts it;
+every other group is still exported and ``/metrics`` answers 200.  An
+answer of 500 would hide every healthy family behind one bug, and a
+silently missing group would look like an idle daemon: the counter makes
+the gap visible to the same scraper.
 
 Derived gauges, with worked examples
 ------------------------------------
@@ -57,10 +69,12 @@ Derived gauges, with worked examples
 from __future__ import annotations
 
 import asyncio
+import logging
 import platform
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
 from typing import Protocol
 
@@ -75,7 +89,7 @@ from prometheus_client.registry import Collector
 
 from . import __version__
 from ._latency import LATENCY_BUCKETS_S, LatencySnapshot
-from ._metrics_engine import engine_families
+from ._metrics_engine import ENGINE_GROUPS
 from ._metrics_http import start_metrics_server
 from ._metrics_proc import read_process_figures
 from .config import parse_address
@@ -90,6 +104,8 @@ __all__ = [
     "server_stats_of",
     "start_metrics_server",
 ]
+
+log = logging.getLogger("tmemd.metrics")
 
 _EMPTY: Mapping[str, int] = MappingProxyType({})
 #: The ``op`` label values of page requests (the wire's opcode names, lower
@@ -268,7 +284,8 @@ def process_families(started_at: float) -> Iterator[Metric]:
 
 
 class TmemdCollector(Collector):
-    """Reads the engine and server snapshots at scrape time."""
+    """Reads the engine and server snapshots at scrape time; each group of
+    families is built on its own, so one failing group costs only itself."""
 
     def __init__(
         self,
@@ -277,13 +294,37 @@ class TmemdCollector(Collector):
     ) -> None:
         self._engine_stats = engine_stats
         self._server_stats = server_stats
+        #: Scrapes in which each group raised, by group name.
+        self.errors: dict[str, int] = {}
 
     def collect(self) -> Iterable[Metric]:
         server = self._server_stats()
-        families: list[Metric] = list(engine_families(self._engine_stats()))
-        families.extend(server_families(server))
-        families.extend(process_families(server.started_at))
+        stats = self._engine_stats()
+        groups: list[tuple[str, Callable[[], Iterable[Metric]]]] = [
+            (name, partial(build, stats)) for name, build in ENGINE_GROUPS
+        ]
+        groups.append(("server", partial(server_families, server)))
+        groups.append(("process", partial(process_families, server.started_at)))
+        families: list[Metric] = []
+        for name, build in groups:
+            families.extend(self._guarded(name, build))
+        errors = CounterMetricFamily(
+            "tmemd_metrics_errors",
+            "Scrapes that left a group of families out because building it failed.",
+            labels=["group"],
+        )
+        for name, _build in groups:
+            errors.add_metric([name], self.errors.get(name, 0))
+        families.append(errors)
         return families
+
+    def _guarded(self, name: str, build: Callable[[], Iterable[Metric]]) -> list[Metric]:
+        try:
+            return list(build())
+        except Exception:  # a bug in one group must not fail the whole scrape
+            self.errors[name] = self.errors.get(name, 0) + 1
+            log.exception("metrics group %r failed; left out of this scrape", name)
+            return []
 
 
 async def serve_metrics(

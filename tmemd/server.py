@@ -147,7 +147,7 @@ class Connection(asyncio.Protocol):
                 # The put/get path, inline: the fields are read here instead
                 # of building a Request and going through handle() and the
                 # handler (measured: -1.5 µs per op of ~7 for a get).  Any
-                # case off this path (unauthenticated, arg or flags set, an
+                # case off this path (unauthenticated, arg, flags or a get's payload set, an
                 # error raised) answers exactly as handle() would.
                 if opcode == _PUT and client is not None and not fields[3] and not fields[10]:
                     try:
@@ -174,6 +174,7 @@ class Connection(asyncio.Protocol):
                     and client is not None
                     and not fields[10]
                     and fields[3] in _GET_MODES
+                    and not payload
                 ):
                     try:
                         page = engine.get(

@@ -90,6 +90,7 @@ class EngineModel(RuleBasedStateMachine):
         self.codec = codec
         self.engine.connect("a")
         self.engine.connect("b")
+        self.engine.authorize_shared(SHARED_UUID, "a")
         self.engine.authorize_shared(SHARED_UUID, "b")
         self._open_pools_of("a")
         self._open_pools_of("b")

@@ -21,11 +21,17 @@ from tmemd.engine import ClientLimits, Engine, EngineConfig
 PAGE = 4096
 
 
-def make() -> tuple[HandlerContext, Session, Session]:
+def make(auth_file: bool = True) -> tuple[HandlerContext, Session, Session]:
+    """A context with an auth file (``ops`` is its administrator) or without one."""
     engine = Engine(EngineConfig(memory_bytes=1 << 20, default_codec="none"), lambda: 0.0)
     engine.connect("web")
     engine.connect("ops")
-    ctx = HandlerContext(engine=engine, lease_s=60.0, max_request_payload=1 << 20)
+    ctx = HandlerContext(
+        engine=engine,
+        lease_s=60.0,
+        max_request_payload=1 << 20,
+        authenticate=(lambda name, token: (True, name == "ops")) if auth_file else None,
+    )
     return ctx, Session("p", "web", admin=False), Session("p", "ops", admin=True)
 
 
@@ -67,6 +73,16 @@ def test_every_tmemctl_command_is_an_admin_command() -> None:
 def test_non_admins_are_refused_before_arguments_are_read(cmd: str) -> None:
     ctx, web, _ = make()
     assert status_of(ctx, web, cmd=cmd, client=None, bytes="x") == Status.FORBIDDEN
+
+
+@pytest.mark.parametrize("cmd", sorted(_ADMIN))
+def test_without_an_auth_file_every_client_is_an_administrator(cmd: str) -> None:
+    ctx, web, _ = make(auth_file=False)
+    try:
+        run(ctx, web, cmd=cmd, client=None, bytes="x")
+    except ControlError as exc:
+        assert exc.status == Status.BAD_ARGUMENT
+    assert run(ctx, web, cmd="list_clients")["clients"]
 
 
 @pytest.mark.parametrize("body", ctl_bodies(), ids=lambda b: str(b["cmd"]))

@@ -74,11 +74,11 @@ class ClientCalls:
         self._registry.destroy_pool(client, pool_id)
 
     def authorize_shared(self, uuid: int, client: str) -> None:
-        """Let ``client`` (known yet or not) join the shared pool ``uuid``."""
+        """Let ``client`` (known yet or not) create or join the shared pool ``uuid``."""
         self._registry.authorize_shared(uuid, client)
 
     def revoke_shared(self, uuid: int, client: str) -> None:
-        """Withdraw ``authorize_shared``; a member (not the creator) leaves the pool."""
+        """Withdraw ``authorize_shared``; a member (the creator too) leaves the pool."""
         self._registry.revoke_shared(uuid, client)
 
     # --- tenancy and administration (rules in ``_tenancy``) ---------------

@@ -65,10 +65,10 @@ class EngineConfig:
 
     ``memory_bytes`` is THE memory limit: every stored page is charged to it
     through the PAM.  ``persistent_max`` and ``persistent_accept`` are
-    fractions of it: persistent puts are refused once persistent bytes would
-    pass ``persistent_max``, and accepted again only when they have dropped
-    below ``persistent_accept`` (hysteresis, as zswap's
-    ``accept_threshold_percent``, so the boundary does not flap page by page).
+    fractions of it: persistent bytes never pass ``persistent_max``; below
+    ``persistent_accept`` every persistent put is accepted, and above it each
+    client is held to its fair share (``_policy.PersistentShare``), so that
+    the first client to fill the share cannot starve the next.
 
     ``ephemeral_pam`` and ``persistent_pam`` name the arena PAMs (of
     ``PAM_NAMES``) that pools use unless they ask for another; naming either
@@ -90,6 +90,11 @@ class EngineConfig:
     ephemeral_pam: str | None = None
     persistent_pam: str | None = None
     dictionary_bytes: int = 0
+    #: True: every client may create and join any shared pool (the daemon
+    #: without an auth file, where every client is trusted).  False: both
+    #: need ``authorize_shared`` by an administrator first, since a UUID is
+    #: not a secret (``_registry`` has the rules).
+    open_shared_pools: bool = False
 
     def __post_init__(self) -> None:
         if self.memory_bytes <= 0:

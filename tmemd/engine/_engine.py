@@ -14,10 +14,11 @@ memory then helps the new copy fit, and if the new copy is refused the old
 one must go anyway (DESIGN.md 3.2: no stale page may be returned later).
 Then policy decides: a frozen client's put is refused before any of this
 (the old copy is flushed all the same); a persistent page must fit its
-client's persistent cap and the persistent share (``PersistentShare``); a
-page that would pass its client's total cap first evicts that client's own
-ephemeral pages (``_tenancy`` has the rules); the ledger must have room for
-the page's metadata, and the blob is stored through the ``Evictor``, which
+client's persistent cap and the persistent share, where each client is held
+to its fair share above the accept line (``PersistentShare``); a page that
+would pass its client's total cap first evicts that client's own ephemeral
+pages (``_tenancy`` has the rules); the ledger must have room for the page's
+metadata, and the blob is stored through the ``Evictor``, which
 evicts ephemeral pages, least recently used of the client most above its
 weighted share, until both fit or refuses with NO_MEMORY.  A refused put
 returns a ``Refusal``.  A stored ephemeral page is linked at the newest end
@@ -120,6 +121,7 @@ class Engine(ClientCalls, PageStorage):
             self._init_pool,
         )
         self._clients = self._registry.clients
+        self._share.clients = self._clients
         self._tenancy = Tenancy(self._clients, self._codecs, self._evictor)
         self._counters = Counters()
         self._refused_by_reason = [0] * len(Refusal)
@@ -322,7 +324,7 @@ class Engine(ClientCalls, PageStorage):
         return build_statistics(
             self._registry.pools(),
             self._clients,
-            memory.pams(),
+            memory.pam_roles(),
             self._share,
             memory_used_bytes=memory.bytes_used(),
             metadata_bytes=memory.metadata_bytes(),

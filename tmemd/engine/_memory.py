@@ -92,6 +92,8 @@ def _heap_trimmer() -> Callable[[], None]:
     return trim
 
 
+#: A PAM's role by (ephemeral default, persistent default); neither: "named".
+_ROLES = {(True, True): "any", (True, False): "ephemeral", (False, True): "persistent"}
 #: All three encoding bits: a plain compressed page has exactly ENC_COMPRESSED.
 _ENCODING = 0b111
 
@@ -157,6 +159,15 @@ class Memory:
     def pams(self) -> tuple[Pam, ...]:
         """Each PAM instance once (not the same-filled store)."""
         return tuple(space.pam for space in self.spaces[1:])
+
+    def pam_roles(self) -> tuple[tuple[Pam, str], ...]:
+        """Each PAM once with its role (``PamStats.role``).  Pools may name
+        any arena PAM, so there may be more PAMs than pool kinds."""
+        eph, per = self.defaults
+        return tuple(
+            (space.pam, _ROLES.get((space is eph, space is per), "named"))
+            for space in self.spaces[1:]
+        )
 
     def bytes_used(self) -> int:
         """Memory charged against the limit: PAM bytes, plus metadata with an arena."""

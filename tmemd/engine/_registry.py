@@ -18,14 +18,25 @@ doing nothing but making 10,000 pools a second, and it hurts no other name.
 
 Shared pools are ephemeral, named by a 128-bit UUID.  One ``Pool`` object
 appears in each member's table, under an id of that member's own choosing.
-The creator may always join; anyone else needs ``authorize_shared(uuid,
-name)`` first, because a UUID is not a secret.  ``destroy_pool`` by a member
-only leaves; the pages go when the last member leaves.  Pages are charged to
-the pool's owner: the creator, then the earliest-joined remaining member
-(``rehome`` moves the pages' charge and LRU entries when the owner leaves).
-``revoke_shared`` withdraws an authorization and makes the client leave the
-pool if it is a member (a revoked client must lose access, not just the
-right to join again); the creator cannot be revoked.
+Who may use a UUID: with ``open_shared_pools`` (no auth file: every client
+is trusted) anyone; otherwise only clients an administrator named with
+``authorize_shared(uuid, name)``, for creating the pool as for joining it.
+Creation needs the grant too, or anyone could squat a UUID before its
+rightful users and read what they put.  The grant is checked before the
+UUID is looked up, so an unauthorized client gets the same FORBIDDEN, with
+the same message, whether or not the pool exists: a refusal does not tell
+which UUIDs are in use.
+
+Joining compares the request with the pool: page size and PRECOMPRESSED
+must be the pool's, and a codec or PAM the request names (None: the
+default) must be the pool's, else ``BadArgument``.  A member that asks
+again gets the id it already has (a re-join opens nothing new).
+``destroy_pool`` by a member only leaves; the pages go when the last member
+leaves.  Pages are charged to the pool's owner: the creator, then the
+earliest-joined remaining member (``rehome`` moves the pages' charge and
+LRU entries when the owner leaves).  ``revoke_shared`` withdraws a grant
+and makes the client leave the pool if it is a member, creator or not (a
+revoked client must lose access, not just the right to join again).
 
 Leases: a client is created by its first ``connect``.  When its last
 connection closes, its lease starts; ``expire_leases()`` frees every client
@@ -167,6 +178,7 @@ class Registry:
                 raise Unsupported("shared pools are ephemeral only")
             if not 0 <= shared_uuid < UUID_LIMIT:
                 raise BadArgument(f"shared pool UUID {shared_uuid} is not a 128-bit value")
+            self._check_grant(name, shared_uuid)
             existing = self._shared.get(shared_uuid)
             if existing is not None:
                 return self._join(client, existing, precompressed, page_size, codec, pam)
@@ -202,22 +214,26 @@ class Registry:
         pam: str | None,
     ) -> int:
         """Open an existing shared pool in ``client``'s id space."""
-        assert pool.shared_uuid is not None
-        name = client.name
-        if name != pool.creator and name not in self._authorized.get(pool.shared_uuid, ()):
-            raise Forbidden(f"client {name!r} is not authorized for shared pool {pool.shared_uuid}")
-        if name in pool.members:
-            return pool.members[name]
         if (
             (precompressed, page_size) != (pool.precompressed, pool.page_size)
             or (codec is not None and codec != pool.codec_name)
             or (pam is not None and pam != pool.pam.name)
         ):
             raise BadArgument("shared pool exists with other flags, page size, codec or PAM")
+        name = client.name
+        if name in pool.members:
+            return pool.members[name]
         pool_id = self._free_id(client)
         client.pools[pool_id] = pool
         pool.members[name] = pool_id
         return pool_id
+
+    def _check_grant(self, name: str, uuid: int) -> None:
+        """Raise ``Forbidden`` unless ``name`` may use shared pool ``uuid``; the
+        message names only what the request named (never whether it exists)."""
+        if self._config.open_shared_pools or name in self._authorized.get(uuid, ()):
+            return
+        raise Forbidden(f"client {name!r} is not authorized for shared pool {uuid:032x}")
 
     def _free_id(self, client: Client) -> int:
         """The next never-used id of ``client``'s name (module docstring)."""
@@ -260,7 +276,7 @@ class Registry:
             if not authorized:
                 del self._authorized[uuid]
         pool = self._shared.get(uuid)
-        if pool is not None and name in pool.members and name != pool.creator:
+        if pool is not None and name in pool.members:
             self.destroy_pool(name, pool.members[name])
 
     def pools(self) -> list[Pool]:
