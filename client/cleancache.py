@@ -37,7 +37,7 @@ import logging
 import ssl as _ssl
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from fsspec import AbstractFileSystem, filesystem
 from fsspec.implementations.chained import ChainedFileSystem
@@ -148,24 +148,24 @@ class TmemFileSystem(ChainedFileSystem):  # type: ignore[misc]  # fsspec is unty
     def read_blocks(self, path: str, object_id: int, size: int, first: int, last: int) -> bytes:
         """The bytes of blocks ``first``..``last`` of a file of ``size`` bytes."""
         bs = self.block_size
-        blocks = self.cache.get(object_id, range(first, last + 1))
-        runs = missing_runs(blocks)
-        if not runs:
-            return b"".join(blocks)[: size - first * bs]  # type: ignore[arg-type]
-        starts = [(first + at) * bs for at, _ in runs]
-        ends = [min((first + at + count) * bs, size) for at, count in runs]
-        datas = self.fs.cat_ranges([path] * len(runs), starts, ends, on_error="raise")
-        fetched: list[tuple[int, bytes]] = []
-        for (at, count), start, end, data in zip(runs, starts, ends, datas, strict=True):
-            if len(data) != end - start:
-                log.debug("tmem:: %s changed while read; not cached", path)
-                return bytes(self.fs.cat_file(path, first * bs, min((last + 1) * bs, size)))
-            for k in range(count):
-                block = bytes(data[k * bs : (k + 1) * bs])
-                blocks[at + k] = block
-                fetched.append((first + at + k, pad_block(block, bs)))
-        self.cache.put(object_id, fetched)
-        return b"".join(blocks)[: size - first * bs]  # type: ignore[arg-type]
+        found = self.cache.get(object_id, range(first, last + 1))
+        runs = missing_runs(found)
+        if runs:
+            starts = [(first + at) * bs for at, _ in runs]
+            ends = [min((first + at + count) * bs, size) for at, count in runs]
+            datas = self.fs.cat_ranges([path] * len(runs), starts, ends, on_error="raise")
+            fetched: list[tuple[int, bytes]] = []
+            for (at, count), start, end, data in zip(runs, starts, ends, datas, strict=True):
+                if len(data) != end - start:
+                    log.debug("tmem:: %s changed while read; not cached", path)
+                    return bytes(self.fs.cat_file(path, first * bs, min((last + 1) * bs, size)))
+                for k in range(count):
+                    found[at + k] = block = bytes(data[k * bs : (k + 1) * bs])
+                    fetched.append((first + at + k, pad_block(block, bs)))
+            self.cache.put(object_id, fetched)
+        blocks = cast(list[bytes], found)
+        blocks[-1] = blocks[-1][: size - last * bs]  # a cached last block is padded
+        return b"".join(blocks)
 
     def cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
@@ -263,4 +263,6 @@ class TmemFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is untyped
             first, last = start // bs, (max(end, start + 1) - 1) // bs
             self._held = self.fs.read_blocks(self.path, self.object_id, self.size, first, last)
             self._held_start = first * bs
+        if start == self._held_start and end == self._held_start + len(self._held):
+            return self._held  # a read of whole blocks: no copy
         return self._held[start - self._held_start : end - self._held_start]
