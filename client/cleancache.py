@@ -96,6 +96,11 @@ class TmemFileSystem(ChainedFileSystem):  # type: ignore[misc]  # fsspec is unty
     """
 
     protocol = "tmem"
+    #: fsspec keeps one instance per set of options; the chained path
+    #: (``fo``) is not an option, so that every file of a dataset shares one
+    #: client and one pool (a private pool per file would soon reach the
+    #: daemon's pools-per-client limit).
+    _strip_tokenize_options = ("fo",)
 
     def __init__(
         self,

@@ -182,3 +182,10 @@ def test_chained_url_options_reach_the_layer(memfs: MemoryFileSystem) -> None:
     shared_memory.rm_file("/tmem-unit-url")
     with pytest.raises(ValueError):
         TmemFileSystem(fs=memfs, block_size=1000, client=fake)
+
+
+def test_files_of_one_dataset_share_one_filesystem_object() -> None:
+    fake = FakeClient(client_name="unit")
+    first, _ = fsspec.core.url_to_fs("tmem::memory://ds/a", tmem={"client": fake})
+    second, _ = fsspec.core.url_to_fs("tmem::memory://ds/b", tmem={"client": fake})
+    assert first is second
