@@ -14,6 +14,16 @@ read (the caller then reads the source):
 * a page of the wrong length (a pool that is not what we asked for) is a
   miss and an error, never data.
 
+Puts are stored behind the reader: ``put`` hands the batch to one worker
+thread and returns, so that a first read costs the source's time, not the
+source's plus the daemon's (the batch is stored while the reader parses
+or fetches its next range).  At most ``PUTS_BEHIND_BATCHES`` batches wait;
+past that a reader waits for room, which bounds the memory they hold.
+``drain()`` waits until every batch handed over is stored (``stats()`` of
+the filesystem does, so that its counts are complete); a reader that comes
+back to a block before its batch is stored misses and reads the source,
+which is slower and as correct.
+
 The pool is made lazily by the first call (so building a filesystem never
 waits for a daemon), private or shared by UUID.  After ``BadPool`` (the
 daemon restarted, or our lease ended) it is made again on the next try;
@@ -32,13 +42,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import Protocol, TypeVar
 
 from ._errors import BadPool, TmemError
 from ._pool import Pool
 
-__all__ = ["RETRY_AFTER_S", "CacheStats", "PageCache", "PoolMaker"]
+__all__ = ["PUTS_BEHIND_BATCHES", "RETRY_AFTER_S", "CacheStats", "PageCache", "PoolMaker"]
 
 T = TypeVar("T")
 
@@ -47,6 +58,10 @@ log = logging.getLogger("tmem.client.cleancache")
 #: After an error the cache is set aside this long: a dead or stopped
 #: daemon then costs one timeout per 5 s of reading, not one per read.
 RETRY_AFTER_S = 5.0
+#: Put batches that may wait for the worker: enough to overlap storing one
+#: read's blocks with the next reads of pyarrow's parallel column chunks;
+#: each holds one read's blocks, so few.
+PUTS_BEHIND_BATCHES = 4
 
 
 class PoolMaker(Protocol):
@@ -100,6 +115,9 @@ class PageCache:
         self._pool: Pool | None = None
         self._aside_until = 0.0
         self._lock = threading.Lock()
+        self._putter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tmem-put")
+        self._room = threading.BoundedSemaphore(PUTS_BEHIND_BATCHES)
+        self._pending: set[Future[None]] = set()
 
     def get(self, object_id: int, indexes: Sequence[int]) -> list[bytes | None]:
         """The cached pages at ``indexes`` (None where missing); never raises."""
@@ -107,34 +125,47 @@ class PageCache:
             pages = self._call(
                 lambda pool: pool.get_many([(object_id, i) for i in indexes], exclusive=False)
             )
-        if pages is None:
-            self.stats.bypassed += len(indexes)
-            return [None] * len(indexes)
-        out: list[bytes | None] = []
-        for page in pages:
-            if page is not None and len(page) != self.page_size:
-                self.stats.errors += 1
-                log.debug("tmem:: page of %d bytes in a %d-byte pool", len(page), self.page_size)
-                page = None
-            out.append(page)
-        hits = sum(page is not None for page in out)
-        self.stats.hits += hits
-        self.stats.misses += len(out) - hits
+            if pages is None:
+                self.stats.bypassed += len(indexes)
+                return [None] * len(indexes)
+            out: list[bytes | None] = []
+            for page in pages:
+                if page is not None and len(page) != self.page_size:
+                    self.stats.errors += 1
+                    log.debug("tmem:: %d-byte page in a %d-byte pool", len(page), self.page_size)
+                    page = None
+                out.append(page)
+            hits = sum(page is not None for page in out)
+            self.stats.hits += hits
+            self.stats.misses += len(out) - hits
         return out
 
     def put(self, object_id: int, pages: Sequence[tuple[int, bytes]]) -> None:
-        """Store (index, page) pairs in one batch; refusals and errors are counted."""
+        """Hand (index, page) pairs to the worker, to be stored in one batch."""
         if not pages:
             return
+        self._room.acquire()
+        future = self._putter.submit(self._store, object_id, list(pages))
+        self._pending.add(future)
+        future.add_done_callback(self._stored)
+
+    def drain(self) -> None:
+        """Wait until every batch handed to ``put`` is stored (or refused)."""
+        wait(list(self._pending))
+
+    def _stored(self, future: Future[None]) -> None:
+        self._pending.discard(future)
+        self._room.release()
+
+    def _store(self, object_id: int, pages: list[tuple[int, bytes]]) -> None:
         with self._lock:
             stored = self._call(
                 lambda pool: pool.put_many([(object_id, i, page) for i, page in pages])
             )
-        if stored is None:
-            return
-        kept = sum(stored)
-        self.stats.stored += kept
-        self.stats.refusals += len(stored) - kept
+            if stored is not None:
+                kept = sum(stored)
+                self.stats.stored += kept
+                self.stats.refusals += len(stored) - kept
 
     def _call(self, operation: Callable[[Pool], T]) -> T | None:
         """``operation`` on the pool, or None (counted) when it cannot be done."""

@@ -21,7 +21,8 @@ the blocks are asked of the pool in one pipelined, non-exclusive batch
 (the pages stay for the next reader); each contiguous run of missing blocks
 is one ranged read of the source, all runs in one ``cat_ranges`` call (an
 async source fetches them concurrently); the fetched blocks go back to the
-pool in one ``put_many`` batch.  Block identity, the short last block and
+pool in one ``put_many`` batch, stored behind the reader by a worker
+thread (``_pagecache``).  Block identity, the short last block and
 shared-pool names are in ``_blocks``; the rule that the cache never fails
 a read is in ``_pagecache``.  An open file keeps the blocks of its last
 read, so small sequential reads cost one batch per block, not per read.
@@ -140,7 +141,12 @@ class TmemFileSystem(ChainedFileSystem):  # type: ignore[misc]  # fsspec is unty
         self._strip_protocol = self.fs._strip_protocol
 
     def stats(self) -> dict[str, int]:
-        """Blocks hit, missed, stored, refused and bypassed; failed calls."""
+        """Blocks hit, missed, stored, refused and bypassed; failed calls.
+
+        Waits for the blocks still being stored behind the readers, so that
+        the counts are complete.
+        """
+        self.cache.drain()
         return self.cache.stats.as_dict()
 
     # --- reads, through the cache ----------------------------------------------

@@ -81,7 +81,9 @@ def test_memory_source_and_a_changed_file(daemon: Daemon) -> None:
     try:
         fs, path = layer("tmem::memory://tmem-it/changing", daemon, "reader")
         assert fs.cat_file(path) == b"A" * (3 * BS)
-        assert fs.cat_file(path) == b"A" * (3 * BS)  # now from the cache
+        assert fs.stats()["stored"] == 3
+        assert fs.cat_file(path) == b"A" * (3 * BS)
+        assert fs.stats()["hits"] == 3  # the old version is in the cache
         memory.pipe_file("/tmem-it/changing", b"B" * (3 * BS))  # same size
         assert fs.cat_file(path) == b"B" * (3 * BS)
         with fs.open(path, "rb") as f:
@@ -99,7 +101,9 @@ def test_a_rewritten_local_file_is_never_served_from_old_blocks(
         data = random.Random(generation).randbytes(4 * BS)
         write(target, data)
         assert fs.cat_file(path) == data
+        fs.stats()  # the blocks are stored before the next version is written
         assert fs.cat_file(path, BS, 3 * BS) == data[BS : 3 * BS]
+    assert fs.stats()["hits"] == 10
 
 
 def test_pandas_reads_parquet_through_tmem(daemon: Daemon, tmp_path: Path) -> None:
@@ -164,6 +168,7 @@ def test_frozen_daemon_costs_one_short_timeout(daemon: Daemon, tmp_path: Path) -
     write(tmp_path / "f.bin", data)
     fs, path = layer(f"tmem::file://{tmp_path}/f.bin", daemon, "reader", timeout=0.3)
     assert fs.cat_file(path, 0, 4 * BS) == data[: 4 * BS]
+    assert fs.stats()["stored"] == 4  # nothing left to store when it freezes
     daemon.proc.send_signal(signal.SIGSTOP)
     try:
         began = time.monotonic()
@@ -209,6 +214,7 @@ def test_refused_puts_are_counted_and_reads_stay_right(auth_daemon: Daemon, tmp_
     write(tmp_path / "f.bin", data)
     fs, path = layer(f"tmem::file://{tmp_path}/f.bin", auth_daemon, "bob", token=TOKENS["bob"])
     assert fs.cat_file(path, 0, 10) == data[:10]  # makes the pool before the freeze
+    assert fs.stats()["stored"] == 1
     with Client(auth_daemon.address, client_name="ops", token=TOKENS["ops"]) as ops:
         ops.control("freeze", client="bob")
     assert fs.cat_file(path) == data
@@ -224,6 +230,7 @@ def test_an_existing_client_can_be_given(daemon: Daemon, tmp_path: Path) -> None
             target_protocol="file", client=client, block_size=BS, skip_instance_cache=True
         )
         assert fs.cat_file(str(tmp_path / "f.bin")) == data
+        assert fs.stats()["stored"] == 3
         assert fs.cat_file(str(tmp_path / "f.bin")) == data
         assert fs.stats()["hits"] == 3
         assert len(client.list_pools()) == 1
