@@ -67,15 +67,7 @@ PUTS_BEHIND_BATCHES = 4
 class PoolMaker(Protocol):
     """What the cache needs of a client: ``Client``, or ``testing.FakeClient``."""
 
-    def new_pool(
-        self,
-        persistent: bool = False,
-        shared_uuid: uuid.UUID | str | int | None = None,
-        codec: str | None = None,
-        page_size: int = 4096,
-        precompressed: bool = False,
-        pam: str | None = None,
-    ) -> Pool: ...
+    def new_pool(self, *, shared_uuid: uuid.UUID | None, page_size: int) -> Pool: ...
 
 
 @dataclass
