@@ -116,7 +116,7 @@ def shared_pool_uuid(name: str, block_size: int) -> uuid.UUID:
     return uuid.uuid5(SHARED_POOL_NAMESPACE, f"{check_block_size(block_size)}/{name}")
 
 
-def missing_runs(blocks: Sequence[bytes | None]) -> list[tuple[int, int]]:
+def missing_runs(blocks: Sequence[object]) -> list[tuple[int, int]]:
     """The runs of ``None`` in ``blocks`` as (first position, length)."""
     runs: list[tuple[int, int]] = []
     start = -1
@@ -131,7 +131,7 @@ def missing_runs(blocks: Sequence[bytes | None]) -> list[tuple[int, int]]:
     return runs
 
 
-def pad_block(block: bytes, block_size: int) -> bytes:
+def pad_block(block: bytes | memoryview, block_size: int) -> bytes | memoryview:
     """``block`` padded with zero bytes to a whole page."""
     short = block_size - len(block)
-    return block + bytes(short) if short else block
+    return b"".join((block, bytes(short))) if short else block

@@ -132,7 +132,7 @@ class PageCache:
             self.stats.misses += len(out) - hits
         return out
 
-    def put(self, object_id: int, pages: Sequence[tuple[int, bytes]]) -> None:
+    def put(self, object_id: int, pages: Sequence[tuple[int, bytes | memoryview]]) -> None:
         """Hand (index, page) pairs to the worker, to be stored in one batch."""
         if not pages:
             return
@@ -149,7 +149,7 @@ class PageCache:
         self._pending.discard(future)
         self._room.release()
 
-    def _store(self, object_id: int, pages: list[tuple[int, bytes]]) -> None:
+    def _store(self, object_id: int, pages: list[tuple[int, bytes | memoryview]]) -> None:
         with self._lock:
             stored = self._call(
                 lambda pool: pool.put_many([(object_id, i, page) for i, page in pages])

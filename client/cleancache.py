@@ -159,22 +159,25 @@ class TmemFileSystem(ChainedFileSystem):  # type: ignore[misc]  # fsspec is unty
     def read_blocks(self, path: str, object_id: int, size: int, first: int, last: int) -> bytes:
         """The bytes of blocks ``first``..``last`` of a file of ``size`` bytes."""
         bs = self.block_size
-        found = self.cache.get(object_id, range(first, last + 1))
+        found: list[bytes | memoryview | None] = [
+            *self.cache.get(object_id, range(first, last + 1))
+        ]
         runs = missing_runs(found)
         if runs:
             starts = [(first + at) * bs for at, _ in runs]
             ends = [min((first + at + count) * bs, size) for at, count in runs]
             datas = self.fs.cat_ranges([path] * len(runs), starts, ends, on_error="raise")
-            fetched: list[tuple[int, bytes]] = []
+            fetched: list[tuple[int, bytes | memoryview]] = []
             for (at, count), start, end, data in zip(runs, starts, ends, datas, strict=True):
                 if len(data) != end - start:
                     log.debug("tmem:: %s changed while read; not cached", path)
                     return bytes(self.fs.cat_file(path, first * bs, min((last + 1) * bs, size)))
+                view = memoryview(data)  # blocks are views of the source's bytes: no copies
                 for k in range(count):
-                    found[at + k] = block = bytes(data[k * bs : (k + 1) * bs])
+                    found[at + k] = block = view[k * bs : (k + 1) * bs]
                     fetched.append((first + at + k, pad_block(block, bs)))
             self.cache.put(object_id, fetched)
-        blocks = cast(list[bytes], found)
+        blocks = cast(list[bytes | memoryview], found)
         blocks[-1] = blocks[-1][: size - last * bs]  # a cached last block is padded
         return b"".join(blocks)
 
