@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import logging
 import ssl as _ssl
+import threading
+import uuid
 import weakref
 from collections.abc import Mapping
 from typing import Any, cast
@@ -54,6 +56,7 @@ from ._blocks import (
     shared_pool_uuid,
 )
 from ._pagecache import CacheStats, PageCache, PoolMaker
+from ._spec import parse_address
 from ._sync import Client
 
 __all__ = [
@@ -93,7 +96,9 @@ class TmemFileSystem(ChainedFileSystem):  # type: ignore[misc]  # fsspec is unty
     it meanwhile).  The source is ``target_protocol`` with
     ``target_options``, or a filesystem object ``fs``.
 
-    ``stats()`` gives the counters of ``CacheStats``.
+    ``stats()`` gives the counters of ``CacheStats``.  Filesystem objects
+    of one process with the same cache options share one ``PageCache``
+    (connection, pool, counters): fsspec makes one object per thread.
     """
 
     protocol = "tmem"
@@ -128,13 +133,12 @@ class TmemFileSystem(ChainedFileSystem):  # type: ignore[misc]  # fsspec is unty
         protocol = self.fs.protocol
         self.target_protocol = protocol if isinstance(protocol, str) else protocol[0]
         self.block_size = check_block_size(block_size)
-        if client is None:
-            context = _ssl.create_default_context() if ssl is True else ssl or None
-            client = owned = Client(server, client_name, token, timeout, context)
-            weakref.finalize(self, owned.close)
-        self.cache = PageCache(
-            client, self.block_size, None if pool is None else shared_pool_uuid(pool, block_size)
-        )
+        shared_uuid = None if pool is None else shared_pool_uuid(pool, block_size)
+        if client is not None:
+            self.cache = PageCache(client, block_size, shared_uuid)
+        else:
+            key = (parse_address(server), client_name, token, ssl, timeout, block_size, pool)
+            self.cache = _process_cache(key, shared_uuid)
         # Paths are the source's (``tmem::`` adds no prefix of its own); fsspec
         # calls the class's ``_strip_protocol`` while parsing a chained URL,
         # so only the instance's is replaced, as fsspec's caching layers do.
@@ -250,6 +254,29 @@ class TmemFileSystem(ChainedFileSystem):  # type: ignore[misc]  # fsspec is unty
 
     def mv(self, path1: str, path2: str, **kwargs: Any) -> None:
         self.fs.mv(path1, path2, **kwargs)
+
+
+#: One ``PageCache`` (one connection, one pool) per set of cache options in
+#: this process: fsspec makes a filesystem object per thread, and a
+#: private pool per thread would cache a dataset once per thread.
+_PROCESS_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], PageCache] = (
+    weakref.WeakValueDictionary()
+)
+_PROCESS_CACHES_LOCK = threading.Lock()
+
+
+def _process_cache(key: tuple[Any, ...], shared_uuid: uuid.UUID | None) -> PageCache:
+    """The process's ``PageCache`` for ``key`` (server, name, token, ssl,
+    timeout, block size, pool), made on first use."""
+    address, client_name, token, ssl, timeout, block_size, _ = key
+    with _PROCESS_CACHES_LOCK:
+        cache = _PROCESS_CACHES.get(key)
+        if cache is None:
+            context = _ssl.create_default_context() if ssl is True else ssl or None
+            client = Client(address, client_name, token, timeout, context)
+            cache = _PROCESS_CACHES[key] = PageCache(client, block_size, shared_uuid)
+            weakref.finalize(cache, client.close)
+        return cache
 
 
 class TmemFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is untyped

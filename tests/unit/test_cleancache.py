@@ -193,3 +193,15 @@ def test_files_of_one_dataset_share_one_filesystem_object() -> None:
     first, _ = fsspec.core.url_to_fs("tmem::memory://ds/a", tmem={"client": fake})
     second, _ = fsspec.core.url_to_fs("tmem::memory://ds/b", tmem={"client": fake})
     assert first is second
+
+
+def test_one_page_cache_per_set_of_options_in_a_process(memfs: MemoryFileSystem) -> None:
+    def make(**options: Any) -> TmemFileSystem:
+        return TmemFileSystem(fs=memfs, server="127.0.0.1:9", skip_instance_cache=True, **options)
+
+    # fsspec makes a filesystem object per thread: they share one connection and pool.
+    first, second = make(client_name="a"), make(client_name="a")
+    assert first is not second and first.cache is second.cache
+    assert make(client_name="b").cache is not first.cache
+    assert make(client_name="a", pool="ds").cache is not first.cache
+    assert make(client_name="a", block_size=BS).cache is not first.cache
