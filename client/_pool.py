@@ -17,8 +17,9 @@ at that handle).  ``get`` returns the page or None.  ``exclusive=None``
 keeps the pool's default (private ephemeral pools hand the page over and
 forget it; persistent and shared pools keep it); True/False override it.
 
-Handles that cannot reach the wrong pool (PROTOCOL.md §11.2): a pool id means something only on the daemon instance that
-gave it out, and is never reused there.  So a pool object remembers the
+Handles that cannot reach the wrong pool (PROTOCOL.md §11.2): a pool id
+means something only on the daemon instance that gave it out, and is never
+reused there.  So a pool object remembers the
 instance (``info.server_id``); the client compares it with the ``server_id``
 of the connection a call is about to use, before anything is sent
 (``check_same_server``), and raises ``PoolGone`` on a mismatch.  Once a pool
