@@ -1,8 +1,9 @@
 """tmem client library: talk to a tmemd daemon from Python.
 
-Layers (DESIGN.md §4): ``_core`` is a sans-IO protocol core (builds requests,
-matches replies in order, turns them into values or typed exceptions) over
-``tmem.proto``'s one decoder; ``_sync`` (``Client``, a blocking socket) and
+Layers (README, "Architecture"): ``_core`` is a sans-IO protocol core
+(builds requests, matches replies in order, turns them into values or typed
+exceptions) over ``tmem.proto``'s one decoder; ``_sync`` (``Client``, over
+blocking sockets) and
 ``_async`` (``AsyncClient``, an asyncio protocol for asyncio or uvloop) move
 its bytes.  ``Pool``/``AsyncPool`` are pool objects with put/get/flush and
 pipelined batch forms.  A ``Client`` may be shared by threads: each call

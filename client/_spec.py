@@ -1,6 +1,6 @@
 """Pool descriptions and the checks the client makes before sending anything.
 
-The server validates every field (DESIGN.md §3.8); the client checks again so
+The server validates every field (PROTOCOL.md §13); the client checks again so
 that a caller's mistake raises ``ValueError``/``TypeError`` at the call site,
 with nothing sent and the connection untouched, instead of coming back as a
 server error one round trip later.  The checks run on every put and get, so
@@ -114,7 +114,7 @@ def check_client_name(name: str) -> str:
 
 
 def default_client_name() -> str:
-    """This host's name, made acceptable: a tmem client is a host (DESIGN.md §2)."""
+    """This host's name, made acceptable: a tmem client is a host (PROTOCOL.md §1)."""
     name = _NAME_UNSAFE_RE.sub("-", socket.gethostname())[:MAX_CLIENT_NAME_CHARS]
     return name or "localhost"
 

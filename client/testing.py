@@ -4,8 +4,8 @@ After pymemcache's ``MockMemcacheClient``: ``FakeClient`` takes the same
 arguments and has the same methods as ``Client``, hands out the very same
 ``Pool`` class, and follows the same tmem semantics, with no daemon and no
 socket.  It shares no code with the daemon (it must not import ``tmemd``):
-it is a second, small implementation of DESIGN.md §3, written from the
-protocol contract, which also makes it a check on the real one.
+it is a second, small implementation of PROTOCOL.md §1 and §8, written
+from the protocol contract, which also makes it a check on the real one.
 
 Semantics kept:
 
