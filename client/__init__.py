@@ -1,12 +1,17 @@
 """tmem client library: talk to a tmemd daemon from Python.
 
-Layers (DESIGN.md §4): ``_core`` is a sans-IO protocol core (builds requests,
-matches replies in order, turns them into values or typed exceptions) over
-``tmem.proto``'s one decoder; ``_sync`` (``Client``, a blocking socket) and
+Layers (README, "Architecture"): ``_core`` is a sans-IO protocol core
+(builds requests, matches replies in order, turns them into values or typed
+exceptions) over ``tmem.proto``'s one decoder; ``_sync`` (``Client``, over
+blocking sockets) and
 ``_async`` (``AsyncClient``, an asyncio protocol for asyncio or uvloop) move
 its bytes.  ``Pool``/``AsyncPool`` are pool objects with put/get/flush and
-pipelined batch forms.  ``tmem.client.testing`` has in-memory fakes with the
-same API for users' tests.
+pipelined batch forms.  A ``Client`` may be shared by threads: each call
+borrows one of at most ``max_connections`` connections (``_connections``);
+``Retry`` (``_retry``) says which failed calls are tried again; a pool object
+raises ``PoolGone`` once its pool is gone or the daemon is another instance
+(``server_id``).  ``tmem.client.testing`` has in-memory fakes with the same
+API for users' tests.
 
     with Client("127.0.0.1:7400", client_name="web-1") as client:
         pool = client.new_pool(persistent=True)
@@ -35,6 +40,7 @@ from ._errors import (
     FrameTooLarge,
     FramingError,
     NotAuthenticated,
+    PoolGone,
     ServerBusy,
     ServerError,
     ServerInternalError,
@@ -47,16 +53,28 @@ from ._errors import (
     Unsupported,
 )
 from ._pool import AsyncPool, Pool
+from ._retry import (
+    DEFAULT_RETRY,
+    NO_RETRY,
+    Backoff,
+    ConstantBackoff,
+    ExponentialBackoff,
+    NoBackoff,
+    Retry,
+)
 from ._spec import CODEC_NAMES, PAM_NAMES, PoolInfo
 from ._sync import Client
 
 __all__ = [
     "CODEC_NAMES",
+    "DEFAULT_RETRY",
+    "NO_RETRY",
     "PAM_NAMES",
     "STATUS_TO_EXCEPTION",
     "AsyncClient",
     "AsyncPool",
     "AuthFailed",
+    "Backoff",
     "BadArgument",
     "BadFlags",
     "BadLength",
@@ -67,13 +85,18 @@ __all__ = [
     "BadSpecVersion",
     "BadVersion",
     "Client",
+    "ConstantBackoff",
+    "ExponentialBackoff",
     "Forbidden",
     "FrameTooLarge",
     "FramingError",
+    "NoBackoff",
     "NotAuthenticated",
     "Pool",
+    "PoolGone",
     "PoolInfo",
     "RefuseReason",
+    "Retry",
     "ServerBusy",
     "ServerError",
     "ServerInternalError",

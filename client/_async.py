@@ -13,9 +13,27 @@ may share one ``AsyncClient`` and their requests pipeline naturally.
 Connection life cycle as in the blocking client: opened lazily by the first
 call (or ``await client.connect()``), HELLO first, closed on any error while
 reading (a timeout, a garbled reply, a framing error; pymemcache's rule), and
-reopened by the next call.  A cancelled caller does *not* close the
-connection: its call stays in the FIFO and its reply is matched and dropped
-when it arrives, so the stream stays in step.  ``timeout`` bounds connecting
+reopened by the next call.
+
+Cancellation.  A cancelled caller does *not* close the connection, and this
+is safe: its request stays in the core's FIFO and its reply, when it
+arrives, is matched to that request by id and order and dropped, never
+handed to the next call (a reply that does not match the head of the FIFO
+is a protocol error, which does close the connection).  Closing instead
+would fail every other task's call in flight on the shared connection.  A
+cancelled put or flush may or may not have been carried out; a cancelled
+exclusive get may have removed its page.  A task cancelled mid-batch leaves
+the requests already sent in the FIFO (answered and dropped) and sends no
+more.
+
+``close()`` fails the calls in flight at once with ``TmemConnectionError``
+(so, under the default retry policy, idempotent ones go on over a fresh
+connection) and drops the connection.
+
+Retries and server identity as in the blocking client: ``retry=`` says which
+failed calls are tried again, after ``await asyncio.sleep``; a pool's
+request is sent only on a connection whose ``server_id`` is the pool's, else
+``PoolGone``.  ``timeout`` bounds connecting
 and each wait for a reply (per window of a batch).  Batches keep at most
 ``window_for(page_size)`` requests in flight and respect the transport's
 write flow control (``pause_writing``/``resume_writing``).
@@ -25,10 +43,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import ssl as _ssl
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -37,7 +56,8 @@ from tmem.proto import RefuseReason
 from ._base import ClientBase
 from ._core import BatchCall, Call, ClientCore, window_for, window_plan
 from ._errors import TmemConnectionError, TmemTimeout
-from ._pool import AsyncPool, Handle, PutItem
+from ._pool import AsyncPool, Handle, PutItem, check_same_server
+from ._retry import DEFAULT_RETRY, Retry, retries_get
 from ._spec import (
     Page,
     PoolInfo,
@@ -59,9 +79,16 @@ class _Connection(asyncio.Protocol):
         self.core = core
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[None] = loop.create_future()
-        self._loop = loop
+        #: The event loop this connection lives on.
+        self.loop = loop
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def server_id(self) -> str | None:
+        """The daemon instance this connection said HELLO to."""
+        value = self.core.server_info.get("server_id")
+        return value if isinstance(value, str) else None
 
     @property
     def usable(self) -> bool:
@@ -107,7 +134,7 @@ class _Connection(asyncio.Protocol):
     async def drain(self) -> None:
         """Wait while the transport's write buffer is above its high mark."""
         if self._paused and not self.lost.done():
-            waiter = self._loop.create_future()
+            waiter = self.loop.create_future()
             self._drain_waiters.append(waiter)
             await waiter
 
@@ -129,10 +156,13 @@ class AsyncClient(ClientBase):
         token: str | None = None,
         timeout: float | None = 5.0,
         ssl: _ssl.SSLContext | None = None,
+        *,
+        retry: Retry | None = DEFAULT_RETRY,
     ) -> None:
-        super().__init__(address, client_name, token, timeout, ssl)
+        super().__init__(address, client_name, token, timeout, ssl, retry)
         self._conn: _Connection | None = None
         self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def connected(self) -> bool:
@@ -161,20 +191,25 @@ class AsyncClient(ClientBase):
         conn, self._conn = self._conn, None
         if conn is None or conn.transport is None:
             return
+        conn.core.connection_lost(TmemConnectionError("the client was closed"))
         conn.transport.close()
         done, _ = await asyncio.wait([conn.lost], timeout=self.timeout)
         if not done:
             conn.transport.abort()
 
     async def _connection(self) -> _Connection:
+        # A connection (and a lock) belongs to the loop it was made on: a
+        # client used under a second loop (a second ``asyncio.run``) opens
+        # its own instead of writing to a transport of a finished loop.
+        loop = asyncio.get_running_loop()
         conn = self._conn
-        if conn is not None and conn.usable:
+        if conn is not None and conn.usable and conn.loop is loop:
             return conn
-        if self._lock is None:
-            self._lock = asyncio.Lock()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
         async with self._lock:
             conn = self._conn
-            if conn is None or not conn.usable:
+            if conn is None or not conn.usable or conn.loop is not loop:
                 self._conn = None
                 conn = self._conn = await self._open()
         return conn
@@ -222,25 +257,67 @@ class AsyncClient(ClientBase):
             conn.abort(error)
             raise error from None
 
-    async def _exchange(self, build: Callable[[ClientCore], Call[T]]) -> T:
+    async def _run(self, operation: Callable[[_Connection], Awaitable[T]], retry: bool = True) -> T:
+        """``operation`` on the open connection; tried again as
+        ``self.retry`` says when ``retry``."""
+        failures = 0
+        while True:
+            try:
+                return await operation(await self._connection())
+            except Exception as exc:
+                failures += 1
+                delay = self.retry.delay_s(failures, exc) if retry else None
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
+
+    async def _exchange(self, build: Callable[[ClientCore], Call[T]], retry: bool = False) -> T:
         """One request, one reply."""
-        conn = await self._connection()
+        return await self._run(lambda conn: self._exchange_on(conn, build), retry)
+
+    async def _exchange_on(self, conn: _Connection, build: Callable[[ClientCore], Call[T]]) -> T:
         call = build(conn.core)
         conn.write(conn.core.data_to_send())
         await self._wait(conn, call)
         return call.result()
 
-    async def _batch(
+    async def _pool_exchange(
+        self, info: PoolInfo, build: Callable[[ClientCore], Call[T]], retry: bool = True
+    ) -> T:
+        """One request of pool ``info``, sent only on a connection to its daemon instance."""
+
+        async def operation(conn: _Connection) -> T:
+            check_same_server(info, conn.server_id)
+            return await self._exchange_on(conn, build)
+
+        return await self._run(operation, retry)
+
+    async def _pool_batch(
         self,
+        info: PoolInfo,
+        items: Sequence[X],
+        build: Callable[[ClientCore, Sequence[X]], BatchCall[T]],
+        retry: bool = True,
+    ) -> list[T]:
+        """A pipelined batch of pool ``info`` (see ``_batch_on``)."""
+        if not items:
+            return []
+
+        async def operation(conn: _Connection) -> list[T]:
+            check_same_server(info, conn.server_id)
+            return await self._batch_on(conn, items, build, window_for(info.page_size))
+
+        return await self._run(operation, retry)
+
+    async def _batch_on(
+        self,
+        conn: _Connection,
         items: Sequence[X],
         build: Callable[[ClientCore, Sequence[X]], BatchCall[T]],
         window: int,
     ) -> list[T]:
         """Pipelined requests in chunks of half a window, at most a window in
         flight (``window_plan``); replies in order."""
-        if not items:
-            return []
-        conn = await self._connection()
         core = conn.core
         calls: list[BatchCall[T]] = []
         for start, stop, wait_chunk in window_plan(len(items), window):
@@ -265,7 +342,7 @@ class AsyncClient(ClientBase):
 
     async def ping(self) -> None:
         """A round trip with no effect (connects first if needed)."""
-        await self._exchange(lambda core: core.ping())
+        await self._exchange(lambda core: core.ping(), retry=True)
 
     async def control(self, cmd: str, **args: Any) -> dict[str, Any]:
         """Run a CONTROL command; returns the reply map."""
@@ -297,47 +374,54 @@ class AsyncClient(ClientBase):
             precompressed=precompressed,
             pam=pam,
         )
-        pool_id = await self._exchange(lambda core: core.new_pool(spec, uuid_value))
-        return AsyncPool(self, info_from_spec(pool_id, spec))
+        conn = await self._connection()
+        pool_id = await self._exchange_on(conn, lambda core: core.new_pool(spec, uuid_value))
+        return AsyncPool(self, info_from_spec(pool_id, spec, conn.server_id))
 
     async def pool(self, pool_id: int) -> AsyncPool:
-        """Re-attach to a pool this client name created earlier; ``BadPool`` if none."""
-        listing = await self.control("list_pools")
-        return AsyncPool(self, find_pool(listing, pool_id, self.client_name))
+        """Re-attach to a pool this client name created earlier; ``BadPool`` if
+        none.  As ``Client.pool``: the pool belongs to the instance answering now."""
+        conn = await self._connection()
+        listing = await self._exchange_on(conn, lambda core: core.control("list_pools", {}))
+        info = find_pool(listing, pool_id, self.client_name)
+        return AsyncPool(self, dataclasses.replace(info, server_id=conn.server_id))
 
     # --- AsyncPoolBackend hooks (used by AsyncPool) -------------------------------
 
     async def _pool_put(
         self, info: PoolInfo, object_id: int, index: int, page: Page
     ) -> RefuseReason | None:
-        return await self._exchange(lambda core: core.put(info, object_id, index, page))
+        return await self._pool_exchange(info, lambda core: core.put(info, object_id, index, page))
 
     async def _pool_get(
         self, info: PoolInfo, object_id: int, index: int, exclusive: bool | None
     ) -> bytes | None:
-        return await self._exchange(lambda core: core.get(info, object_id, index, exclusive))
+        return await self._pool_exchange(
+            info,
+            lambda core: core.get(info, object_id, index, exclusive),
+            retries_get(info, exclusive),
+        )
 
     async def _pool_put_many(
         self, info: PoolInfo, items: Sequence[PutItem]
     ) -> list[RefuseReason | None]:
-        return await self._batch(
-            items, lambda core, chunk: core.put_batch(info, chunk), window_for(info.page_size)
-        )
+        return await self._pool_batch(info, items, lambda core, chunk: core.put_batch(info, chunk))
 
     async def _pool_get_many(
         self, info: PoolInfo, items: Sequence[Handle], exclusive: bool | None
     ) -> list[bytes | None]:
-        return await self._batch(
+        return await self._pool_batch(
+            info,
             items,
             lambda core, chunk: core.get_batch(info, chunk, exclusive),
-            window_for(info.page_size),
+            retries_get(info, exclusive),
         )
 
     async def _pool_flush(self, info: PoolInfo, object_id: int, index: int) -> bool:
-        return await self._exchange(lambda core: core.flush_page(info, object_id, index))
+        return await self._pool_exchange(info, lambda core: core.flush_page(info, object_id, index))
 
     async def _pool_flush_object(self, info: PoolInfo, object_id: int) -> int:
-        return await self._exchange(lambda core: core.flush_object(info, object_id))
+        return await self._pool_exchange(info, lambda core: core.flush_object(info, object_id))
 
     async def _pool_destroy(self, info: PoolInfo) -> None:
-        await self._exchange(lambda core: core.destroy_pool(info.pool_id))
+        await self._pool_exchange(info, lambda core: core.destroy_pool(info.pool_id), retry=False)

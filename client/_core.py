@@ -288,6 +288,11 @@ class ClientCore:
         self.server_info: dict[str, Any] = {}
 
     @property
+    def idle(self) -> bool:
+        """In step with nothing in flight: the connection may serve another caller."""
+        return self.error is None and not self._pending
+
+    @property
     def in_flight(self) -> int:
         """Requests built whose replies have not arrived."""
         return sum(call.remaining for call in self._pending)

@@ -47,6 +47,7 @@ __all__ = [
     "FrameTooLarge",
     "FramingError",
     "NotAuthenticated",
+    "PoolGone",
     "ServerBusy",
     "ServerError",
     "ServerInternalError",
@@ -129,6 +130,19 @@ class BadPool(ServerError):
     Likely causes: the pool was destroyed, the client's lease ended while it
     was disconnected (its pools were freed), the daemon restarted, or the
     pool belongs to another client name.
+    """
+
+
+class PoolGone(BadPool):
+    """This ``Pool`` object's pool no longer exists, for good; nothing was sent.
+
+    Raised by every call on the pool object once it knows: it destroyed the
+    pool itself, the daemon answered BAD_POOL for it (pool ids are never
+    reused within one daemon instance, so BAD_POOL means gone), or the client
+    reconnected to a different daemon instance (another ``server_id``: a
+    restart without saved state), where the same id may name someone else's
+    new pool.  Make a new pool (or re-attach with ``client.pool(id)`` if you
+    know the id is yours on this instance).
     """
 
 

@@ -1,7 +1,9 @@
 """The state behind ``tmem.client.testing``'s fakes: a tiny tmem in a dict.
 
 ``FakeServer`` holds what tmemd holds for its clients: pools per client name
-(lowest free id first), shared pools by UUID, pages by (object_id, index),
+(ids from a per-name counter, never reused within one ``server_id``; a
+``restart()`` starts a new instance with a new ``server_id`` and no pools),
+shared pools by UUID, pages by (object_id, index),
 and, when ``capacity_pages`` is set, an LRU list of ephemeral pages to evict.
 Each rule it keeps is listed in ``tmem.client.testing``'s docstring; it is
 deliberately a plain second implementation (no code shared with tmemd), so
@@ -10,6 +12,7 @@ that tests written against it exercise the protocol contract, not the daemon.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -52,6 +55,9 @@ class FakeServer:
         self.capacity_pages = capacity_pages
         self.max_pools_per_client = max_pools_per_client
         self.require_shared_authorization = require_shared_authorization
+        #: The daemon instance, as HELLO's ``server_id``: 32 hex digits.
+        self.server_id = secrets.token_hex(16)
+        self._next_pool_id: dict[str, int] = {}
         self._pools: dict[str, dict[int, FakePool]] = {}
         self._shared: dict[int, FakePool] = {}
         self._authorized: set[tuple[int, str]] = set()
@@ -59,6 +65,17 @@ class FakeServer:
         self._lru: OrderedDict[tuple[FakePool, int, int], None] = OrderedDict()
         self.pages = 0
         self.evictions = 0
+
+    def restart(self) -> None:
+        """Stop and start the daemon without saved state: a new ``server_id``,
+        no pools, no pages (pool ids start from 0 again).  Authorizations stay,
+        as an auth file does."""
+        self.server_id = secrets.token_hex(16)
+        self._next_pool_id.clear()
+        self._pools.clear()
+        self._shared.clear()
+        self._lru.clear()
+        self.pages = 0
 
     def authorize_shared(self, shared_uuid: uuid.UUID | str | int, client_name: str) -> None:
         """Let ``client_name`` create or join the shared pool ``shared_uuid``."""
@@ -78,13 +95,19 @@ class FakeServer:
                 return self._join(client, pool, info_from_spec(0, spec))
         if len(pools) >= self.max_pools_per_client:
             raise TooManyPools(Status.TOO_MANY_POOLS, f"{client} has {len(pools)} pools")
-        pool_id = next(i for i in range(len(pools) + 1) if i not in pools)
-        info = info_from_spec(pool_id, spec)
+        pool_id = self._new_id(client)
+        info = info_from_spec(pool_id, spec, self.server_id)
         pools[pool_id] = FakePool(info, client, shared_uuid)
         if shared_uuid is not None:
             self._shared[shared_uuid] = pools[pool_id]
             pools[pool_id].members.add(client)
         return info
+
+    def _new_id(self, client: str) -> int:
+        """The next never-used id of ``client`` (ids are not reused, as the daemon's)."""
+        pool_id = self._next_pool_id.get(client, 0)
+        self._next_pool_id[client] = pool_id + 1
+        return pool_id
 
     def _join(self, client: str, pool: FakePool, asked: PoolInfo) -> PoolInfo:
         """Open an existing shared pool: same page size and PRECOMPRESSED, the
@@ -101,10 +124,18 @@ class FakeServer:
         if pool_id is None:
             if len(pools) >= self.max_pools_per_client:
                 raise TooManyPools(Status.TOO_MANY_POOLS, f"{client} has {len(pools)} pools")
-            pool_id = next(i for i in range(len(pools) + 1) if i not in pools)
+            pool_id = self._new_id(client)
             pools[pool_id] = pool
             pool.members.add(client)
-        return PoolInfo(pool_id, info.page_size, False, True, info.precompressed, info.codec)
+        return PoolInfo(
+            pool_id,
+            info.page_size,
+            False,
+            True,
+            info.precompressed,
+            info.codec,
+            server_id=self.server_id,
+        )
 
     def pool(self, client: str, pool_id: int) -> FakePool:
         try:

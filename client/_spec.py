@@ -1,6 +1,6 @@
 """Pool descriptions and the checks the client makes before sending anything.
 
-The server validates every field (DESIGN.md §3.8); the client checks again so
+The server validates every field (PROTOCOL.md §13); the client checks again so
 that a caller's mistake raises ``ValueError``/``TypeError`` at the call site,
 with nothing sent and the connection untouched, instead of coming back as a
 server error one round trip later.  The checks run on every put and get, so
@@ -96,6 +96,10 @@ class PoolInfo:
     codec: str | None = None
     #: PAM name ("zbud", "xvmalloc", "zsmalloc") or None for the daemon's default.
     pam: str | None = None
+    #: HELLO's ``server_id`` of the daemon instance the pool was made (or
+    #: re-attached) on; None from a daemon that sends none.  The pool id is
+    #: only meaningful on that instance.
+    server_id: str | None = None
 
 
 def check_client_name(name: str) -> str:
@@ -110,7 +114,7 @@ def check_client_name(name: str) -> str:
 
 
 def default_client_name() -> str:
-    """This host's name, made acceptable: a tmem client is a host (DESIGN.md §2)."""
+    """This host's name, made acceptable: a tmem client is a host (PROTOCOL.md §1)."""
     name = _NAME_UNSAFE_RE.sub("-", socket.gethostname())[:MAX_CLIENT_NAME_CHARS]
     return name or "localhost"
 
@@ -184,12 +188,19 @@ def pool_spec(
     return spec, uuid_value
 
 
-def info_from_spec(pool_id: int, spec: PoolSpec) -> PoolInfo:
-    """The ``PoolInfo`` of a pool just created from ``spec``."""
+def info_from_spec(pool_id: int, spec: PoolSpec, server_id: str | None = None) -> PoolInfo:
+    """The ``PoolInfo`` of a pool just created from ``spec`` on ``server_id``."""
     codec = None if spec.codec is CodecId.DEFAULT else spec.codec.name.lower()
     pam = None if spec.pam is PamId.DEFAULT else spec.pam.name.lower()
     return PoolInfo(
-        pool_id, spec.page_size, spec.persistent, spec.shared, spec.precompressed, codec, pam
+        pool_id,
+        spec.page_size,
+        spec.persistent,
+        spec.shared,
+        spec.precompressed,
+        codec,
+        pam,
+        server_id,
     )
 
 

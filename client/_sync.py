@@ -1,35 +1,47 @@
-"""The blocking client: ``ClientCore`` over one TCP socket.
+"""The blocking client: ``ClientCore`` over a small pool of TCP connections.
 
-Connection life cycle.  ``Client(...)`` only checks its arguments; the
-socket is opened lazily by the first call (or by ``connect()``), so building
-a client never fails because a daemon is down (as pymemcache and redis-py).
-Opening means: TCP connect with ``timeout``, TCP_NODELAY (one small request
-must not wait for Nagle), optional TLS, then HELLO; the reply is kept in
-``server_info``.
+Connection life cycle.  ``Client(...)`` only checks its arguments; sockets
+are opened lazily by calls (or by ``connect()``), so building a client never
+fails because a daemon is down (as pymemcache and redis-py).  Opening means:
+TCP connect with ``timeout``, TCP_NODELAY (one small request must not wait
+for Nagle), optional TLS, then HELLO; the reply is kept in ``server_info``
+and its ``server_id`` names the daemon instance.
 
-Any error while sending or reading closes the connection (pymemcache's
+Threads.  A ``Client`` may be shared by any number of threads.  Each call
+borrows a connection from the client's ``ConnectionPool`` (``_connections``:
+at most ``max_connections``) for the whole call, a batch included, so its
+requests and replies never interleave with another call's; see that
+module for why a pool rather than a lock, and for what ``close()`` does
+while other threads are in a call.
+
+Any error while sending or reading closes that connection (pymemcache's
 rule): a timeout, a reset, a garbled or unexpected reply, a framing error
 reported by the server, even KeyboardInterrupt mid-read.  A reply that
 might still be on its way would otherwise be read as the answer to the next
-request.  The next call opens a new connection and says HELLO again; the
-client's pools live on in the daemon for its lease.  A command error (e.g.
-``BadPool``) is a whole, in-step reply and leaves the connection open.
+request.  A command error (e.g. ``BadPool``) is a whole, in-step reply and
+leaves the connection in the pool.  The client's pools live on in the
+daemon for its lease, so the next connection finds them.
+
+Retries.  ``retry=`` (``tmem.client.Retry``) says which failed calls are
+tried again on a fresh connection, and after how long (``_retry`` says
+which calls are safe to retry and why).  Before a pool's request is sent,
+the connection's ``server_id`` is compared with the pool's: a connection to
+another daemon instance raises ``PoolGone`` instead.
 
 Every method waits for its reply; nothing is fire-and-forget.  Batches
 (``Pool.put_many``/``get_many``) write half a window of requests per
 ``sendmsg`` and read replies as they come, with at most
 ``window_for(page_size)`` requests in flight, so a batch of any length
-streams without filling both ends' socket buffers.
-
-``timeout`` bounds each socket operation (connect, each send, each
-receive), not a whole batch.  A ``Client`` is not thread-safe: use one per
-thread (it is cheap), or a lock.
+streams without filling both ends' socket buffers.  ``timeout`` bounds each
+socket operation (connect, each send, each receive) and the wait for a free
+connection, not a whole batch.
 """
 
 from __future__ import annotations
 
-import socket
+import dataclasses
 import ssl as _ssl
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -38,9 +50,15 @@ from typing import Any, TypeVar
 from tmem.proto import RefuseReason
 
 from ._base import ClientBase
-from ._core import BatchCall, Call, ClientCore, window_for, window_plan
-from ._errors import TmemConnectionError, TmemError, TmemTimeout
-from ._pool import Handle, Pool, PutItem
+from ._connections import (
+    DEFAULT_MAX_CONNECTIONS,
+    RECV_BUFFER_BYTES,
+    Connection,
+    ConnectionPool,
+)
+from ._core import BatchCall, Call, ClientCore, window_for
+from ._pool import Handle, Pool, PutItem, check_same_server
+from ._retry import DEFAULT_RETRY, Retry, retries_get
 from ._spec import (
     Page,
     PoolInfo,
@@ -54,23 +72,18 @@ __all__ = ["RECV_BUFFER_BYTES", "Client"]
 T = TypeVar("T")
 X = TypeVar("X")
 
-#: Size of the receive buffer reused by every read: 256 KiB takes a burst
-#: of 64 replies of 4 KiB in one system call.
-RECV_BUFFER_BYTES = 256 << 10
-#: Most buffers passed to one ``sendmsg`` (Linux's IOV_MAX is 1024); larger
-#: writes are joined into one buffer instead.
-MAX_SEND_BUFFERS = 1024
-
 
 class Client(ClientBase):
-    """A blocking tmem client for one daemon.
+    """A blocking tmem client for one daemon, safe to share between threads.
 
     ``address`` is ``"host:port"`` or ``(host, port)``; ``client_name``
     defaults to this host's name (pools belong to the name, not to the
     connection); ``token`` is sent in HELLO when the daemon asks for one;
     ``timeout`` (seconds, None for none) bounds each socket operation;
-    ``ssl`` is an ``ssl.SSLContext`` for TLS.  Use as a context manager or
-    call ``close()``.
+    ``ssl`` is an ``ssl.SSLContext`` for TLS; ``max_connections`` bounds
+    the connections that threads sharing the client use at once;
+    ``retry`` is the ``Retry`` policy (None: no retries).  Use as a context
+    manager or call ``close()``.
     """
 
     def __init__(
@@ -80,17 +93,22 @@ class Client(ClientBase):
         token: str | None = None,
         timeout: float | None = 5.0,
         ssl: _ssl.SSLContext | None = None,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        retry: Retry | None = DEFAULT_RETRY,
     ) -> None:
-        super().__init__(address, client_name, token, timeout, ssl)
-        self._sock: socket.socket | None = None
-        self._core: ClientCore | None = None
-        self._buffer = bytearray(RECV_BUFFER_BYTES)
-        self._view = memoryview(self._buffer)
+        super().__init__(address, client_name, token, timeout, ssl, retry)
+        self._connections = ConnectionPool(self._new_connection, max_connections, timeout)
+
+    @property
+    def max_connections(self) -> int:
+        """The most connections this client opens at once."""
+        return self._connections.max_connections
 
     @property
     def connected(self) -> bool:
         """True while a connection is open (it may still fail on next use)."""
-        return self._core is not None
+        return self._connections.size > 0
 
     def __enter__(self) -> Client:
         return self
@@ -106,134 +124,75 @@ class Client(ClientBase):
     # --- connection -------------------------------------------------------------
 
     def connect(self) -> None:
-        """Open the connection and say HELLO now (otherwise the first call does)."""
-        self._connected_core()
+        """Open a connection and say HELLO now (otherwise the first call does)."""
+        self._run(lambda conn: None, retry=False)
 
     def close(self) -> None:
-        """Close the connection (if any); the client may be used again later."""
-        sock, self._sock, self._core = self._sock, None, None
-        if sock is not None:
-            sock.close()
+        """Close the connections (busy ones as their calls end); the client
+        may be used again later and then opens new ones."""
+        self._connections.close()
 
-    def _open_socket(self) -> socket.socket:
-        where = f"{self._host}:{self._port}"
-        try:
-            sock = socket.create_connection((self._host, self._port), timeout=self.timeout)
-        except TimeoutError as exc:
-            raise TmemTimeout(f"connecting to {where} timed out after {self.timeout}s") from exc
-        except OSError as exc:
-            raise TmemConnectionError(f"cannot connect to {where}: {exc}") from exc
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._ssl is not None:
-                sock = self._ssl.wrap_socket(sock, server_hostname=self._host)
-        except OSError as exc:
-            sock.close()
-            raise TmemConnectionError(f"cannot set up the connection to {where}: {exc}") from exc
-        return sock
+    def _new_connection(self) -> Connection:
+        return Connection(self.address, self.client_name, self._token, self.timeout, self._ssl)
 
-    def _connected_core(self) -> ClientCore:
-        if self._core is not None:
-            return self._core
-        self._sock = self._open_socket()
-        core = self._core = ClientCore(self.client_name, self._token)
-        call = core.hello()
-        self._transfer(core, call)
-        try:
-            self.server_info = call.result()
-        except BaseException:
-            self.close()
-            raise
-        return core
-
-    # --- moving bytes -----------------------------------------------------------
-
-    def _transfer(self, core: ClientCore, until: Call[Any] | None) -> None:
-        """Send what ``core`` has queued; then read until ``until`` completes.
-
-        Any error closes the connection; OS errors become TmemConnectionError
-        (TmemTimeout for timeouts).
-        """
-        try:
-            chunks = core.data_to_send()
-            if chunks:
-                self._send(chunks)
-            while until is not None and not until.done:
-                self._receive(core)
-        except TmemError:
-            self.close()
-            raise
-        except TimeoutError as exc:
-            self.close()
-            raise TmemTimeout(
-                f"no reply from {self._host}:{self._port} within {self.timeout}s"
-            ) from exc
-        except OSError as exc:
-            self.close()
-            raise TmemConnectionError(f"connection to {self._host}:{self._port}: {exc}") from exc
-        except BaseException:
-            self.close()
-            raise
-        if core.error is not None:
-            self.close()
-
-    def _send(self, chunks: list[bytes | bytearray | memoryview]) -> None:
-        sock = self._sock
-        assert sock is not None
-        if self._ssl is not None or len(chunks) > MAX_SEND_BUFFERS:
-            sock.sendall(b"".join(chunks))
-            return
+    def _run(self, operation: Callable[[Connection], T], retry: bool = True) -> T:
+        """``operation`` on a connection of this thread's own, opened (HELLO
+        said) first; tried again as ``self.retry`` says when ``retry``."""
+        failures = 0
+        connections = self._connections
         while True:
-            sent = sock.sendmsg(chunks)
-            done = 0
-            while done < len(chunks) and sent >= len(chunks[done]):
-                sent -= len(chunks[done])
-                done += 1
-            if done == len(chunks):
-                return
-            chunks = [memoryview(chunks[done])[sent:], *chunks[done + 1 :]]
+            try:
+                conn = connections.acquire()
+                try:
+                    conn.core()
+                    self.server_info = conn.server_info
+                    return operation(conn)
+                finally:
+                    connections.release(conn)
+            except Exception as exc:
+                failures += 1
+                delay = self.retry.delay_s(failures, exc) if retry else None
+                if delay is None:
+                    raise
+            time.sleep(delay)
 
-    def _receive(self, core: ClientCore) -> None:
-        sock = self._sock
-        assert sock is not None
-        count = sock.recv_into(self._buffer)
-        if count == 0:
-            core.connection_lost(None)
-        else:
-            core.receive_data(self._view[:count])
-
-    def _exchange(self, build: Callable[[ClientCore], Call[T]]) -> T:
+    def _exchange(self, build: Callable[[ClientCore], Call[T]], retry: bool = False) -> T:
         """One request, one reply."""
-        core = self._connected_core()
-        call = build(core)
-        self._transfer(core, call)
-        return call.result()
+        return self._run(lambda conn: conn.exchange(build), retry)
 
-    def _batch(
+    def _pool_exchange(
+        self, info: PoolInfo, build: Callable[[ClientCore], Call[T]], retry: bool = True
+    ) -> T:
+        """One request of pool ``info``, sent only on a connection to its daemon instance."""
+
+        def operation(conn: Connection) -> T:
+            check_same_server(info, conn.server_id)
+            return conn.exchange(build)
+
+        return self._run(operation, retry)
+
+    def _pool_batch(
         self,
+        info: PoolInfo,
         items: Sequence[X],
         build: Callable[[ClientCore, Sequence[X]], BatchCall[T]],
-        window: int,
+        retry: bool = True,
     ) -> list[T]:
-        """Pipelined requests in chunks of half a window, at most a window in
-        flight (``window_plan``); replies in order."""
+        """A pipelined batch of pool ``info`` on one connection (see ``Connection.batch``)."""
         if not items:
             return []
-        core = self._connected_core()
-        calls: list[BatchCall[T]] = []
-        for start, stop, wait_chunk in window_plan(len(items), window):
-            if wait_chunk >= 0:
-                self._transfer(core, calls[wait_chunk])
-            calls.append(build(core, items[start:stop]))
-            self._transfer(core, None)
-        self._transfer(core, calls[-1])
-        return [value for call in calls for value in call.result()]
+
+        def operation(conn: Connection) -> list[T]:
+            check_same_server(info, conn.server_id)
+            return conn.batch(items, build, window_for(info.page_size))
+
+        return self._run(operation, retry)
 
     # --- client operations ------------------------------------------------------
 
     def ping(self) -> None:
         """A round trip with no effect (connects first if needed)."""
-        self._exchange(lambda core: core.ping())
+        self._exchange(lambda core: core.ping(), retry=True)
 
     def control(self, cmd: str, **args: Any) -> dict[str, Any]:
         """Run a CONTROL command; returns the reply map."""
@@ -268,45 +227,63 @@ class Client(ClientBase):
             precompressed=precompressed,
             pam=pam,
         )
-        pool_id = self._exchange(lambda core: core.new_pool(spec, uuid_value))
-        return Pool(self, info_from_spec(pool_id, spec))
+        pool_id, server_id = self._run(
+            lambda conn: (conn.exchange(lambda core: core.new_pool(spec, uuid_value)),
+                          conn.server_id),
+            retry=False,
+        )  # fmt: skip
+        return Pool(self, info_from_spec(pool_id, spec, server_id))
 
     def pool(self, pool_id: int) -> Pool:
         """Re-attach to a pool this client name created earlier (e.g. before
-        a reconnect or a restart of this process); ``BadPool`` if none."""
-        return Pool(self, find_pool(self.control("list_pools"), pool_id, self.client_name))
+        a reconnect or a restart of this process); ``BadPool`` if none.
+
+        The pool object belongs to the daemon instance that answers now
+        (``server_id``): after a daemon restart the same id may be another,
+        new pool, so re-attach by id only to ids this instance gave you.
+        """
+        listing, server_id = self._run(
+            lambda conn: (conn.exchange(lambda core: core.control("list_pools", {})),
+                          conn.server_id),
+            retry=True,
+        )  # fmt: skip
+        info = find_pool(listing, pool_id, self.client_name)
+        return Pool(self, dataclasses.replace(info, server_id=server_id))
 
     # --- PoolBackend hooks (used by Pool) ---------------------------------------
 
     def _pool_put(
         self, info: PoolInfo, object_id: int, index: int, page: Page
     ) -> RefuseReason | None:
-        return self._exchange(lambda core: core.put(info, object_id, index, page))
+        return self._pool_exchange(info, lambda core: core.put(info, object_id, index, page))
 
     def _pool_get(
         self, info: PoolInfo, object_id: int, index: int, exclusive: bool | None
     ) -> bytes | None:
-        return self._exchange(lambda core: core.get(info, object_id, index, exclusive))
+        return self._pool_exchange(
+            info,
+            lambda core: core.get(info, object_id, index, exclusive),
+            retries_get(info, exclusive),
+        )
 
     def _pool_put_many(self, info: PoolInfo, items: Sequence[PutItem]) -> list[RefuseReason | None]:
-        return self._batch(
-            items, lambda core, chunk: core.put_batch(info, chunk), window_for(info.page_size)
-        )
+        return self._pool_batch(info, items, lambda core, chunk: core.put_batch(info, chunk))
 
     def _pool_get_many(
         self, info: PoolInfo, items: Sequence[Handle], exclusive: bool | None
     ) -> list[bytes | None]:
-        return self._batch(
+        return self._pool_batch(
+            info,
             items,
             lambda core, chunk: core.get_batch(info, chunk, exclusive),
-            window_for(info.page_size),
+            retries_get(info, exclusive),
         )
 
     def _pool_flush(self, info: PoolInfo, object_id: int, index: int) -> bool:
-        return self._exchange(lambda core: core.flush_page(info, object_id, index))
+        return self._pool_exchange(info, lambda core: core.flush_page(info, object_id, index))
 
     def _pool_flush_object(self, info: PoolInfo, object_id: int) -> int:
-        return self._exchange(lambda core: core.flush_object(info, object_id))
+        return self._pool_exchange(info, lambda core: core.flush_object(info, object_id))
 
     def _pool_destroy(self, info: PoolInfo) -> None:
-        self._exchange(lambda core: core.destroy_pool(info.pool_id))
+        self._pool_exchange(info, lambda core: core.destroy_pool(info.pool_id), retry=False)

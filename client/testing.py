@@ -4,14 +4,19 @@ After pymemcache's ``MockMemcacheClient``: ``FakeClient`` takes the same
 arguments and has the same methods as ``Client``, hands out the very same
 ``Pool`` class, and follows the same tmem semantics, with no daemon and no
 socket.  It shares no code with the daemon (it must not import ``tmemd``):
-it is a second, small implementation of DESIGN.md §3, written from the
-protocol contract, which also makes it a check on the real one.
+it is a second, small implementation of PROTOCOL.md §1 and §8, written
+from the protocol contract, which also makes it a check on the real one.
 
 Semantics kept:
 
-* pool ids are per client *name*, the lowest free id from 0, at most
-  ``max_pools_per_client``; several ``FakeClient``s given the same
-  ``FakeServer`` and name see the same pools (re-attach with ``pool(id)``);
+* pool ids are per client *name*, counted from 0 and never reused within
+  one ``server_id`` (a destroyed pool's id answers BAD_POOL for good), at
+  most ``max_pools_per_client`` at a time; several ``FakeClient``s given the
+  same ``FakeServer`` and name see the same pools (re-attach with
+  ``pool(id)``);
+* a pool object remembers the ``server_id`` it was made on; after
+  ``FakeServer.restart()`` (a new instance, no pools) and after its pool was
+  destroyed, every call on it raises ``PoolGone``, as with the real client;
 * a put replaces the page at its handle; a refused put flushes the old copy;
 * a get from a private ephemeral pool removes the page (exclusive get);
   persistent and shared pools keep it; ``exclusive=True/False`` overrides;
@@ -26,11 +31,13 @@ Semantics kept:
   persistent pages never are, and a put that finds no room is refused with
   ``RefuseReason.NO_MEMORY``.
 
-Not simulated: compression, leases, connection failures, authentication.
+Not simulated: compression, leases, connection failures (so ``retry`` and
+``max_connections`` are accepted and do nothing), authentication.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ssl as _ssl
 import uuid
 from collections.abc import Sequence
@@ -41,7 +48,8 @@ from tmem.proto import RefuseReason, Status
 
 from ._errors import Unsupported
 from ._fake import MAX_POOLS_PER_CLIENT, FakePool, FakeServer
-from ._pool import AsyncPool, Handle, Pool, PutItem
+from ._pool import AsyncPool, Handle, Pool, PutItem, check_same_server
+from ._retry import DEFAULT_RETRY, Retry
 from ._spec import (
     Page,
     PoolInfo,
@@ -65,6 +73,8 @@ class FakeClient:
         timeout: float | None = 5.0,
         ssl: _ssl.SSLContext | None = None,
         *,
+        max_connections: int = 1,
+        retry: Retry | None = DEFAULT_RETRY,
         server: FakeServer | None = None,
         capacity_pages: int | None = None,
     ) -> None:
@@ -76,7 +86,23 @@ class FakeClient:
         )
         self.timeout = timeout
         self.server = server if server is not None else FakeServer(capacity_pages)
-        self.server_info: dict[str, Any] = {"server": "tmem.client.testing", "protocol": 1}
+        self._max_connections = max_connections
+        self.retry = retry
+
+    @property
+    def max_connections(self) -> int:
+        """As given (a fake has no connections)."""
+        return self._max_connections
+
+    @property
+    def server_info(self) -> dict[str, Any]:
+        """What HELLO would answer."""
+        return {"server": "tmem.client.testing", "protocol": 1, "server_id": self.server_id}
+
+    @property
+    def server_id(self) -> str:
+        """The fake daemon instance (``FakeServer.server_id``)."""
+        return self.server.server_id
 
     @property
     def address(self) -> tuple[str, int]:
@@ -149,11 +175,13 @@ class FakeClient:
 
     def pool(self, pool_id: int) -> Pool:
         """Re-attach to a pool of this client name; ``BadPool`` if none."""
-        return Pool(self, find_pool(self.control("list_pools"), pool_id, self.client_name))
+        info = find_pool(self.control("list_pools"), pool_id, self.client_name)
+        return Pool(self, dataclasses.replace(info, server_id=self.server_id))
 
     # --- PoolBackend hooks ----------------------------------------------------------
 
     def _pool(self, info: PoolInfo) -> FakePool:
+        check_same_server(info, self.server_id)
         return self.server.pool(self.client_name, info.pool_id)
 
     def _pool_put(
@@ -181,6 +209,7 @@ class FakeClient:
         return self.server.flush_object(self._pool(info), object_id)
 
     def _pool_destroy(self, info: PoolInfo) -> None:
+        check_same_server(info, self.server_id)
         self.server.destroy_pool(self.client_name, info.pool_id)
 
 
@@ -195,6 +224,7 @@ class AsyncFakeClient:
         timeout: float | None = 5.0,
         ssl: _ssl.SSLContext | None = None,
         *,
+        retry: Retry | None = DEFAULT_RETRY,
         server: FakeServer | None = None,
         capacity_pages: int | None = None,
     ) -> None:
@@ -204,12 +234,23 @@ class AsyncFakeClient:
             token,
             timeout,
             ssl,
+            retry=retry,
             server=server,
             capacity_pages=capacity_pages,
         )
         self.client_name = self.sync.client_name
         self.server = self.sync.server
-        self.server_info = self.sync.server_info
+        self.retry = retry
+
+    @property
+    def server_info(self) -> dict[str, Any]:
+        """What HELLO would answer."""
+        return self.sync.server_info
+
+    @property
+    def server_id(self) -> str:
+        """The fake daemon instance (``FakeServer.server_id``)."""
+        return self.sync.server_id
 
     async def __aenter__(self) -> AsyncFakeClient:
         return self

@@ -13,6 +13,7 @@ from tmem.client import (
     Client,
     Forbidden,
     Pool,
+    PoolGone,
     RefuseReason,
     TooManyPools,
     Unsupported,
@@ -68,11 +69,11 @@ def test_put_replaces_and_flushes_miss_after(client: FakeClient) -> None:
     assert pool.flush_object(1) == 4 and pool.flush_object(1) == 0
     assert pool.get_many([(1, 0), (1, 1), (2, 0)]) == [None, None, page(0)]
     pool.destroy()
-    with pytest.raises(BadPool):
+    with pytest.raises(PoolGone):
         pool.get(2, 0)
 
 
-def test_pool_ids_are_per_client_name_lowest_free_first() -> None:
+def test_pool_ids_are_per_client_name_and_never_reused() -> None:
     server = FakeServer(max_pools_per_client=3)
     a = FakeClient(client_name="a", server=server)
     b = FakeClient(client_name="b", server=server)
@@ -82,7 +83,9 @@ def test_pool_ids_are_per_client_name_lowest_free_first() -> None:
     with pytest.raises(TooManyPools):
         a.new_pool()
     pools[1].destroy()
-    assert a.new_pool().pool_id == 1
+    assert a.new_pool().pool_id == 3  # a destroyed pool's id is never handed out again
+    with pytest.raises(BadPool):
+        a.pool(1)
     pools[0].put(1, 1, page(5))
     with pytest.raises(BadPool):  # b's pool 0 is not a's: and b has no pool 2
         b.pool(2)
@@ -198,5 +201,42 @@ def test_async_fake_client() -> None:
             await again.destroy()
             with pytest.raises(BadPool):
                 await pool.get(1, 1)
+
+    asyncio.run(body())
+
+
+def test_a_pool_is_gone_after_a_restart_or_a_destroy_elsewhere() -> None:
+    server = FakeServer()
+    client = FakeClient(client_name="host", server=server)
+    old = client.new_pool(persistent=True)
+    assert old.info.server_id == client.server_id == client.server_info["server_id"]
+    old.put(1, 0, page(0xAA))
+    before = client.server_id
+    server.restart()
+    assert client.server_id != before
+    new = client.new_pool(persistent=True)
+    assert new.pool_id == old.pool_id  # the id is reused by the new instance ...
+    new.put(1, 0, page(0xBB))
+    for call in (lambda: old.get(1, 0), lambda: old.put(1, 0, page(1)), old.destroy):
+        with pytest.raises(PoolGone):  # ... but the old handle never reaches it
+            call()
+    assert old.gone and new.get(1, 0) == page(0xBB)
+    twin = client.pool(new.pool_id)
+    new.destroy()
+    with pytest.raises(PoolGone):
+        new.flush(1, 0)
+    with pytest.raises(PoolGone):  # found gone: BAD_POOL, for a second handle too
+        twin.get(1, 0)
+    assert twin.gone
+
+
+def test_async_fake_pool_gone_after_a_restart() -> None:
+    async def body() -> None:
+        client = AsyncFakeClient(client_name="host")
+        pool = await client.new_pool()
+        client.server.restart()
+        with pytest.raises(PoolGone):
+            await pool.put(1, 0, page(1))
+        assert client.server_id == client.server.server_id
 
     asyncio.run(body())

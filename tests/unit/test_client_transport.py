@@ -59,6 +59,8 @@ class FakeTmemServer:
         self.pages: dict[tuple[int, int, int], bytes] = {}
         self.pool_sizes: dict[int, int] = {}
         self.hellos: list[str] = []
+        #: Sent in HELLO's reply when set (a daemon instance's id).
+        self.server_id: str | None = None
         self.opcodes: list[int] = []
         self.connections = 0
         self.max_burst = 0  # most requests decoded from one recv()
@@ -119,7 +121,10 @@ class FakeTmemServer:
         key = (req.pool_id, req.object_id, req.index)
         if req.opcode == Opcode.HELLO:
             self.hellos.append(msgpack.unpackb(req.payload)["client"])
-            return Status.OK, 0, msgpack.packb({"server": "fake", "protocol": 1})
+            greeting: dict[str, object] = {"server": "fake", "protocol": 1}
+            if self.server_id is not None:
+                greeting["server_id"] = self.server_id
+            return Status.OK, 0, msgpack.packb(greeting)
         if req.opcode == Opcode.NEW_POOL:
             pool_id = len(self.pool_sizes)
             self.pool_sizes[pool_id] = decode_pool_flags(req.arg).page_size
@@ -191,7 +196,9 @@ def server() -> Iterator[FakeTmemServer]:
 
 @pytest.fixture
 def client(server: FakeTmemServer) -> Iterator[Client]:
-    with Client(server.address, client_name="unit-test", timeout=5.0) as c:
+    # No retries: these tests pin down what one failed attempt does (the
+    # retry policy has its own tests in test_client_retry.py).
+    with Client(server.address, client_name="unit-test", timeout=5.0, retry=None) as c:
         yield c
 
 
@@ -290,7 +297,7 @@ def test_an_error_while_reading_closes_and_the_next_call_reconnects(
 
 def test_timeout_raises_closes_and_reconnects(server: FakeTmemServer) -> None:
     server.hook = once(SILENT)
-    with Client(server.address, client_name="slow", timeout=1.0) as client:
+    with Client(server.address, client_name="slow", timeout=1.0, retry=None) as client:
         with pytest.raises(TmemTimeout):
             client.ping()
         assert not client.connected
@@ -388,7 +395,9 @@ def test_async_reading_errors_close_and_reconnect(
     server: FakeTmemServer, run: Any, answer: object, error: type
 ) -> None:
     async def body() -> None:
-        async with AsyncClient(server.address, client_name="async-3", timeout=1.0) as client:
+        async with AsyncClient(
+            server.address, client_name="async-3", timeout=1.0, retry=None
+        ) as client:
             await client.ping()
             server.hook = once(answer)
             with pytest.raises(error):
