@@ -73,6 +73,13 @@ LIST_COUNT = 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 Value = Page
+#: What ``set_many`` takes: a mapping or (key, value) pairs.
+Items = (
+    AbcMapping[str, Value]
+    | AbcMapping[bytes, Value]
+    | AbcMapping[Key, Value]
+    | Iterable[tuple[Key, Value]]
+)
 
 
 class MappingClient(Protocol):
@@ -105,7 +112,7 @@ def _bytes_view(value: Value) -> memoryview:
         raise TypeError(f"mapping values are bytes-like, not {type(value).__name__}") from None
 
 
-def _items(items: AbcMapping[Key, Value] | Iterable[tuple[Key, Value]]) -> list[Any]:
+def _items(items: Items) -> list[Any]:
     pairs = items.items() if isinstance(items, AbcMapping) else items
     # A dict keeps the last value of a key given twice, as dict.update does.
     return list({tag_key(k): _bytes_view(v) for k, v in pairs}.items())
@@ -208,7 +215,7 @@ class Mapping(_MappingBase, MutableMapping[Key, bytes]):
         found = self._run(read_values(self._layout, list(wanted)))
         return {wanted[t]: value for t, value in found.items()}
 
-    def set_many(self, items: AbcMapping[Key, Value] | Iterable[tuple[Key, Value]]) -> None:
+    def set_many(self, items: Items) -> None:
         """Store many values, pipelined; each is all-or-nothing, and ``Refused``
         (after the others are stored) names the keys that were not."""
         pairs = _items(items)
@@ -304,7 +311,7 @@ class AsyncMapping(_MappingBase):
         found = await self._run(read_values(self._layout, list(wanted)))
         return {wanted[t]: value for t, value in found.items()}
 
-    async def set_many(self, items: AbcMapping[Key, Value] | Iterable[tuple[Key, Value]]) -> None:
+    async def set_many(self, items: Items) -> None:
         """Store many values, pipelined; ``Refused`` names the keys not stored."""
         pairs = _items(items)
         if pairs:

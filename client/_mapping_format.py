@@ -26,8 +26,9 @@ reader takes the highest generation whose head, data pages, write ids and
 checksum all agree; anything less is skipped, never served in part.
 
 Worked example (page size 4096, key ``"k"``, a 5000-byte value, first
-write): tagged key ``b"sk"`` (2 bytes); the head holds 48 + 2 + 4046 value
-bytes, one data page holds 16 + 954: two pages in slot 1 (generation 1).
+write): tagged key ``b"sk"`` (2 bytes); the head holds its 40-byte header,
+the key and 4054 value bytes, one data page its 16-byte header and the other
+946: two pages in slot 1 (generation 1).
 """
 
 from __future__ import annotations
