@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -58,7 +59,7 @@ class MappingMachine(RuleBasedStateMachine):
     persistent = True
     #: Over all runs: refused writes and reads that missed a stored value
     #: (the test checks that the daemon was small enough to cause them).
-    outcomes: dict[str, int] = {}
+    outcomes: ClassVar[dict[str, int]] = {}
 
     def __init__(self) -> None:
         super().__init__()
@@ -163,7 +164,7 @@ MODEL_SETTINGS = settings(
 
 @pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "ephemeral"])
 def test_mapping_matches_a_dict(small_daemon: Daemon, persistent: bool) -> None:
-    outcomes: dict[str, int] = {}
+    outcomes: ClassVar[dict[str, int]] = {}
     attributes = {"address": small_daemon.address, "persistent": persistent, "outcomes": outcomes}
     machine = type("Machine", (MappingMachine,), attributes)
     run_state_machine_as_test(machine, settings=MODEL_SETTINGS)
