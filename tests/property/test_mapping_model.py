@@ -164,7 +164,7 @@ MODEL_SETTINGS = settings(
 
 @pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "ephemeral"])
 def test_mapping_matches_a_dict(small_daemon: Daemon, persistent: bool) -> None:
-    outcomes: ClassVar[dict[str, int]] = {}
+    outcomes: dict[str, int] = {}
     attributes = {"address": small_daemon.address, "persistent": persistent, "outcomes": outcomes}
     machine = type("Machine", (MappingMachine,), attributes)
     run_state_machine_as_test(machine, settings=MODEL_SETTINGS)
