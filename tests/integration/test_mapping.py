@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from tmem.client import AsyncClient, BadArgument, Client, Refused, RefuseReason, Unsupported
+from tmem.client import _mapping_ops as ops
 from tmem.proto import PoolSpec, encode_pool_flags
 
 from ..conftest import Daemon
@@ -116,6 +117,21 @@ def test_refused_write_keeps_the_old_value(daemon_factory: Callable[..., Daemon]
         m["k"] = new  # fits once the old generation is the only one
         assert m["k"] == new
         assert client.list_pools()[0]["pages"] == pages_before * 3 // 2
+
+
+def test_forced_hash_collision_is_never_served(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ops.Layout, "base", lambda self, tagged: 6 << 64)
+    with Client(daemon.address, client_name="app") as client:
+        m = client.mapping("m")
+        m["a"] = b"a" * 100_000
+        with pytest.raises(KeyError):
+            m["b"]
+        with pytest.raises(Refused) as info:
+            m["b"] = b"b"
+        assert info.value.reason is None
+        assert m["a"] == b"a" * 100_000 and list(m) == ["a"]
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
