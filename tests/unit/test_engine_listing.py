@@ -14,7 +14,7 @@ from tmem.proto import PoolSpec, Status, encode_pool_flags
 from tmemd._control import MAX_LIST_OBJECTS, ControlError, run_control
 from tmemd._handlers import HandlerContext, Session
 from tmemd.engine import BadArgument, Engine, EngineConfig, Unsupported
-from tmemd.engine._listing import MIN_BUCKETS, ObjectListing
+from tmemd.engine._listing import MAX_LOAD, MIN_BUCKETS, MOVE_BUCKETS_PER_CALL, ObjectListing
 
 PAGE = 4096
 
@@ -81,6 +81,21 @@ def test_scan_keeps_its_guarantee_while_the_table_grows_and_shrinks(seed: int) -
                 listing.remove(churn.pop())
     assert stable <= seen
     assert seen <= ever
+
+
+def test_a_resize_is_spread_over_later_calls() -> None:
+    listing = ObjectListing()
+    first = MAX_LOAD * MIN_BUCKETS + 1
+    for oid in range(first):
+        listing.add(oid)
+    assert listing._old is not None  # moving, a few buckets per call
+    assert sorted(full_scan(listing)) == list(range(first))
+    listing.remove(0)
+    assert sorted(full_scan(listing)) == list(range(1, first))
+    for oid in range(first, first + MIN_BUCKETS // MOVE_BUCKETS_PER_CALL):
+        listing.add(oid)
+    assert listing._old is None
+    assert len(listing) == len(listing.ids()) == first + MIN_BUCKETS // MOVE_BUCKETS_PER_CALL - 1
 
 
 def test_listing_shrinks_back() -> None:

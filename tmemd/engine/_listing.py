@@ -12,7 +12,10 @@ How: a table of ``2**bits`` buckets; object id ``o`` lives in bucket
 ``hash(o) & mask``.  A bucket is None (empty) or a list of ids.  The table
 doubles when it holds more than ``MAX_LOAD`` ids per bucket and halves when
 it holds fewer than ``MIN_LOAD`` per bucket (never below ``MIN_BUCKETS``), so
-a bucket holds a few ids on average.  ``scan(cursor)`` visits buckets in
+a bucket holds a few ids on average.  A resize is incremental, as Redis's
+rehash: each later ``add``/``remove`` moves ``MOVE_BUCKETS_PER_CALL``
+buckets of the old table into the new one, so no put pays for a whole
+table (the engine's calls do work proportional to the request).  ``scan(cursor)`` visits buckets in
 *reverse-binary* order of their number (the bits of the cursor reversed,
 incremented, reversed back), exactly as Redis's ``dictScan``: a bucket of a
 table of ``2**k`` buckets is the union of two buckets of the doubled table,
@@ -43,6 +46,7 @@ __all__ = [
     "MAX_LOAD",
     "MIN_BUCKETS",
     "MIN_LOAD",
+    "MOVE_BUCKETS_PER_CALL",
     "ObjectListing",
 ]
 
@@ -59,6 +63,11 @@ MIN_LOAD = 1
 #: ids) and of its slot in the table (8).  Between 2 and 4 ids per bucket
 #: that is 28 to 44 bytes; charged at the top.
 LISTING_BYTES_PER_OBJECT = 48
+#: Buckets of the old table moved into the new one per ``add``/``remove``
+#: while a resize is under way: a resize costs no put more than a few
+#: microseconds, and it ends long before the next one could start (the
+#: table must change size twice over first).
+MOVE_BUCKETS_PER_CALL = 8
 #: Cursor width: cursors are u64 (msgpack integers), reversed over 64 bits.
 _CURSOR_BITS = 64
 _CURSOR_MASK = (1 << _CURSOR_BITS) - 1
@@ -72,80 +81,128 @@ def _reverse(value: int) -> int:
 class ObjectListing:
     """The object ids of one pool, for ``scan``; see the module docstring."""
 
-    __slots__ = ("_buckets", "_count")
+    __slots__ = ("_buckets", "_count", "_moved", "_old")
 
     def __init__(self) -> None:
         self._buckets: list[list[int] | None] = [None] * MIN_BUCKETS
+        #: While resizing: the previous table, and how many of its buckets
+        #: have been moved into ``_buckets`` (from bucket 0 up).
+        self._old: list[list[int] | None] | None = None
+        self._moved = 0
         self._count = 0
 
     def __len__(self) -> int:
         return self._count
 
+    def _locate(self, object_id: int) -> tuple[list[list[int] | None], int]:
+        """The table and bucket that hold (or would hold) ``object_id``."""
+        old = self._old
+        if old is not None:
+            slot = hash(object_id) & (len(old) - 1)
+            if slot >= self._moved:
+                return old, slot
+        return self._buckets, hash(object_id) & (len(self._buckets) - 1)
+
     def add(self, object_id: int) -> None:
         """Add an id that is not listed yet."""
-        buckets = self._buckets
-        slot = hash(object_id) & (len(buckets) - 1)
-        bucket = buckets[slot]
+        table, slot = self._locate(object_id)
+        bucket = table[slot]
         if bucket is None:
-            buckets[slot] = [object_id]
+            table[slot] = [object_id]
         else:
             bucket.append(object_id)
         self._count += 1
-        if self._count > MAX_LOAD * len(buckets):
-            self._resize(2 * len(buckets))
+        if self._old is not None:
+            self._step()
+        elif self._count > MAX_LOAD * len(self._buckets):
+            self._resize(2 * len(self._buckets))
 
     def remove(self, object_id: int) -> None:
         """Remove a listed id."""
-        buckets = self._buckets
-        slot = hash(object_id) & (len(buckets) - 1)
-        bucket = buckets[slot]
+        table, slot = self._locate(object_id)
+        bucket = table[slot]
         assert bucket is not None, f"object {object_id} is not listed"
         bucket.remove(object_id)
         if not bucket:
-            buckets[slot] = None
+            table[slot] = None
         self._count -= 1
-        if len(buckets) > MIN_BUCKETS and self._count < MIN_LOAD * len(buckets) // 2:
-            self._resize(len(buckets) // 2)
+        size = len(self._buckets)
+        if self._old is not None:
+            self._step()
+        elif size > MIN_BUCKETS and self._count < MIN_LOAD * size // 2:
+            self._resize(size // 2)
 
     def clear(self) -> None:
         """Forget every id."""
         self._buckets = [None] * MIN_BUCKETS
+        self._old = None
+        self._moved = 0
         self._count = 0
 
     def _resize(self, size: int) -> None:
-        mask = size - 1
-        new: list[list[int] | None] = [None] * size
-        for bucket in self._buckets:
-            for object_id in bucket or ():
+        """Start moving into a table of ``size`` buckets, a few per call."""
+        self._old, self._buckets, self._moved = self._buckets, [None] * size, 0
+        self._step()
+
+    def _step(self) -> None:
+        """Move up to ``MOVE_BUCKETS_PER_CALL`` buckets of the old table."""
+        old = self._old
+        assert old is not None
+        new = self._buckets
+        mask = len(new) - 1
+        stop = min(len(old), self._moved + MOVE_BUCKETS_PER_CALL)
+        for at in range(self._moved, stop):
+            for object_id in old[at] or ():
                 slot = hash(object_id) & mask
                 held = new[slot]
                 if held is None:
                     new[slot] = [object_id]
                 else:
                     held.append(object_id)
-        self._buckets = new
+            old[at] = None
+        self._moved = stop
+        if stop == len(old):
+            self._old = None
 
     def scan(self, cursor: int, count: int, max_buckets: int) -> tuple[list[int], int]:
         """Ids from ``cursor`` on: (ids, next cursor; 0 when the iteration is done).
 
         Stops after the bucket that brings the ids to ``count`` or more, or
         after ``max_buckets`` buckets, so a reply may hold a bucket's worth
-        more than ``count``.
+        more than ``count``.  While a resize is under way, each step visits
+        a bucket of the smaller table and the buckets of the larger one that
+        it splits into (Redis's ``dictScan``), so an id is found in either.
         """
-        buckets = self._buckets
-        mask = len(buckets) - 1
+        small, large = self._buckets, self._old
+        if large is not None and len(large) < len(small):
+            small, large = large, small
+        small_mask = len(small) - 1
+        large_mask = small_mask if large is None else len(large) - 1
         out: list[int] = []
-        for _ in range(max_buckets):
-            bucket = buckets[cursor & mask]
-            if bucket is not None:
-                out.extend(bucket)
-            # Redis's reverse-binary increment: set the bits above the mask,
-            # so that the increment carries through them, over 64 bits.
-            cursor = _reverse((_reverse(cursor | (~mask & _CURSOR_MASK)) + 1) & _CURSOR_MASK)
-            if cursor == 0 or len(out) >= count:
-                break
-        return out, cursor
+        visited = 0
+        while True:
+            out.extend(small[cursor & small_mask] or ())
+            visited += 1
+            if large is None:
+                cursor = _next(cursor, small_mask)
+            else:
+                # The larger table's buckets that expand this one, in turn.
+                while True:
+                    out.extend(large[cursor & large_mask] or ())
+                    visited += 1
+                    cursor = _next(cursor, large_mask)
+                    if not cursor & (small_mask ^ large_mask):
+                        break
+            if cursor == 0 or len(out) >= count or visited >= max_buckets:
+                return out, cursor
 
     def ids(self) -> set[int]:
         """Every listed id (for invariant checks)."""
-        return {object_id for bucket in self._buckets for object_id in bucket or ()}
+        tables = [self._buckets] if self._old is None else [self._buckets, self._old]
+        return {oid for table in tables for bucket in table for oid in bucket or ()}
+
+
+def _next(cursor: int, mask: int) -> int:
+    """The cursor after ``cursor`` in reverse-binary order over ``mask``'s buckets:
+    set the bits above the mask, so that the increment carries through them."""
+    return _reverse((_reverse(cursor | (~mask & _CURSOR_MASK)) + 1) & _CURSOR_MASK)
