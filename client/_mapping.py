@@ -28,6 +28,7 @@ and a listed key may miss when read.  docs/mapping.md has the details.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterable, Iterator, MutableMapping
 from collections.abc import Mapping as AbcMapping
@@ -38,7 +39,7 @@ from tmem.proto import encode_pool_flags
 from ._errors import Refused
 from ._mapping_format import Key, tag_key
 from ._mapping_ops import (
-    FlushObject,
+    FlushObjects,
     GetPages,
     Io,
     Layout,
@@ -182,8 +183,8 @@ class Mapping(_MappingBase, MutableMapping[Key, bytes]):
             return pool.get_many(io.handles, exclusive=False)
         if isinstance(io, PutPages):
             return pool.put_many(io.items), pool.last_refusal
-        if isinstance(io, FlushObject):
-            return pool.flush_object(io.object_id)
+        if isinstance(io, FlushObjects):
+            return [pool.flush_object(oid) for oid in io.object_ids]
         reply = self._client.control(
             "list_objects", pool_id=pool.pool_id, cursor=io.cursor, count=LIST_COUNT
         )
@@ -270,8 +271,8 @@ class AsyncMapping(_MappingBase):
             return await pool.get_many(io.handles, exclusive=False)
         if isinstance(io, PutPages):
             return await pool.put_many(io.items), pool.last_refusal
-        if isinstance(io, FlushObject):
-            return await pool.flush_object(io.object_id)
+        if isinstance(io, FlushObjects):
+            return await asyncio.gather(*(pool.flush_object(oid) for oid in io.object_ids))
         reply = await self._client.control(
             "list_objects", pool_id=pool.pool_id, cursor=io.cursor, count=LIST_COUNT
         )

@@ -11,7 +11,9 @@ Every plan batches: a read of n keys is one pipelined ``get_many`` of the
 2n heads, then one of all their data pages; a write of n values is one
 ``get_many`` of the heads, one ``put_many`` of all data pages, one of the
 heads that commit them, then a ``flush_object`` per replaced value (the
-old slot) and per refused value (its half-written slot).
+old slot) and per refused value (its half-written slot): sent one after the
+other by ``Mapping`` (the pool API has no batch flush), all at once by
+``AsyncMapping``, which pipelines concurrent calls on its connection.
 
 Concurrency: a reader never returns part of a value or a mix of two writes
 (write ids and the checksum).  A reader that races a writer of the same key
@@ -41,7 +43,7 @@ from ._mapping_format import (
 )
 
 __all__ = [
-    "FlushObject",
+    "FlushObjects",
     "GetPages",
     "Io",
     "Layout",
@@ -74,10 +76,11 @@ class PutPages:
 
 
 @dataclass(frozen=True, slots=True)
-class FlushObject:
-    """Flush one object; the result is the number of pages flushed."""
+class FlushObjects:
+    """Flush objects (in any order, concurrently if the driver can); the
+    result is the pages flushed per object."""
 
-    object_id: int
+    object_ids: list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,7 @@ class ListObjects:
     cursor: int
 
 
-Io = GetPages | PutPages | FlushObject | ListObjects
+Io = GetPages | PutPages | FlushObjects | ListObjects
 Plan = Generator[Io, Any, Any]
 
 
@@ -190,8 +193,8 @@ def write_values(layout: Layout, items: Sequence[tuple[bytes, memoryview]]) -> P
     """Store each value whole or not at all; return a ``WriteFailure`` or None."""
     found = yield from _heads_of(layout, [t for t, _ in items])
     writes, collided, stale = _plan_writes(layout, items, found)
-    for oid in stale:
-        yield FlushObject(oid)
+    if stale:
+        yield FlushObjects(stale)
     data = [(w.target, i, page) for w in writes for i, page in enumerate(w.pages) if i]
     stored, reason = (yield PutPages(data)) if data else ([], None)
     failed = {data[i][0] for i, ok in enumerate(stored) if not ok}
@@ -199,11 +202,9 @@ def write_values(layout: Layout, items: Sequence[tuple[bytes, memoryview]]) -> P
     commits = [(w.target, 0, w.pages[0]) for w in heads]
     stored, head_reason = (yield PutPages(commits)) if commits else ([], None)
     failed.update(w.target for w, ok in zip(heads, stored, strict=True) if not ok)
-    for w in writes:
-        if w.target in failed:
-            yield FlushObject(w.target)
-        elif w.old is not None:
-            yield FlushObject(w.old)
+    done = [w.target if w.target in failed else w.old for w in writes]
+    if any(oid is not None for oid in done):
+        yield FlushObjects([oid for oid in done if oid is not None])
     lost = [w.tagged for w in writes if w.target in failed] + collided
     if not lost:
         return None
@@ -216,12 +217,14 @@ def delete_keys(layout: Layout, tagged: Sequence[bytes]) -> Plan:
     """Flush every slot holding one of these keys; return the keys that were there."""
     found = yield from _heads_of(layout, tagged)
     deleted: list[bytes] = []
+    flush: list[int] = []
     for t, (base, heads) in zip(tagged, found, strict=True):
         mine = [base | s for s, h in zip(SLOTS, heads, strict=True) if h and h.tagged_key == t]
-        for oid in mine:
-            yield FlushObject(oid)
+        flush += mine
         if mine:
             deleted.append(t)
+    if flush:
+        yield FlushObjects(flush)
     return deleted
 
 
