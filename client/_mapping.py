@@ -19,11 +19,12 @@ pool: a directory would be one more page every writer must rewrite, which
 two processes cannot do safely with put/get/flush alone.  So ``len()``
 costs a pass over the pool; keep your own count if you need it often.
 
-Guarantees: a write is all-or-nothing (``Refused`` when the daemon refused
-any page; the previous value stays readable); a read returns a whole value
-or raises ``KeyError``.  On an ephemeral mapping (``persistent=False``) the
-daemon may drop pages at any time: a value with a missing page is a miss,
-and a listed key may miss when read.  docs/mapping.md has the details.
+Guarantees (docs/design.md section 3, item 10): a write is all-or-nothing
+(``Refused`` when the daemon refused any page; the previous value stays
+readable); a read returns a whole value or raises ``KeyError``.  On an
+ephemeral mapping (``persistent=False``) the daemon may drop pages at any
+time: a value with a missing page is a miss, and a listed key may miss when
+read.  docs/mapping.md has the details.
 """
 
 from __future__ import annotations
