@@ -219,10 +219,13 @@ def delete_keys(layout: Layout, tagged: Sequence[bytes]) -> Plan:
     deleted: list[bytes] = []
     flush: list[int] = []
     for t, (base, heads) in zip(tagged, found, strict=True):
-        mine = [base | s for s, h in zip(SLOTS, heads, strict=True) if h and h.tagged_key == t]
-        flush += mine
-        if mine:
+        if any(h and h.tagged_key == t for h in heads):
             deleted.append(t)
+            # Both slots, also one with no head (the pages of an interrupted
+            # write), but never one holding another key's head.
+            flush += [
+                base | s for s, h in zip(SLOTS, heads, strict=True) if not h or h.tagged_key == t
+            ]
     if flush:
         yield FlushObjects(flush)
     return deleted

@@ -144,6 +144,17 @@ def test_each_overwrite_leaves_one_slot() -> None:
         assert client.list_pools()[0]["pages"] == 3  # one generation's pages
 
 
+def test_delete_clears_the_pages_of_an_interrupted_write() -> None:
+    client = FakeClient()
+    m = client.mapping("m", page_size=4096)
+    m["k"] = b"v" * 9000  # generation 1, in slot 1
+    base = m._layout.base(tag_key("k"))
+    assert m.pool.put(base, 5, b"left by a writer that died")  # slot 0, no head
+    assert m["k"] == b"v" * 9000
+    del m["k"]
+    assert client.list_pools()[0]["pages"] == 0
+
+
 def test_a_hash_collision_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
     m = FakeClient().mapping("m", page_size=4096)
     monkeypatch.setattr(ops.Layout, "base", lambda self, tagged: 1 << 100)
