@@ -10,8 +10,9 @@ pipelined batch forms.  A ``Client`` may be shared by threads: each call
 borrows one of at most ``max_connections`` connections (``_connections``);
 ``Retry`` (``_retry``) says which failed calls are tried again; a pool object
 raises ``PoolGone`` once its pool is gone or the daemon is another instance
-(``server_id``).  ``tmem.client.testing`` has in-memory fakes with the same
-API for users' tests.
+(``server_id``).  ``client.mapping(name)`` (``_mapping``) stores values of
+any size under str/bytes keys in a named pool.  ``tmem.client.testing`` has
+in-memory fakes with the same API for users' tests.
 
     with Client("127.0.0.1:7400", client_name="web-1") as client:
         pool = client.new_pool(persistent=True)
@@ -41,6 +42,7 @@ from ._errors import (
     FramingError,
     NotAuthenticated,
     PoolGone,
+    Refused,
     ServerBusy,
     ServerError,
     ServerInternalError,
@@ -52,6 +54,7 @@ from ._errors import (
     TooManyPools,
     Unsupported,
 )
+from ._mapping import MAPPING_PAGE_SIZE, AsyncMapping, Mapping
 from ._pool import AsyncPool, Pool
 from ._retry import (
     DEFAULT_RETRY,
@@ -68,10 +71,12 @@ from ._sync import Client
 __all__ = [
     "CODEC_NAMES",
     "DEFAULT_RETRY",
+    "MAPPING_PAGE_SIZE",
     "NO_RETRY",
     "PAM_NAMES",
     "STATUS_TO_EXCEPTION",
     "AsyncClient",
+    "AsyncMapping",
     "AsyncPool",
     "AuthFailed",
     "Backoff",
@@ -90,12 +95,14 @@ __all__ = [
     "Forbidden",
     "FrameTooLarge",
     "FramingError",
+    "Mapping",
     "NoBackoff",
     "NotAuthenticated",
     "Pool",
     "PoolGone",
     "PoolInfo",
     "RefuseReason",
+    "Refused",
     "Retry",
     "ServerBusy",
     "ServerError",

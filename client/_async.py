@@ -56,6 +56,7 @@ from tmem.proto import RefuseReason
 from ._base import ClientBase
 from ._core import BatchCall, Call, ClientCore, window_for, window_plan
 from ._errors import TmemConnectionError, TmemTimeout
+from ._mapping import MAPPING_PAGE_SIZE, AsyncMapping, open_async_mapping
 from ._pool import AsyncPool, Handle, PutItem, check_same_server
 from ._retry import DEFAULT_RETRY, Retry, retries_get
 from ._spec import (
@@ -385,6 +386,13 @@ class AsyncClient(ClientBase):
         listing = await self._exchange_on(conn, lambda core: core.control("list_pools", {}))
         info = find_pool(listing, pool_id, self.client_name)
         return AsyncPool(self, dataclasses.replace(info, server_id=conn.server_id))
+
+    async def mapping(
+        self, name: str, *, persistent: bool = True, page_size: int = MAPPING_PAGE_SIZE
+    ) -> AsyncMapping:
+        """The mapping ``name`` of this client name: values of any size under
+        str/bytes keys, as coroutines (``tmem.client.AsyncMapping``)."""
+        return await open_async_mapping(self, name, persistent=persistent, page_size=page_size)
 
     # --- AsyncPoolBackend hooks (used by AsyncPool) -------------------------------
 

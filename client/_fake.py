@@ -12,21 +12,24 @@ that tests written against it exercise the protocol contract, not the daemon.
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from tmem.proto import RefuseReason, Status
+from tmem.proto import RefuseReason, Status, decode_pool_flags
 
-from ._errors import BadArgument, BadPool, Forbidden, TooManyPools
+from ._errors import BadArgument, BadPool, Forbidden, TooManyPools, Unsupported
 from ._spec import Page, PoolInfo, info_from_spec, pool_spec
 
 __all__ = ["MAX_POOLS_PER_CLIENT", "FakePool", "FakeServer"]
 
 #: The daemon's default bound on pools per client (Xen allowed 16).
 MAX_POOLS_PER_CLIENT = 64
+#: Pool names, as the daemon accepts them (PROTOCOL.md section 11.3.1).
+_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 @dataclass(eq=False)
@@ -36,6 +39,8 @@ class FakePool:
     info: PoolInfo  # pool_id here is the creator's id
     owner: str
     uuid: int | None = None
+    #: The name given by ``open_pool`` (private pools), or None.
+    name: str | None = None
     members: set[str] = field(default_factory=set)
     objects: dict[int, dict[int, bytes]] = field(default_factory=dict)
 
@@ -61,6 +66,8 @@ class FakeServer:
         self._pools: dict[str, dict[int, FakePool]] = {}
         self._shared: dict[int, FakePool] = {}
         self._authorized: set[tuple[int, str]] = set()
+        #: Client -> pool name -> pool id, for named pools.
+        self._names: dict[str, dict[str, int]] = {}
         #: Ephemeral pages in least-recently-used order: (pool, object_id, index).
         self._lru: OrderedDict[tuple[FakePool, int, int], None] = OrderedDict()
         self.pages = 0
@@ -137,6 +144,38 @@ class FakeServer:
             server_id=self.server_id,
         )
 
+    def open_pool(self, client: str, name: str, flags: int) -> int:
+        """CONTROL ``open_pool``: the client's pool ``name``, created if missing."""
+        spec = decode_pool_flags(flags)
+        if spec.shared or not _NAME_RE.match(name):
+            raise BadArgument(Status.BAD_ARGUMENT, "a private pool and a 1-64 character name")
+        names = self._names.setdefault(client, {})
+        if name in names:
+            info = self.pool(client, names[name]).info
+            if info != info_from_spec(info.pool_id, spec):
+                raise BadArgument(Status.BAD_ARGUMENT, f"pool {name!r} exists with other flags")
+            return info.pool_id
+        info = self.new_pool(
+            client,
+            {
+                "persistent": spec.persistent,
+                "codec": spec.codec,
+                "page_size": spec.page_size,
+                "precompressed": spec.precompressed,
+                "pam": spec.pam,
+            },
+        )
+        self._pools[client][info.pool_id].name = name
+        names[name] = info.pool_id
+        return info.pool_id
+
+    def list_objects(self, client: str, pool_id: int) -> dict[str, Any]:
+        """CONTROL ``list_objects``, all in one reply (the guarantee allows it)."""
+        pool = self.pool(client, pool_id)
+        if pool.name is None:
+            raise Unsupported(Status.UNSUPPORTED, f"pool {pool_id} keeps no listing")
+        return {"objects": [f"{oid:048x}" for oid in pool.objects], "cursor": 0}
+
     def pool(self, client: str, pool_id: int) -> FakePool:
         try:
             return self._pools[client][pool_id]
@@ -146,6 +185,8 @@ class FakeServer:
     def destroy_pool(self, client: str, pool_id: int) -> None:
         pool = self.pool(client, pool_id)
         del self._pools[client][pool_id]
+        if pool.name is not None:
+            del self._names[client][pool.name]
         pool.members.discard(client)
         if pool.uuid is not None:
             if pool.members:
@@ -161,6 +202,7 @@ class FakeServer:
             pools.append(
                 {
                     "pool_id": pool_id,
+                    "name": pool.name,
                     "persistent": info.persistent,
                     "shared": info.shared,
                     "precompressed": info.precompressed,

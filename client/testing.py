@@ -31,6 +31,8 @@ Semantics kept:
   persistent pages never are, and a put that finds no room is refused with
   ``RefuseReason.NO_MEMORY``.
 
+``mapping(name)`` works as on a daemon (named pools, ``list_objects``).
+
 Not simulated: compression, leases, connection failures (so ``retry`` and
 ``max_connections`` are accepted and do nothing), authentication.
 """
@@ -48,6 +50,13 @@ from tmem.proto import RefuseReason, Status
 
 from ._errors import Unsupported
 from ._fake import MAX_POOLS_PER_CLIENT, FakePool, FakeServer
+from ._mapping import (
+    MAPPING_PAGE_SIZE,
+    AsyncMapping,
+    Mapping,
+    open_async_mapping,
+    open_mapping,
+)
 from ._pool import AsyncPool, Handle, Pool, PutItem, check_same_server
 from ._retry import DEFAULT_RETRY, Retry
 from ._spec import (
@@ -135,7 +144,12 @@ class FakeClient:
         """Nothing to do."""
 
     def control(self, cmd: str, **args: Any) -> dict[str, Any]:
-        """``list_pools`` and ``stats`` as the daemon answers them."""
+        """``list_pools``, ``stats``, ``open_pool`` and ``list_objects`` as the
+        daemon answers them."""
+        if cmd == "open_pool":
+            return {"pool_id": self.server.open_pool(self.client_name, args["name"], args["flags"])}
+        if cmd == "list_objects":
+            return self.server.list_objects(self.client_name, args["pool_id"])
         listing = self.server.listing(self.client_name)
         if cmd == "list_pools":
             return listing
@@ -177,6 +191,12 @@ class FakeClient:
         """Re-attach to a pool of this client name; ``BadPool`` if none."""
         info = find_pool(self.control("list_pools"), pool_id, self.client_name)
         return Pool(self, dataclasses.replace(info, server_id=self.server_id))
+
+    def mapping(
+        self, name: str, *, persistent: bool = True, page_size: int = MAPPING_PAGE_SIZE
+    ) -> Mapping:
+        """The mapping ``name``, as ``Client.mapping``."""
+        return open_mapping(self, name, persistent=persistent, page_size=page_size)
 
     # --- PoolBackend hooks ----------------------------------------------------------
 
@@ -300,6 +320,12 @@ class AsyncFakeClient:
     async def pool(self, pool_id: int) -> AsyncPool:
         """Re-attach to a pool of this client name; ``BadPool`` if none."""
         return AsyncPool(self, self.sync.pool(pool_id).info)
+
+    async def mapping(
+        self, name: str, *, persistent: bool = True, page_size: int = MAPPING_PAGE_SIZE
+    ) -> AsyncMapping:
+        """The mapping ``name``, as ``AsyncClient.mapping``."""
+        return await open_async_mapping(self, name, persistent=persistent, page_size=page_size)
 
     # --- AsyncPoolBackend hooks -------------------------------------------------------
 

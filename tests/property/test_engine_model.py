@@ -100,12 +100,15 @@ class EngineModel(RuleBasedStateMachine):
             if owner != client:
                 continue
             shared = name.startswith("shared")
+            # Private pools are named, so that their object listings are
+            # kept (and checked by check_invariants) under every rule.
             self.ids[name] = self.engine.new_pool(
                 client,
                 persistent=persistent,
                 precompressed=precompressed,
                 shared_uuid=SHARED_UUID if shared else None,
                 codec=self.codec,
+                name=None if shared else name,
             )
             self.model.setdefault(MODEL_KEY.get(name, name), {})
 
@@ -185,7 +188,7 @@ class EngineModel(RuleBasedStateMachine):
         client, persistent, precompressed = POOLS[name]
         self.engine.destroy_pool(client, self.ids[name])
         self.ids[name] = self.engine.new_pool(
-            client, persistent=persistent, precompressed=precompressed, codec=self.codec
+            client, persistent=persistent, precompressed=precompressed, codec=self.codec, name=name
         )
         self.pages(name).clear()
 
@@ -225,6 +228,19 @@ class EngineModel(RuleBasedStateMachine):
         assert freed == before - self.engine.freeable()
         assert freed >= min(nbytes, before)
         # Evicted ephemeral pages miss from now on; the get rule forgets them.
+
+    @invariant()
+    def persistent_listings(self) -> None:
+        """A full list_objects pass names exactly the persistent pools' objects."""
+        for name in ("per", "pre"):
+            listed: set[int] = set()
+            cursor = 0
+            for _ in range(1000):
+                ids, cursor = self.engine.list_objects(POOLS[name][0], self.ids[name], cursor, 2, 2)
+                listed.update(ids)
+                if cursor == 0:
+                    break
+            assert listed == {object_id for object_id, _ in self.pages(name)}
 
     @invariant()
     def consistent(self) -> None:
