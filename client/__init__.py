@@ -5,8 +5,10 @@ matches replies in order, turns them into values or typed exceptions) over
 ``tmem.proto``'s one decoder; ``_sync`` (``Client``, a blocking socket) and
 ``_async`` (``AsyncClient``, an asyncio protocol for asyncio or uvloop) move
 its bytes.  ``Pool``/``AsyncPool`` are pool objects with put/get/flush and
-pipelined batch forms.  ``tmem.client.testing`` has in-memory fakes with the
-same API for users' tests.
+pipelined batch forms.  ``client.mapping(name)`` (``_mapping``) stores
+values of any size under str/bytes keys in a named pool.
+``tmem.client.testing`` has in-memory fakes with the same API for users'
+tests.
 
     with Client("127.0.0.1:7400", client_name="web-1") as client:
         pool = client.new_pool(persistent=True)
@@ -35,6 +37,7 @@ from ._errors import (
     FrameTooLarge,
     FramingError,
     NotAuthenticated,
+    Refused,
     ServerBusy,
     ServerError,
     ServerInternalError,
@@ -46,15 +49,18 @@ from ._errors import (
     TooManyPools,
     Unsupported,
 )
+from ._mapping import MAPPING_PAGE_SIZE, AsyncMapping, Mapping
 from ._pool import AsyncPool, Pool
 from ._spec import CODEC_NAMES, PAM_NAMES, PoolInfo
 from ._sync import Client
 
 __all__ = [
     "CODEC_NAMES",
+    "MAPPING_PAGE_SIZE",
     "PAM_NAMES",
     "STATUS_TO_EXCEPTION",
     "AsyncClient",
+    "AsyncMapping",
     "AsyncPool",
     "AuthFailed",
     "BadArgument",
@@ -70,10 +76,12 @@ __all__ = [
     "Forbidden",
     "FrameTooLarge",
     "FramingError",
+    "Mapping",
     "NotAuthenticated",
     "Pool",
     "PoolInfo",
     "RefuseReason",
+    "Refused",
     "ServerBusy",
     "ServerError",
     "ServerInternalError",

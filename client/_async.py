@@ -37,6 +37,7 @@ from tmem.proto import RefuseReason
 from ._base import ClientBase
 from ._core import BatchCall, Call, ClientCore, window_for, window_plan
 from ._errors import TmemConnectionError, TmemTimeout
+from ._mapping import MAPPING_PAGE_SIZE, AsyncMapping, open_async_mapping
 from ._pool import AsyncPool, Handle, PutItem
 from ._spec import (
     Page,
@@ -304,6 +305,13 @@ class AsyncClient(ClientBase):
         """Re-attach to a pool this client name created earlier; ``BadPool`` if none."""
         listing = await self.control("list_pools")
         return AsyncPool(self, find_pool(listing, pool_id, self.client_name))
+
+    async def mapping(
+        self, name: str, *, persistent: bool = True, page_size: int = MAPPING_PAGE_SIZE
+    ) -> AsyncMapping:
+        """The mapping ``name`` of this client name: values of any size under
+        str/bytes keys, as coroutines (``tmem.client.AsyncMapping``)."""
+        return await open_async_mapping(self, name, persistent=persistent, page_size=page_size)
 
     # --- AsyncPoolBackend hooks (used by AsyncPool) -------------------------------
 

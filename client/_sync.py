@@ -40,6 +40,7 @@ from tmem.proto import RefuseReason
 from ._base import ClientBase
 from ._core import BatchCall, Call, ClientCore, window_for, window_plan
 from ._errors import TmemConnectionError, TmemError, TmemTimeout
+from ._mapping import MAPPING_PAGE_SIZE, Mapping, open_mapping
 from ._pool import Handle, Pool, PutItem
 from ._spec import (
     Page,
@@ -275,6 +276,14 @@ class Client(ClientBase):
         """Re-attach to a pool this client name created earlier (e.g. before
         a reconnect or a restart of this process); ``BadPool`` if none."""
         return Pool(self, find_pool(self.control("list_pools"), pool_id, self.client_name))
+
+    def mapping(
+        self, name: str, *, persistent: bool = True, page_size: int = MAPPING_PAGE_SIZE
+    ) -> Mapping:
+        """The mapping ``name`` of this client name: a ``MutableMapping`` of
+        str/bytes keys to values of any size (``tmem.client.Mapping``); any
+        process of the same client name reattaches to it by name."""
+        return open_mapping(self, name, persistent=persistent, page_size=page_size)
 
     # --- PoolBackend hooks (used by Pool) ---------------------------------------
 

@@ -40,7 +40,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tmem.proto import Status
+from tmem.proto import CodecId, PamId, PoolFlagsError, PoolSpec, Status, decode_pool_flags
 
 from ._status import status_for
 from .engine import (
@@ -57,7 +57,13 @@ from .engine import (
 if TYPE_CHECKING:
     from ._handlers import HandlerContext, Session
 
-__all__ = ["ControlError", "run_control"]
+__all__ = [
+    "LIST_OBJECTS_BUCKETS_PER_CALL",
+    "MAX_LIST_OBJECTS",
+    "ControlError",
+    "pool_kwargs",
+    "run_control",
+]
 
 T = TypeVar("T")
 
@@ -74,6 +80,41 @@ _INT64_MAX = (1 << 63) - 1
 #: Client names, as HELLO accepts them (``_handlers.CLIENT_NAME_RE``).
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _UUID_HEX_RE = re.compile(r"^[0-9a-f]{32}$")
+#: Most object ids a ``list_objects`` reply asks for (``count``): 1024 ids
+#: are a 50 KiB reply, a few hundred microseconds of daemon time.
+MAX_LIST_OBJECTS = 1024
+#: ``count`` when the request gives none.
+DEFAULT_LIST_OBJECTS = 256
+#: Most buckets of a pool's listing one ``list_objects`` visits (``_listing``
+#: keeps 1 to 4 ids per bucket): bounds a call's work on a sparse table.
+LIST_OBJECTS_BUCKETS_PER_CALL = 1024
+#: Cursors are u64 (msgpack's widest unsigned integer).
+_CURSOR_LIMIT = 1 << 64
+#: The pool flags' codec and PAM ids -> the engine's names (None: default).
+_CODEC_NAMES = {
+    CodecId.DEFAULT: None,
+    CodecId.NONE: "none",
+    CodecId.LZO: "lzo",
+    CodecId.LZ4: "lz4",
+    CodecId.ZSTD: "zstd",
+}
+_PAM_NAMES = {
+    PamId.DEFAULT: None,
+    PamId.ZBUD: "zbud",
+    PamId.XVMALLOC: "xvmalloc",
+    PamId.ZSMALLOC: "zsmalloc",
+}
+
+
+def pool_kwargs(spec: PoolSpec) -> dict[str, Any]:
+    """The engine's ``new_pool`` arguments for decoded pool flags (but the UUID)."""
+    return {
+        "persistent": spec.persistent,
+        "precompressed": spec.precompressed,
+        "page_size": spec.page_size,
+        "codec": _CODEC_NAMES[spec.codec],
+        "pam": _PAM_NAMES[spec.pam],
+    }
 
 
 def _plain(value: Any) -> Any:
@@ -97,6 +138,7 @@ def _pool_entry(p: PoolStats, pool_id: int) -> dict[str, Any]:
     """A pool as the caller sees it: under the caller's own pool id."""
     return {
         "pool_id": pool_id,
+        "name": p.name,
         "persistent": p.kind == "persistent",
         "shared": p.shared,
         "uuid": None if p.shared_uuid is None else f"{p.shared_uuid:032x}",
@@ -123,6 +165,44 @@ def _pools_of(stats: EngineStats, client: str) -> list[dict[str, Any]]:
 def _cmd_list_pools(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
     assert s.client is not None
     return {"pools": _pools_of(ctx.engine.statistics(), s.client)}
+
+
+def _cmd_open_pool(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
+    """The caller's pool named ``name``, created with ``flags`` if it has none."""
+    assert s.client is not None
+    name = body.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ControlError(Status.BAD_ARGUMENT, "'name' must be 1-64 of [A-Za-z0-9._-]")
+    flags = _count(body, "flags", 0, 0xFFFFFFFF)
+    try:
+        spec = decode_pool_flags(flags)
+    except PoolFlagsError as exc:
+        raise ControlError(exc.status, str(exc)) from None
+    if spec.shared:
+        raise ControlError(Status.BAD_ARGUMENT, "a shared pool is named by its UUID")
+    client = s.client
+    pool_id = _engine_call(
+        client, lambda: ctx.engine.new_pool(client, name=name, **pool_kwargs(spec))
+    )
+    return {"pool_id": pool_id}
+
+
+def _cmd_list_objects(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
+    """A page of a named pool's object ids (``_listing`` has the guarantee)."""
+    assert s.client is not None
+    client = s.client
+    pool_id = _count(body, "pool_id", 0, 0xFFFFFFFE)
+    cursor = _count(body, "cursor", 0, _CURSOR_LIMIT - 1) if "cursor" in body else 0
+    count = DEFAULT_LIST_OBJECTS
+    if "count" in body:
+        count = _count(body, "count", 1, MAX_LIST_OBJECTS)
+    ids, cursor = _engine_call(
+        client,
+        lambda: ctx.engine.list_objects(
+            client, pool_id, cursor, count, LIST_OBJECTS_BUCKETS_PER_CALL
+        ),
+    )
+    return {"objects": [f"{oid:048x}" for oid in ids], "cursor": cursor}
 
 
 def _cmd_stats(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
@@ -268,6 +348,8 @@ def _cmd_authorize(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dic
 Command = Callable[["HandlerContext", "Session", dict[str, Any]], dict[str, Any]]
 _SELF: dict[str, Command] = {
     "list_pools": _cmd_list_pools,
+    "open_pool": _cmd_open_pool,
+    "list_objects": _cmd_list_objects,
     "stats": _cmd_stats,
 }
 _ADMIN: dict[str, Command] = {

@@ -23,10 +23,8 @@ import msgpack
 
 from tmem.proto import (
     NO_POOL,
-    CodecId,
     GetFlags,
     Opcode,
-    PamId,
     PoolFlagsError,
     Request,
     Status,
@@ -34,7 +32,7 @@ from tmem.proto import (
 )
 
 from . import __version__
-from ._control import ControlError, run_control
+from ._control import ControlError, pool_kwargs, run_control
 from ._status import REFUSE_REASON, status_for
 from .engine import Engine, EngineError
 
@@ -54,19 +52,6 @@ GET_MODES: dict[int, bool | None] = {
     0: None,
     int(GetFlags.EXCLUSIVE): True,
     int(GetFlags.KEEP): False,
-}
-_CODEC_NAMES = {
-    CodecId.DEFAULT: None,
-    CodecId.NONE: "none",
-    CodecId.LZO: "lzo",
-    CodecId.LZ4: "lz4",
-    CodecId.ZSTD: "zstd",
-}
-_PAM_NAMES = {
-    PamId.DEFAULT: None,
-    PamId.ZBUD: "zbud",
-    PamId.XVMALLOC: "xvmalloc",
-    PamId.ZSMALLOC: "zsmalloc",
 }
 _OK_EMPTY: Result = (Status.OK, 0, b"")
 _MISS: Result = (Status.MISS, 0, b"")
@@ -179,15 +164,7 @@ def _new_pool(ctx: HandlerContext, s: Session, req: Request) -> Result:
     if req.payload or req.index or req.pool_id != NO_POOL:
         raise _Refuse(Status.BAD_ARGUMENT, "NEW_POOL takes no pool id, index or payload")
     assert s.client is not None
-    pool_id = ctx.engine.new_pool(
-        s.client,
-        persistent=spec.persistent,
-        shared_uuid=uuid,
-        precompressed=spec.precompressed,
-        page_size=spec.page_size,
-        codec=_CODEC_NAMES[spec.codec],
-        pam=_PAM_NAMES[spec.pam],
-    )
+    pool_id = ctx.engine.new_pool(s.client, shared_uuid=uuid, **pool_kwargs(spec))
     log.debug("client %s new pool %d %s", s.client, pool_id, spec)
     return (Status.OK, pool_id, b"")
 

@@ -53,11 +53,15 @@ class ClientCalls:
         page_size: int = 4096,
         codec: str | None = None,
         pam: str | None = None,
+        name: str | None = None,
     ) -> int:
         """Create a pool (or join the shared pool ``shared_uuid``); return its id.
 
         ``pam`` names the PAM of its pages ("zbud", "xvmalloc", "zsmalloc");
-        None: the daemon's default for the pool's kind.
+        None: the daemon's default for the pool's kind.  ``name`` names a
+        private pool: the client's pool of that name, if there is one, is
+        returned instead of a new one (``BadArgument`` if its flags differ),
+        and a named pool keeps a listing of its objects (``list_objects``).
         """
         return self._registry.new_pool(
             client,
@@ -67,7 +71,15 @@ class ClientCalls:
             page_size=page_size,
             codec=codec,
             pam=pam,
+            name=name,
         )
+
+    def list_objects(
+        self, client: str, pool_id: int, cursor: int, count: int, max_buckets: int
+    ) -> tuple[list[int], int]:
+        """A page of a named pool's object ids from ``cursor`` on, and the next
+        cursor (0: done); ``_listing`` states the bounds and the guarantee."""
+        return self._registry.list_objects(client, pool_id, cursor, count, max_buckets)
 
     def destroy_pool(self, client: str, pool_id: int) -> None:
         """Free a pool's pages (a shared pool: leave it; the last member frees it)."""

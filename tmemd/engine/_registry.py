@@ -149,7 +149,7 @@ class Registry:
 
     def new_pool(
         self,
-        name: str,
+        client_name: str,
         *,
         persistent: bool,
         shared_uuid: int | None,
@@ -157,8 +157,10 @@ class Registry:
         page_size: int,
         codec: str | None,
         pam: str | None = None,
+        name: str | None = None,
     ) -> int:
-        client = self.client(name)
+        pool_name = name
+        client = self.client(client_name)
         _check_page_size(page_size)
         if codec is not None and codec not in self._codecs:
             raise Unsupported(f"no codec {codec!r}; have {sorted(self._codecs)}")
@@ -167,9 +169,16 @@ class Registry:
                 raise Unsupported("shared pools are ephemeral only")
             if not 0 <= shared_uuid < UUID_LIMIT:
                 raise BadArgument(f"shared pool UUID {shared_uuid} is not a 128-bit value")
+            if pool_name is not None:
+                raise BadArgument("a shared pool is named by its UUID, not by a name")
             existing = self._shared.get(shared_uuid)
             if existing is not None:
                 return self._join(client, existing, precompressed, page_size, codec, pam)
+        if pool_name is not None and pool_name in client.pool_names:
+            named = client.pools[client.pool_names[pool_name]]
+            if not _same_flags(named, persistent, precompressed, page_size, codec, pam):
+                raise BadArgument(f"pool {pool_name!r} exists with other flags")
+            return named.pool_id
         space = self._space_for(persistent, pam)
         pool_id = self._free_id(client)
         if codec is None:
@@ -185,9 +194,12 @@ class Registry:
             codec=self._codecs[codec],
             space=space,
             ledger=self._ledger,
+            name=pool_name,
         )
         self._init_pool(pool)
         client.pools[pool_id] = pool
+        if pool_name is not None:
+            client.pool_names[pool_name] = pool_id
         if shared_uuid is not None:
             self._shared[shared_uuid] = pool
         return pool_id
@@ -208,11 +220,7 @@ class Registry:
             raise Forbidden(f"client {name!r} is not authorized for shared pool {pool.shared_uuid}")
         if name in pool.members:
             return pool.members[name]
-        if (
-            (precompressed, page_size) != (pool.precompressed, pool.page_size)
-            or (codec is not None and codec != pool.codec_name)
-            or (pam is not None and pam != pool.pam.name)
-        ):
+        if not _same_flags(pool, pool.persistent, precompressed, page_size, codec, pam):
             raise BadArgument("shared pool exists with other flags, page size, codec or PAM")
         pool_id = self._free_id(client)
         client.pools[pool_id] = pool
@@ -235,6 +243,8 @@ class Registry:
         if pool is None:
             raise NoSuchPool(f"client {name!r} has no pool {pool_id}")
         del pool.members[name]
+        if pool.name is not None:
+            del client.pool_names[pool.name]
         if pool.members:
             if pool.owner == name:
                 # Charge the pages to the earliest-joined remaining member.
@@ -263,6 +273,17 @@ class Registry:
         if pool is not None and name in pool.members and name != pool.creator:
             self.destroy_pool(name, pool.members[name])
 
+    def list_objects(
+        self, name: str, pool_id: int, cursor: int, count: int, max_buckets: int
+    ) -> tuple[list[int], int]:
+        pool = self.client(name).pools.get(pool_id)
+        if pool is None:
+            raise NoSuchPool(f"client {name!r} has no pool {pool_id}")
+        listing = pool.index.listing
+        if listing is None:
+            raise Unsupported(f"pool {pool_id} keeps no listing: only named pools do")
+        return listing.scan(cursor, count, max_buckets)
+
     def pools(self) -> list[Pool]:
         """Every open pool once (a shared pool under its owner)."""
         return [
@@ -271,6 +292,24 @@ class Registry:
             for pool in client.pools.values()
             if pool.owner == client.name
         ]
+
+
+def _same_flags(
+    pool: Pool,
+    persistent: bool,
+    precompressed: bool,
+    page_size: int,
+    codec: str | None,
+    pam: str | None,
+) -> bool:
+    """Whether a request for a pool with these flags may open ``pool``
+    (codec and PAM None: any)."""
+    return (
+        (persistent, precompressed, page_size)
+        == (pool.persistent, pool.precompressed, pool.page_size)
+        and (codec is None or codec == pool.codec_name)
+        and (pam is None or pam == pool.pam.name)
+    )
 
 
 def _check_page_size(page_size: int) -> None:

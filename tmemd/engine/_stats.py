@@ -104,6 +104,8 @@ class PoolStats:
     stored_bytes: int
     #: Requests addressed to this pool, by any member.
     counters: OpCounters
+    #: The name the owner gave the pool (``new_pool(name=...)``), or None.
+    name: str | None
 
     @classmethod
     def of(cls, pool: Pool) -> PoolStats:
@@ -126,6 +128,7 @@ class PoolStats:
             original_bytes=pool.original_bytes,
             stored_bytes=pool.stored_bytes,
             counters=snapshot_counters(pool.counters),
+            name=pool.name,
         )
 
 
