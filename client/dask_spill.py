@@ -171,7 +171,7 @@ def worker_data(
     """
     from dask.sizeof import sizeof
     from dask.utils import parse_bytes
-    from distributed.protocol import deserialize_bytes, serialize_bytelist
+    from distributed.protocol.serialize import deserialize_bytes, serialize_bytelist
 
     def dumps(value: Any) -> bytes:
         return b"".join(serialize_bytelist(value, on_error="raise"))

@@ -38,7 +38,6 @@ same writes on the daemon's side.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Iterator, MutableMapping
@@ -48,7 +47,7 @@ from typing import Any, Protocol
 
 import zict
 
-from ._errors import Refused, TmemError
+from ._errors import BadPool, Refused, TmemError
 
 __all__ = ["SpillCounters", "SpillStore"]
 
@@ -95,7 +94,8 @@ class SpillStore(MutableMapping[str, bytes]):
         self.name = name
         self.fallback_path = Path(fallback)
         self.fallback_path.mkdir(parents=True, exist_ok=True)
-        self._far = client.mapping(name, persistent=True)
+        self._client = client
+        self._far: MutableMapping[Any, bytes] | None = None
         self._file = zict.File(str(self.fallback_path))
         self._counters = SpillCounters()
         self._lock = threading.RLock()
@@ -105,9 +105,20 @@ class SpillStore(MutableMapping[str, bytes]):
         self._stale: set[str] = set()
         self._index_existing()
 
+    def _open_far(self) -> MutableMapping[Any, bytes]:
+        """The tmemd mapping, opened on first use and again after its pool went.
+
+        Raises ``TmemError`` when tmemd cannot be reached, so a store made
+        while tmemd is down works (on its fallback) and uses tmemd once it
+        is back.
+        """
+        if self._far is None:
+            self._far = self._client.mapping(self.name, persistent=True)
+        return self._far
+
     def _index_existing(self) -> None:
         try:
-            far_keys = list(self._far.keys())
+            far_keys = list(self._open_far().keys())
         except TmemError as exc:
             log.debug("spill store %s: cannot list tmemd's keys: %s", self.name, exc)
             far_keys = []
@@ -138,10 +149,17 @@ class SpillStore(MutableMapping[str, bytes]):
 
     def _write_far(self, key: str, value: bytes) -> bool:
         try:
-            self._far[key] = value
+            self._open_far()[key] = value
         except Refused as exc:
             self._counters.refused += 1
             log.debug("spill store %s: tmemd refused %r: %s", self.name, key, exc)
+            return False
+        except BadPool as exc:
+            # The pool is gone (a restarted daemon, an ended lease): its values
+            # went with it; open the mapping afresh for the next write.
+            self._far = None
+            self._counters.unreachable += 1
+            log.debug("spill store %s: tmemd's pool is gone: %s", self.name, exc)
             return False
         except TmemError as exc:
             self._counters.unreachable += 1
@@ -158,7 +176,7 @@ class SpillStore(MutableMapping[str, bytes]):
                 raise KeyError(key)
             if where:
                 self._counters.far_reads += 1
-                return self._far[key]
+                return self._open_far()[key]
             self._counters.fallback_reads += 1
             return bytes(self._file[key])
 
@@ -184,8 +202,12 @@ class SpillStore(MutableMapping[str, bytes]):
 
     def _drop_far(self, key: str) -> None:
         # ``del``, not ``pop``: MutableMapping.pop would read the value first.
-        with contextlib.suppress(KeyError):
-            del self._far[key]
+        try:
+            del self._open_far()[key]
+        except KeyError:
+            pass
+        except BadPool:
+            self._far = None  # the pool, and the copy with it, is gone already
 
     def _forget_far(self, key: str) -> None:
         """Delete ``key``'s tmemd copy now, or as soon as tmemd answers."""
