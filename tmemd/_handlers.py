@@ -14,7 +14,6 @@ beyond the result tuple; error payloads (msgpack) are built only on errors.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,8 @@ from typing import Any
 import msgpack
 
 from tmem.proto import (
+    CLIENT_NAME_CHARS,
+    MAX_CLIENT_NAME_CHARS,
     NO_POOL,
     CodecId,
     GetFlags,
@@ -31,6 +32,7 @@ from tmem.proto import (
     Request,
     Status,
     decode_pool_flags,
+    is_client_name,
 )
 
 from . import __version__
@@ -43,8 +45,6 @@ __all__ = ["GET_MODES", "HandlerContext", "Result", "Session", "failure", "handl
 log = logging.getLogger("tmemd.handlers")
 
 Result = tuple[int, int, bytes]
-#: Client names: short, printable, safe in logs and metric labels.
-CLIENT_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _UUID_LIMIT = 1 << 128
 #: The GET_PAGE flags there are -> the engine's ``exclusive`` argument
 #: (None: the pool's default); any other value is BAD_FLAGS.  Plain int keys:
@@ -68,6 +68,8 @@ _PAM_NAMES = {
     PamId.XVMALLOC: "xvmalloc",
     PamId.ZSMALLOC: "zsmalloc",
 }
+#: The BAD_ARGUMENT message for a name that breaks the rule of PROTOCOL.md section 5.
+_NAME_RULE = f"client name must be 1-{MAX_CLIENT_NAME_CHARS} characters of [{CLIENT_NAME_CHARS}]"
 _OK_EMPTY: Result = (Status.OK, 0, b"")
 _MISS: Result = (Status.MISS, 0, b"")
 
@@ -201,8 +203,8 @@ def _hello(ctx: HandlerContext, s: Session, req: Request) -> Result:
         raise _Refuse(Status.BAD_ARGUMENT, "already said HELLO on this connection")
     body = _body(req)
     name, token = body.get("client"), body.get("token")
-    if not isinstance(name, str) or not CLIENT_NAME_RE.match(name):
-        raise _Refuse(Status.BAD_ARGUMENT, "client name must match [A-Za-z0-9._-]{1,64}")
+    if not is_client_name(name):
+        raise _Refuse(Status.BAD_ARGUMENT, _NAME_RULE)
     if token is not None and not isinstance(token, str):
         raise _Refuse(Status.BAD_ARGUMENT, "token must be a string")
     admin = False
