@@ -10,10 +10,14 @@ fast), and writes the answers of the whole read burst with one
 ``writelines``, so a pipelined client costs one syscall per burst rather
 than one per page.
 
-Backpressure: when a peer stops reading its replies the transport's write
-buffer passes ``WRITE_BUFFER_HIGH_BYTES``, asyncio calls ``pause_writing``
-and we stop reading from that peer until it drains; a client can therefore
-not make the daemon buffer unbounded replies.
+Backpressure: replies, not requests, are what a peer that stops reading
+makes us hold (a GET of 48 bytes asks for up to 64 KiB), so a burst is
+answered only while the reply backlog (``_backlog.ReplyBacklog``) has room:
+``WRITE_BUFFER_HIGH_BYTES`` per connection and ``MAX_REPLY_BACKLOG_BYTES``
+in all.  Once a burst's replies spend the budget, the rest of its frames
+stay in the decoder and we stop reading from that peer; ``resume_writing``
+(the transport drained) or the server's wake-up (backlog room appeared)
+answers them later, in order.
 
 Timeouts: one sweeper task per server (not a timer per connection) wakes
 every ``SWEEP_INTERVAL_S``, closes connections idle past ``idle_timeout``
@@ -42,6 +46,7 @@ from tmem.proto import (
     NO_OPCODE,
     PROTOCOL_VERSION,
     RESPONSE_HEADER,
+    RESPONSE_HEADER_BYTES,
     RESPONSE_MAGIC,
     Opcode,
     RemoteProtocolError,
@@ -50,6 +55,7 @@ from tmem.proto import (
     response_header,
 )
 
+from ._backlog import ReplyBacklog
 from ._handlers import GET_MODES as _GET_MODES
 from ._handlers import HandlerContext, Session, failure, handle
 from ._latency import LATENCY_BUCKETS_S, LatencyRecorder
@@ -61,10 +67,19 @@ __all__ = ["Server"]
 
 log = logging.getLogger("tmemd.server")
 
-#: Pause reading from a peer once this many reply bytes wait to be sent:
-#: 4 MiB is ~1000 pages, deep enough for any sane pipeline.
+#: Reply bytes one connection may have waiting for its peer (plus one
+#: frame): 4 MiB is ~1000 pages of 4 KiB, deep enough for any sane pipeline.
+#: Past it the daemon stops answering and reading that peer until it drains.
 WRITE_BUFFER_HIGH_BYTES = 4 << 20
+#: Answering resumes once the queue drains below this: a few bursts' worth,
+#: so a draining peer is not woken for every packet.
 WRITE_BUFFER_LOW_BYTES = 1 << 20
+#: Reply bytes all connections together may have waiting (plus one frame per
+#: connection, see ``_backlog``): two stalled peers' worth, so that clients
+#: that stop reading cost the daemon a bounded, small share of its overhead
+#: beyond ``--memory`` (deploy/README.md, "Memory").
+MAX_REPLY_BACKLOG_BYTES = 8 << 20
+_HEADER_BYTES = RESPONSE_HEADER_BYTES
 #: How often the sweeper checks timeouts and leases.  Timeouts are therefore
 #: enforced with this much slack, which is fine for values of seconds.
 SWEEP_INTERVAL_S = 0.5
@@ -94,6 +109,12 @@ class Connection(asyncio.Protocol):
         #: When the buffered partial frame started arriving (slow-sender check).
         self.partial_since: float | None = None
         self.closed = False
+        #: Reply bytes queued in the transport at the last sample (``ReplyBacklog``).
+        self.queued = 0
+        #: The transport's buffer passed its high-water mark (``pause_writing``).
+        self.write_paused = False
+        #: Waiting for our queue to empty: the server-wide backlog was spent.
+        self.stalled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -116,6 +137,47 @@ class Connection(asyncio.Protocol):
             server.spin_until = now + server.busy_poll_s
             if not server.spinning:
                 server.start_spinning()
+        server.bytes_in += len(data)
+        try:
+            self.decoder.feed(data)
+        except RemoteProtocolError as exc:
+            self.fail(exc.status, str(exc), exc.request_id, exc.opcode)
+            return
+        if not self.write_paused:
+            self.process()
+
+    def process(self) -> None:
+        """Answer the buffered frames while the reply backlog has room.
+
+        Each round answers frames until the budget is spent, writes them,
+        and goes again if the transport took the bytes at once; it stops
+        when no whole frame is left, when the transport paused writing
+        (``resume_writing`` comes back here) or when the server-wide backlog
+        is full (the server wakes stalled connections).
+        """
+        backlog = self.server.backlog
+        while not self.closed:
+            budget = backlog.budget(self)
+            if budget <= 0:
+                self.stall()
+                break
+            if not self._answer(budget):
+                if not self.decoder.pending_header:
+                    self.partial_since = None
+                elif self.partial_since is None:
+                    self.partial_since = time.monotonic()
+                return
+            if self.write_paused:
+                break
+        # Whole frames wait for our peer to read, not for it to send.
+        self.partial_since = None
+
+    def _answer(self, budget: int) -> bool:
+        """Answer whole frames until ``budget`` reply bytes are spent; write them.
+
+        True when the budget ran out (frames may be left in the decoder).
+        """
+        server = self.server
         decoder, ctx, session, engine = self.decoder, server.ctx, self.session, server.engine
         next_fields = decoder.next_fields
         client = session.client
@@ -123,10 +185,8 @@ class Connection(asyncio.Protocol):
         put_counts, put_sum = server.put_latency
         get_counts, get_sum = server.get_latency
         out: list[bytes] = []
-        server.bytes_in += len(data)
         t0 = perf_counter()
         try:
-            decoder.feed(data)
             while (raw := next_fields()) is not None:
                 fields, payload = raw
                 opcode = fields[2]
@@ -202,18 +262,54 @@ class Connection(asyncio.Protocol):
                     # A failed HELLO ends the connection: no second guess on it.
                     self._write(out)
                     self.close()
-                    return
+                    return False
+                budget -= _HEADER_BYTES + len(payload)
+                if budget <= 0:
+                    self._write(out)
+                    return True
         except RemoteProtocolError as exc:
             self._write(out)
             self.fail(exc.status, str(exc), exc.request_id, exc.opcode)
-            return
+            return False
         self._write(out)
-        self.partial_since = (self.partial_since or now) if decoder.pending_header else None
+        return False
 
     def _write(self, out: list[bytes]) -> None:
         if out and self.transport is not None and not self.closed:
             self.server.bytes_out += sum(map(len, out))
             self.transport.writelines(out)
+            self.server.backlog.sample(self)
+
+    def write_buffer_size(self) -> int:
+        transport = self.transport
+        return 0 if transport is None or self.closed else transport.get_write_buffer_size()
+
+    def stall(self) -> None:
+        """The server-wide backlog is spent: wait until our own queue is empty.
+
+        A low-water mark of 0 makes the transport call ``pause_writing`` now
+        and ``resume_writing`` once it has handed every queued byte to the
+        kernel; with an empty queue the backlog grants a frame again.
+        """
+        if self.transport is not None and not self.stalled:
+            self.stalled = True
+            self.transport.set_write_buffer_limits(0, 0)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.server.backlog.sample(self)
+        if self.transport is None or self.closed:
+            return
+        if self.stalled:
+            self.stalled = False
+            self.transport.set_write_buffer_limits(WRITE_BUFFER_HIGH_BYTES, WRITE_BUFFER_LOW_BYTES)
+        self.transport.resume_reading()
+        self.process()
 
     def fail(self, status: Status, message: str, request_id: int, opcode: int) -> None:
         """Send one error frame and close: the stream cannot be trusted."""
@@ -226,14 +322,6 @@ class Connection(asyncio.Protocol):
         if not self.closed and self.transport is not None:
             self.closed = True
             self.transport.close()
-
-    def pause_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -248,6 +336,7 @@ class Server:
         self.engine = engine
         self.ctx = ctx
         self.connections: set[Connection] = set()
+        self.backlog = ReplyBacklog(WRITE_BUFFER_HIGH_BYTES, MAX_REPLY_BACKLOG_BYTES)
         self.latency = LatencyRecorder()
         #: --busy-poll: keep polling this long after the last read (0: off).
         self.busy_poll_s = config.busy_poll / 1e6
@@ -316,6 +405,7 @@ class Server:
         return True
 
     def forget(self, conn: Connection) -> None:
+        self.backlog.forget(conn)
         if conn in self.connections:
             self.connections.discard(conn)
             if conn.session.client is not None:
@@ -332,6 +422,7 @@ class Server:
                     conn.fail(Status.TIMEOUT, "frame not completed in time", 0, NO_OPCODE)
                 elif now - conn.last_rx > cfg.idle_timeout:
                     conn.fail(Status.TIMEOUT, "idle timeout", 0, NO_OPCODE)
+            self.backlog.resample()
             for name in self.engine.expire_leases():
                 log.info("lease of client %s ended; its pools are freed", name)
             self.engine.maintain()  # bounded: compaction, dictionary training
