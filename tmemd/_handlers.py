@@ -38,6 +38,7 @@ from tmem.proto import (
 from . import __version__
 from ._control import ControlError, run_control
 from ._status import REFUSE_REASON, status_for
+from ._throttle import AuthThrottle
 from .engine import Engine, EngineError
 
 __all__ = ["GET_MODES", "HandlerContext", "Result", "Session", "failure", "handle"]
@@ -92,6 +93,8 @@ class HandlerContext:
     max_request_payload: int
     #: Returns (ok, admin) for a client name and token; None = no auth file.
     authenticate: Callable[[str, str | None], tuple[bool, bool]] | None = None
+    #: Budgets of failed HELLOs per address and name (with an auth file).
+    auth_throttle: AuthThrottle | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -209,9 +212,15 @@ def _hello(ctx: HandlerContext, s: Session, req: Request) -> Result:
         raise _Refuse(Status.BAD_ARGUMENT, "token must be a string")
     admin = False
     if ctx.authenticate is not None:
+        throttle = ctx.auth_throttle
+        if throttle is not None and not throttle.allow(s.peer, name):
+            log.warning("auth throttled for client %s from %s", name, s.peer)
+            raise _Refuse(Status.AUTH_FAILED, "too many failed HELLOs; token not checked")
         ok, admin = ctx.authenticate(name, token)
         if not ok:
-            log.info("auth failed for client %r from %s", name, s.peer)
+            if throttle is not None:
+                throttle.failed(s.peer, name)
+            log.info("auth failed for client %s from %s", name, s.peer)
             raise _Refuse(Status.AUTH_FAILED, "unknown client or wrong token")
     ctx.engine.connect(name)
     s.client, s.admin = name, admin

@@ -55,11 +55,13 @@ from tmem.proto import (
     response_header,
 )
 
+from ._admission import Admission
 from ._backlog import ReplyBacklog
 from ._handlers import GET_MODES as _GET_MODES
 from ._handlers import HandlerContext, Session, failure, handle
 from ._latency import LATENCY_BUCKETS_S, LatencyRecorder
 from ._status import REFUSE_REASON
+from ._throttle import AuthThrottle
 from .config import DaemonConfig
 from .engine import Engine
 
@@ -80,6 +82,11 @@ WRITE_BUFFER_LOW_BYTES = 1 << 20
 #: beyond ``--memory`` (deploy/README.md, "Memory").
 MAX_REPLY_BACKLOG_BYTES = 8 << 20
 _HEADER_BYTES = RESPONSE_HEADER_BYTES
+#: While draining, how often to look whether every client has left.
+DRAIN_POLL_S = 0.05
+_BUSY = int(Status.BUSY)
+#: The body of every BUSY answer while draining (PROTOCOL.md section 12.5).
+_DRAINING_BODY = msgpack.packb({"error": "server shutting down; retry elsewhere or later"})
 #: How often the sweeper checks timeouts and leases.  Timeouts are therefore
 #: enforced with this much slack, which is fine for values of seconds.
 SWEEP_INTERVAL_S = 0.5
@@ -126,8 +133,7 @@ class Connection(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(WRITE_BUFFER_HIGH_BYTES, WRITE_BUFFER_LOW_BYTES)
-        if not self.server.admit(self):
-            self.fail(Status.BUSY, "too many connections", 0, NO_OPCODE)
+        self.server.admit(self)
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
@@ -161,7 +167,8 @@ class Connection(asyncio.Protocol):
             if budget <= 0:
                 self.stall()
                 break
-            if not self._answer(budget):
+            answer = self._answer_draining if self.server.draining else self._answer
+            if not answer(budget):
                 if not self.decoder.pending_header:
                     self.partial_since = None
                 elif self.partial_since is None:
@@ -238,7 +245,9 @@ class Connection(asyncio.Protocol):
                     get_sum[0] += t1 - t0
                 else:
                     status, value, payload = handle(ctx, session, decoder.build(*raw))
-                    client = session.client  # HELLO may have just named it
+                    if client is None and session.client is not None:
+                        client = session.client  # HELLO has just named it
+                        server.admission.authenticated(self)
                     t1 = perf_counter()
                     latency.observe(OP_NAMES.get(opcode, "unknown"), t1 - t0)
                 t0 = t1
@@ -264,6 +273,30 @@ class Connection(asyncio.Protocol):
                     self.close()
                     return False
                 budget -= _HEADER_BYTES + len(payload)
+                if budget <= 0:
+                    self._write(out)
+                    return True
+        except RemoteProtocolError as exc:
+            self._write(out)
+            self.fail(exc.status, str(exc), exc.request_id, exc.opcode)
+            return False
+        self._write(out)
+        return False
+
+    def _answer_draining(self, budget: int) -> bool:
+        """``_answer`` while the daemon drains: every frame gets BUSY, unserved."""
+        out: list[bytes] = []
+        body = _DRAINING_BODY
+        try:
+            while (raw := self.decoder.next_fields()) is not None:
+                fields = raw[0]
+                out.append(
+                    _pack_response(
+                        _RESPONSE_MAGIC, _VERSION, fields[2], _BUSY, fields[4], 0, len(body)
+                    )
+                )
+                out.append(body)
+                budget -= _HEADER_BYTES + len(body)
                 if budget <= 0:
                     self._write(out)
                     return True
@@ -337,6 +370,11 @@ class Server:
         self.ctx = ctx
         self.connections: set[Connection] = set()
         self.backlog = ReplyBacklog(WRITE_BUFFER_HIGH_BYTES, MAX_REPLY_BACKLOG_BYTES)
+        self.admission: Admission[Connection] = Admission(
+            config.max_connections, config.max_unauthenticated, config.hello_timeout
+        )
+        #: SIGTERM: every request read from now on is answered BUSY.
+        self.draining = False
         self.latency = LatencyRecorder()
         #: --busy-poll: keep polling this long after the last read (0: off).
         self.busy_poll_s = config.busy_poll / 1e6
@@ -361,6 +399,8 @@ class Server:
             max_request_payload=MAX_REQUEST_PAYLOAD_BYTES,
             **ctx_extra,
         )
+        if ctx.authenticate is not None and ctx.auth_throttle is None:
+            ctx.auth_throttle = AuthThrottle(time.monotonic)
         return cls(config, engine, ctx)
 
     async def start(self, ssl: Any = None) -> tuple[str, int]:
@@ -396,16 +436,43 @@ class Server:
         else:
             self.spinning = False
 
-    def admit(self, conn: Connection) -> bool:
-        if len(self.connections) >= self.config.max_connections:
+    def admit(self, conn: Connection) -> None:
+        """Keep ``conn``, or answer it BUSY; close the oldest unauthenticated one for room."""
+        verdict = self.admission.admit(conn, len(self.connections), time.monotonic())
+        if not verdict.admitted:
             self.connections_refused += 1
-            return False
+            conn.fail(Status.BUSY, "too many connections", 0, NO_OPCODE)
+            return
         self.connections_total += 1
         self.connections.add(conn)
-        return True
+        if verdict.evict is not None:
+            verdict.evict.fail(Status.BUSY, "too many connections without HELLO", 0, NO_OPCODE)
+
+    @property
+    def unauthenticated_connections(self) -> int:
+        return len(self.admission.unauthenticated)
+
+    @property
+    def hello_timeouts(self) -> int:
+        return self.admission.hello_timeouts
+
+    @property
+    def unauthenticated_evicted(self) -> int:
+        return self.admission.evicted
+
+    @property
+    def auth_failures(self) -> int:
+        throttle = self.ctx.auth_throttle
+        return 0 if throttle is None else throttle.failures
+
+    @property
+    def auth_throttled(self) -> int:
+        throttle = self.ctx.auth_throttle
+        return 0 if throttle is None else throttle.throttled
 
     def forget(self, conn: Connection) -> None:
         self.backlog.forget(conn)
+        self.admission.forget(conn)
         if conn in self.connections:
             self.connections.discard(conn)
             if conn.session.client is not None:
@@ -417,6 +484,8 @@ class Server:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             now = time.monotonic()
+            for conn in self.admission.overdue(now):
+                conn.fail(Status.TIMEOUT, "no HELLO in time", 0, NO_OPCODE)
             for conn in list(self.connections):
                 if conn.partial_since is not None and now - conn.partial_since > cfg.header_timeout:
                     conn.fail(Status.TIMEOUT, "frame not completed in time", 0, NO_OPCODE)
@@ -426,6 +495,26 @@ class Server:
             for name in self.engine.expire_leases():
                 log.info("lease of client %s ended; its pools are freed", name)
             self.engine.maintain()  # bounded: compaction, dictionary training
+
+    async def drain(self, timeout_s: float, hurry: asyncio.Event) -> None:
+        """SIGTERM: stop accepting, answer BUSY to every request read from now
+        on, and close once every client has left, ``timeout_s`` has passed or
+        ``hurry`` is set (a second signal).
+
+        What was read before is already answered (a burst is answered as it
+        is read), except frames a connection that stopped reading still
+        holds, which get BUSY like later ones.  Closing flushes what was
+        written, so a client sees whole replies and then the end of the
+        stream, never a reset in the middle of a reply.
+        """
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        log.info("draining %d connections for up to %g s", len(self.connections), timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while self.connections and not hurry.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(DRAIN_POLL_S)
+        await self.close()
 
     async def close(self) -> None:
         """Stop listening, close every connection, stop the sweeper."""
