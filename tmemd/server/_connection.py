@@ -1,32 +1,26 @@
-"""The server edge: asyncio glue between sockets, the decoder and the engine.
+"""One client connection: bytes in, frames answered, replies out, within bounds.
 
-Theory of operation
--------------------
-One ``Connection`` (an ``asyncio.Protocol``) per TCP connection, after
-asyncpg/uvloop: its callbacks are a few lines each.  ``data_received`` feeds
-the bytes to the connection's ``RequestDecoder``, answers every whole frame
-through ``_handlers.handle`` (synchronous, no awaits: the engine is pure and
-fast), and writes the answers of the whole read burst with one
-``writelines``, so a pipelined client costs one syscall per burst rather
-than one per page.
+After asyncpg/uvloop, the ``asyncio.Protocol`` callbacks are a few lines
+each.  ``data_received`` feeds the bytes to the connection's
+``RequestDecoder`` and ``process`` answers every whole frame (synchronously:
+the engine is pure and fast), writing the answers of a read burst with one
+``writelines``, so a pipelined client costs one syscall per burst rather than
+one per page.  PUT_PAGE and GET_PAGE are answered inline (the fields read
+straight from the decoder); everything else goes through
+``_handlers.handle``, and both paths answer errors alike.
 
 Backpressure: replies, not requests, are what a peer that stops reading
 makes us hold (a GET of 48 bytes asks for up to 64 KiB), so a burst is
-answered only while the reply backlog (``_backlog.ReplyBacklog``) has room:
+answered only while the reply backlog (``tmemd._backlog``) has room:
 ``WRITE_BUFFER_HIGH_BYTES`` per connection and ``MAX_REPLY_BACKLOG_BYTES``
-in all.  Once a burst's replies spend the budget, the rest of its frames
-stay in the decoder and we stop reading from that peer; ``resume_writing``
-(the transport drained) or the server's wake-up (backlog room appeared)
-answers them later, in order.
+in all, plus one frame.  Once a burst's replies spend the budget, the rest of
+its frames stay in the decoder and reading stops; ``resume_writing`` (the
+transport drained) answers them later, in order.  A connection held back by
+the server-wide bound waits until its own queue is empty: it lowers the
+transport's low-water mark to 0 so that the transport says when.
 
-Timeouts: one sweeper task per server (not a timer per connection) wakes
-every ``SWEEP_INTERVAL_S``, closes connections idle past ``idle_timeout``
-and peers that began a frame and stalled past ``header_timeout`` (slow
-loris), and expires the leases of clients with no connection left.
-
-Errors: command errors are answered and the connection lives; framing errors
-(bad magic, version, oversized length) poison the decoder, so the server
-sends one error frame and closes, as memcached does.
+Draining (SIGTERM, PROTOCOL.md section 12.5): every frame read while the
+server drains is answered BUSY, unserved, with the same budget.
 """
 
 from __future__ import annotations
@@ -37,13 +31,11 @@ import socket
 import time
 from bisect import bisect_left
 from time import perf_counter
-from typing import Any, cast
+from typing import TYPE_CHECKING, cast
 
 import msgpack
 
 from tmem.proto import (
-    MAX_REQUEST_PAYLOAD_BYTES,
-    NO_OPCODE,
     PROTOCOL_VERSION,
     RESPONSE_HEADER,
     RESPONSE_HEADER_BYTES,
@@ -55,17 +47,21 @@ from tmem.proto import (
     response_header,
 )
 
-from ._admission import Admission
-from ._backlog import ReplyBacklog
-from ._handlers import GET_MODES as _GET_MODES
-from ._handlers import HandlerContext, Session, failure, handle
-from ._latency import LATENCY_BUCKETS_S, LatencyRecorder
-from ._status import REFUSE_REASON
-from ._throttle import AuthThrottle
-from .config import DaemonConfig
-from .engine import Engine
+from .._handlers import GET_MODES as _GET_MODES
+from .._handlers import Session, failure, handle
+from .._latency import LATENCY_BUCKETS_S
+from .._status import REFUSE_REASON
 
-__all__ = ["Server"]
+if TYPE_CHECKING:
+    from . import Server
+
+__all__ = [
+    "MAX_REPLY_BACKLOG_BYTES",
+    "OP_NAMES",
+    "WRITE_BUFFER_HIGH_BYTES",
+    "WRITE_BUFFER_LOW_BYTES",
+    "Connection",
+]
 
 log = logging.getLogger("tmemd.server")
 
@@ -82,14 +78,9 @@ WRITE_BUFFER_LOW_BYTES = 1 << 20
 #: beyond ``--memory`` (deploy/README.md, "Memory").
 MAX_REPLY_BACKLOG_BYTES = 8 << 20
 _HEADER_BYTES = RESPONSE_HEADER_BYTES
-#: While draining, how often to look whether every client has left.
-DRAIN_POLL_S = 0.05
 _BUSY = int(Status.BUSY)
 #: The body of every BUSY answer while draining (PROTOCOL.md section 12.5).
 _DRAINING_BODY = msgpack.packb({"error": "server shutting down; retry elsewhere or later"})
-#: How often the sweeper checks timeouts and leases.  Timeouts are therefore
-#: enforced with this much slack, which is fine for values of seconds.
-SWEEP_INTERVAL_S = 0.5
 _pack_response = RESPONSE_HEADER.pack
 _RESPONSE_MAGIC = RESPONSE_MAGIC
 _VERSION = PROTOCOL_VERSION
@@ -359,171 +350,3 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.forget(self)
-
-
-class Server:
-    """Owns the listening socket, the live connections and the sweeper."""
-
-    def __init__(self, config: DaemonConfig, engine: Engine, ctx: HandlerContext) -> None:
-        self.config = config
-        self.engine = engine
-        self.ctx = ctx
-        self.connections: set[Connection] = set()
-        self.backlog = ReplyBacklog(WRITE_BUFFER_HIGH_BYTES, MAX_REPLY_BACKLOG_BYTES)
-        self.admission: Admission[Connection] = Admission(
-            config.max_connections, config.max_unauthenticated, config.hello_timeout
-        )
-        #: SIGTERM: every request read from now on is answered BUSY.
-        self.draining = False
-        self.latency = LatencyRecorder()
-        #: --busy-poll: keep polling this long after the last read (0: off).
-        self.busy_poll_s = config.busy_poll / 1e6
-        self.spin_until = 0.0
-        self.spinning = False
-        #: Held by connections: put/get latency is recorded inline.
-        self.put_latency = self.latency.series(OP_NAMES[_PUT])
-        self.get_latency = self.latency.series(OP_NAMES[_GET])
-        self.bytes_in = 0
-        #: Connections accepted and refused since start (for metrics).
-        self.connections_total = 0
-        self.connections_refused = 0
-        self.bytes_out = 0
-        self._server: asyncio.base_events.Server | None = None
-        self._sweeper: asyncio.Task[None] | None = None
-
-    @classmethod
-    def build(cls, config: DaemonConfig, engine: Engine, **ctx_extra: Any) -> Server:
-        ctx = HandlerContext(
-            engine=engine,
-            lease_s=config.lease,
-            max_request_payload=MAX_REQUEST_PAYLOAD_BYTES,
-            **ctx_extra,
-        )
-        if ctx.authenticate is not None and ctx.auth_throttle is None:
-            ctx.auth_throttle = AuthThrottle(time.monotonic)
-        return cls(config, engine, ctx)
-
-    async def start(self, ssl: Any = None) -> tuple[str, int]:
-        """Listen; return the bound (host, port), which matters for port 0."""
-        loop = asyncio.get_running_loop()
-        host, port = self.config.address
-        self._server = await loop.create_server(
-            lambda: Connection(self), host, port, ssl=ssl, reuse_address=True, backlog=1024
-        )
-        self._sweeper = loop.create_task(self._sweep())
-        bound = self._server.sockets[0].getsockname()
-        return str(bound[0]), int(bound[1])
-
-    def start_spinning(self) -> None:
-        """Busy-poll until ``spin_until`` (``--busy-poll``).
-
-        A callback that re-queues itself keeps uvloop's poll timeout at
-        zero, so the loop spins through epoll instead of sleeping in it, and
-        a request arriving meanwhile is read at once rather than after the
-        scheduler wakes the daemon: on the 2-vCPU reference VM a wake-up
-        costs ~30 µs of a ~60 µs depth-1 op (perf: finish_task_switch and
-        irqrestore), and ``--busy-poll 200`` took depth-1 gets from 7.0k/s
-        to 11.9k/s (tmemd-bench --quick --depths 1).  The price is a core
-        kept busy while traffic flows and for the window after it; an idle
-        daemon does not spin.  Like the kernel's net.core.busy_poll.
-        """
-        self.spinning = True
-        asyncio.get_running_loop().call_soon(self._spin)
-
-    def _spin(self) -> None:
-        if time.monotonic() < self.spin_until:
-            asyncio.get_running_loop().call_soon(self._spin)
-        else:
-            self.spinning = False
-
-    def admit(self, conn: Connection) -> None:
-        """Keep ``conn``, or answer it BUSY; close the oldest unauthenticated one for room."""
-        verdict = self.admission.admit(conn, len(self.connections), time.monotonic())
-        if not verdict.admitted:
-            self.connections_refused += 1
-            conn.fail(Status.BUSY, "too many connections", 0, NO_OPCODE)
-            return
-        self.connections_total += 1
-        self.connections.add(conn)
-        if verdict.evict is not None:
-            verdict.evict.fail(Status.BUSY, "too many connections without HELLO", 0, NO_OPCODE)
-
-    @property
-    def unauthenticated_connections(self) -> int:
-        return len(self.admission.unauthenticated)
-
-    @property
-    def hello_timeouts(self) -> int:
-        return self.admission.hello_timeouts
-
-    @property
-    def unauthenticated_evicted(self) -> int:
-        return self.admission.evicted
-
-    @property
-    def auth_failures(self) -> int:
-        throttle = self.ctx.auth_throttle
-        return 0 if throttle is None else throttle.failures
-
-    @property
-    def auth_throttled(self) -> int:
-        throttle = self.ctx.auth_throttle
-        return 0 if throttle is None else throttle.throttled
-
-    def forget(self, conn: Connection) -> None:
-        self.backlog.forget(conn)
-        self.admission.forget(conn)
-        if conn in self.connections:
-            self.connections.discard(conn)
-            if conn.session.client is not None:
-                self.engine.disconnect(conn.session.client)
-                log.info("client %s disconnected from %s", conn.session.client, conn.session.peer)
-
-    async def _sweep(self) -> None:
-        cfg = self.config
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
-            now = time.monotonic()
-            for conn in self.admission.overdue(now):
-                conn.fail(Status.TIMEOUT, "no HELLO in time", 0, NO_OPCODE)
-            for conn in list(self.connections):
-                if conn.partial_since is not None and now - conn.partial_since > cfg.header_timeout:
-                    conn.fail(Status.TIMEOUT, "frame not completed in time", 0, NO_OPCODE)
-                elif now - conn.last_rx > cfg.idle_timeout:
-                    conn.fail(Status.TIMEOUT, "idle timeout", 0, NO_OPCODE)
-            self.backlog.resample()
-            for name in self.engine.expire_leases():
-                log.info("lease of client %s ended; its pools are freed", name)
-            self.engine.maintain()  # bounded: compaction, dictionary training
-
-    async def drain(self, timeout_s: float, hurry: asyncio.Event) -> None:
-        """SIGTERM: stop accepting, answer BUSY to every request read from now
-        on, and close once every client has left, ``timeout_s`` has passed or
-        ``hurry`` is set (a second signal).
-
-        What was read before is already answered (a burst is answered as it
-        is read), except frames a connection that stopped reading still
-        holds, which get BUSY like later ones.  Closing flushes what was
-        written, so a client sees whole replies and then the end of the
-        stream, never a reset in the middle of a reply.
-        """
-        self.draining = True
-        if self._server is not None:
-            self._server.close()
-        log.info("draining %d connections for up to %g s", len(self.connections), timeout_s)
-        deadline = time.monotonic() + timeout_s
-        while self.connections and not hurry.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(DRAIN_POLL_S)
-        await self.close()
-
-    async def close(self) -> None:
-        """Stop listening, close every connection, stop the sweeper."""
-        self.spin_until = 0.0
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        if self._server is not None:
-            self._server.close()
-        for conn in list(self.connections):
-            conn.close()
-        if self._server is not None:
-            await self._server.wait_closed()
