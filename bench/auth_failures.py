@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import secrets
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,27 +24,20 @@ import msgpack
 
 from tmem.proto import Opcode, Request, Response, ResponseDecoder, Status, encode
 from tmemd._auth import hash_token
+from tmemd.bench._peers import Server, start_server
 
-#: How long to wait for a started daemon to write its port file.
-START_TIMEOUT_S = 20.0
+#: The daemon's arena: no page is stored here, the smallest will do.
+DAEMON_MEMORY_BYTES = 16 << 20
 #: A reply slower than this ends the run (the daemon is expected to answer).
 REPLY_TIMEOUT_S = 10.0
 
 
-def start_daemon(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_daemon(workdir: Path) -> Server:
     auth = workdir / "auth.toml"
     auth.write_text(f'[clients.victim]\ntoken_sha256 = "{hash_token(secrets.token_hex())}"\n')
-    port_file = workdir / "port"
-    argv = [sys.executable, "-m", "tmemd.cli", "--listen", "127.0.0.1:0"]
-    argv += ["--port-file", str(port_file), "--auth-file", str(auth), "--log-level", "error"]
-    proc = subprocess.Popen(argv)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not port_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("tmemd did not start")
-        time.sleep(0.02)
-    return proc, int(port_file.read_text())
+    return start_server(
+        "tmemd", workdir, DAEMON_MEMORY_BYTES, tmemd_args=["--auth-file", str(auth)]
+    )
 
 
 def one_try(port: int) -> bytes:
@@ -75,7 +66,8 @@ def main() -> None:
     counts = {"checked": 0, "refused unchecked": 0}
     lock = threading.Lock()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start_daemon(Path(tmp))
+        daemon = start_daemon(Path(tmp))
+        port = daemon.port
         try:
             end = time.monotonic() + args.seconds
 
@@ -94,8 +86,7 @@ def main() -> None:
                 thread.join()
             elapsed = time.monotonic() - t0
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            daemon.stop()
     total = sum(counts.values())
     print(
         f"failed HELLOs: {total / elapsed:.0f} tries/s, of which tokens checked "

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,35 +24,14 @@ from pathlib import Path
 
 from tmem.client import Client
 from tmem.proto import Opcode, Request, Response, ResponseDecoder, Status, encode
+from tmemd.bench._peers import start_server
+from tmemd.bench._proc import rss_bytes
+from tmemd.config import parse_size
 
 #: Pages stored per pool; GETs cycle over them.
 PAGES = 16
-#: How long to wait for a started daemon to write its port file.
-START_TIMEOUT_S = 20.0
 #: Frames per sendall: a pipelining client's burst.
 BURST_FRAMES = 256
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-def start_daemon(workdir: Path, memory: str) -> tuple[subprocess.Popen[bytes], int]:
-    port_file = workdir / f"port.{time.monotonic_ns()}"
-    argv = [sys.executable, "-m", "tmemd.cli", "--listen", "127.0.0.1:0"]
-    argv += ["--port-file", str(port_file), "--memory", memory, "--log-level", "warning"]
-    proc = subprocess.Popen(argv)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not port_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("tmemd did not start")
-        time.sleep(0.02)
-    return proc, int(port_file.read_text())
 
 
 def hello(sock: socket.socket, decoder: ResponseDecoder) -> None:
@@ -103,7 +80,8 @@ def check_replies(
 
 
 def run(page_size: int, args: argparse.Namespace, workdir: Path) -> None:
-    proc, port = start_daemon(workdir, args.memory)
+    daemon = start_server("tmemd", workdir, parse_size(args.memory), codec="none")
+    proc, port = daemon.proc, daemon.port
     try:
         pages = [os.urandom(page_size) for _ in range(PAGES)]
         with Client(("127.0.0.1", port), client_name="bench") as client:
@@ -144,8 +122,7 @@ def run(page_size: int, args: argparse.Namespace, workdir: Path) -> None:
             flush=True,
         )
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        daemon.stop()
 
 
 def main() -> None:

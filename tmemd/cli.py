@@ -143,11 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         "lower depth-1 latency for a busy core while traffic flows (default 0: off)",
     )
     p.add_argument("--auth-file", metavar="PATH", help="TOML file of clients, tokens and limits")
-    p.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
-    p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
-    p.add_argument(
-        "--tls-client-ca", metavar="PEM", help="require client certificates signed by this CA"
-    )
+    _add_tls_flags(p, "tls", "the protocol port")
     p.add_argument("--metrics", metavar="HOST:PORT", help="serve /metrics, /healthz, /readyz here")
     p.add_argument("--metrics-port-file", metavar="PATH", help="write the bound metrics port here")
     p.add_argument(
@@ -155,13 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="require 'Authorization: Bearer TOKEN' on /metrics, TOKEN read from FILE",
     )
-    p.add_argument("--metrics-tls-cert", metavar="PEM", help="serve the metrics port over TLS")
-    p.add_argument("--metrics-tls-key", metavar="PEM", help="private key of --metrics-tls-cert")
-    p.add_argument(
-        "--metrics-tls-client-ca",
-        metavar="PEM",
-        help="require scraper certificates signed by this CA on the metrics port",
-    )
+    _add_tls_flags(p, "metrics-tls", "the metrics port")
     p.add_argument(
         "--insecure",
         action="store_true",
@@ -171,6 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json lines")
     return p
+
+
+def _add_tls_flags(p: argparse.ArgumentParser, prefix: str, port: str) -> None:
+    """``--PREFIX-cert``, ``--PREFIX-key``, ``--PREFIX-client-ca``: one meaning for both ports."""
+    p.add_argument(f"--{prefix}-cert", metavar="PEM", help=f"serve {port} over TLS with this chain")
+    p.add_argument(f"--{prefix}-key", metavar="PEM", help=f"private key of --{prefix}-cert")
+    p.add_argument(
+        f"--{prefix}-client-ca",
+        metavar="PEM",
+        help=f"on {port}, require client certificates signed by this CA",
+    )
 
 
 def make_config(args: argparse.Namespace) -> DaemonConfig:

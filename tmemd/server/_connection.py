@@ -79,6 +79,9 @@ WRITE_BUFFER_LOW_BYTES = 1 << 20
 MAX_REPLY_BACKLOG_BYTES = 8 << 20
 _HEADER_BYTES = RESPONSE_HEADER_BYTES
 _BUSY = int(Status.BUSY)
+#: How a round of answering ended: no whole frame left, the reply budget
+#: spent (frames may wait in the decoder), or the connection closed.
+_DONE, _SPENT, _CLOSED = 0, 1, 2
 #: The body of every BUSY answer while draining (PROTOCOL.md section 12.5).
 _DRAINING_BODY = msgpack.packb({"error": "server shutting down; retry elsewhere or later"})
 _pack_response = RESPONSE_HEADER.pack
@@ -150,7 +153,7 @@ class Connection(asyncio.Protocol):
         and goes again if the transport took the bytes at once; it stops
         when no whole frame is left, when the transport paused writing
         (``resume_writing`` comes back here) or when the server-wide backlog
-        is full (the server wakes stalled connections).
+        is full (``stall``: resumed once our own queue is empty).
         """
         backlog = self.server.backlog
         while not self.closed:
@@ -158,22 +161,37 @@ class Connection(asyncio.Protocol):
             if budget <= 0:
                 self.stall()
                 break
-            answer = self._answer_draining if self.server.draining else self._answer
-            if not answer(budget):
+            outcome = self._round(budget)
+            if outcome == _DONE:
                 if not self.decoder.pending_header:
                     self.partial_since = None
                 elif self.partial_since is None:
                     self.partial_since = time.monotonic()
                 return
-            if self.write_paused:
+            if outcome == _CLOSED or self.write_paused:
                 break
         # Whole frames wait for our peer to read, not for it to send.
         self.partial_since = None
 
-    def _answer(self, budget: int) -> bool:
-        """Answer whole frames until ``budget`` reply bytes are spent; write them.
+    def _round(self, budget: int) -> int:
+        """Answer frames within ``budget`` and write them: ``_DONE``, ``_SPENT`` or ``_CLOSED``."""
+        out: list[bytes] = []
+        answer = self._answer_draining if self.server.draining else self._answer
+        try:
+            outcome = answer(out, budget)
+        except RemoteProtocolError as exc:
+            self._write(out)
+            self.fail(exc.status, str(exc), exc.request_id, exc.opcode)
+            return _CLOSED
+        self._write(out)
+        if outcome == _CLOSED:
+            self.close()
+        return outcome
 
-        True when the budget ran out (frames may be left in the decoder).
+    def _answer(self, out: list[bytes], budget: int) -> int:
+        """Append the answers of whole frames to ``out`` until ``budget`` reply
+        bytes are spent: ``_SPENT`` then (frames may be left in the decoder),
+        ``_DONE`` when no whole frame is left, ``_CLOSED`` after a failed HELLO.
         """
         server = self.server
         decoder, ctx, session, engine = self.decoder, server.ctx, self.session, server.engine
@@ -182,121 +200,97 @@ class Connection(asyncio.Protocol):
         latency = server.latency
         put_counts, put_sum = server.put_latency
         get_counts, get_sum = server.get_latency
-        out: list[bytes] = []
         t0 = perf_counter()
-        try:
-            while (raw := next_fields()) is not None:
-                fields, payload = raw
-                opcode = fields[2]
-                # The put/get path, inline: the fields are read here instead
-                # of building a Request and going through handle() and the
-                # handler (measured: -1.5 µs per op of ~7 for a get).  Any
-                # case off this path (unauthenticated, arg or flags set, an
-                # error raised) answers exactly as handle() would.
-                if opcode == _PUT and client is not None and not fields[3] and not fields[10]:
-                    try:
-                        refusal = engine.put(
-                            client,
-                            fields[5],
-                            fields[7] | fields[8] << 64 | fields[9] << 128,
-                            fields[6],
-                            payload,
-                        )
-                    except Exception as exc:  # answered as handle() would
-                        status, value, payload = failure(exc, session, decoder.build(*raw))
-                    else:
-                        payload = b""
-                        if refusal is None:
-                            status, value = _OK, 0
-                        else:
-                            status, value = _REFUSED, REFUSE_REASON[refusal]
-                    t1 = perf_counter()
-                    put_counts[bisect_left(_BUCKETS, t1 - t0)] += 1
-                    put_sum[0] += t1 - t0
-                elif (
-                    opcode == _GET
-                    and client is not None
-                    and not fields[10]
-                    and fields[3] in _GET_MODES
-                ):
-                    try:
-                        page = engine.get(
-                            client,
-                            fields[5],
-                            fields[7] | fields[8] << 64 | fields[9] << 128,
-                            fields[6],
-                            _GET_MODES[fields[3]],
-                        )
-                    except Exception as exc:  # answered as handle() would
-                        status, value, payload = failure(exc, session, decoder.build(*raw))
-                    else:
-                        status, value, payload = (_MISS, 0, b"") if page is None else (_OK, 0, page)
-                    t1 = perf_counter()
-                    get_counts[bisect_left(_BUCKETS, t1 - t0)] += 1
-                    get_sum[0] += t1 - t0
+        while (raw := next_fields()) is not None:
+            fields, payload = raw
+            opcode = fields[2]
+            # The put/get path, inline: the fields are read here instead
+            # of building a Request and going through handle() and the
+            # handler (measured: -1.5 µs per op of ~7 for a get).  Any
+            # case off this path (unauthenticated, arg or flags set, an
+            # error raised) answers exactly as handle() would.
+            if opcode == _PUT and client is not None and not fields[3] and not fields[10]:
+                try:
+                    refusal = engine.put(
+                        client,
+                        fields[5],
+                        fields[7] | fields[8] << 64 | fields[9] << 128,
+                        fields[6],
+                        payload,
+                    )
+                except Exception as exc:  # answered as handle() would
+                    status, value, payload = failure(exc, session, decoder.build(*raw))
                 else:
-                    status, value, payload = handle(ctx, session, decoder.build(*raw))
-                    if client is None and session.client is not None:
-                        client = session.client  # HELLO has just named it
-                        server.admission.authenticated(self)
-                    t1 = perf_counter()
-                    latency.observe(OP_NAMES.get(opcode, "unknown"), t1 - t0)
-                t0 = t1
-                # Packed directly: every field is in range by construction
-                # (echoed from a decoded header, or a handler's u32), so
-                # response_header()'s checks would only cost time.
-                out.append(
-                    _pack_response(
-                        _RESPONSE_MAGIC,
-                        _VERSION,
-                        opcode,
-                        status,
-                        fields[4],
-                        value,
-                        len(payload),
+                    payload = b""
+                    if refusal is None:
+                        status, value = _OK, 0
+                    else:
+                        status, value = _REFUSED, REFUSE_REASON[refusal]
+                t1 = perf_counter()
+                put_counts[bisect_left(_BUCKETS, t1 - t0)] += 1
+                put_sum[0] += t1 - t0
+            elif (
+                opcode == _GET and client is not None and not fields[10] and fields[3] in _GET_MODES
+            ):
+                try:
+                    page = engine.get(
+                        client,
+                        fields[5],
+                        fields[7] | fields[8] << 64 | fields[9] << 128,
+                        fields[6],
+                        _GET_MODES[fields[3]],
                     )
+                except Exception as exc:  # answered as handle() would
+                    status, value, payload = failure(exc, session, decoder.build(*raw))
+                else:
+                    status, value, payload = (_MISS, 0, b"") if page is None else (_OK, 0, page)
+                t1 = perf_counter()
+                get_counts[bisect_left(_BUCKETS, t1 - t0)] += 1
+                get_sum[0] += t1 - t0
+            else:
+                status, value, payload = handle(ctx, session, decoder.build(*raw))
+                if client is None and session.client is not None:
+                    client = session.client  # HELLO has just named it
+                    server.admission.authenticated(self)
+                t1 = perf_counter()
+                latency.observe(OP_NAMES.get(opcode, "unknown"), t1 - t0)
+            t0 = t1
+            # Packed directly: every field is in range by construction
+            # (echoed from a decoded header, or a handler's u32), so
+            # response_header()'s checks would only cost time.
+            out.append(
+                _pack_response(
+                    _RESPONSE_MAGIC,
+                    _VERSION,
+                    opcode,
+                    status,
+                    fields[4],
+                    value,
+                    len(payload),
                 )
-                if payload:
-                    out.append(payload)
-                if status == _AUTH_FAILED:
-                    # A failed HELLO ends the connection: no second guess on it.
-                    self._write(out)
-                    self.close()
-                    return False
-                budget -= _HEADER_BYTES + len(payload)
-                if budget <= 0:
-                    self._write(out)
-                    return True
-        except RemoteProtocolError as exc:
-            self._write(out)
-            self.fail(exc.status, str(exc), exc.request_id, exc.opcode)
-            return False
-        self._write(out)
-        return False
+            )
+            if payload:
+                out.append(payload)
+            if status == _AUTH_FAILED:
+                return _CLOSED  # a failed HELLO ends the connection: no second guess on it
+            budget -= _HEADER_BYTES + len(payload)
+            if budget <= 0:
+                return _SPENT
+        return _DONE
 
-    def _answer_draining(self, budget: int) -> bool:
+    def _answer_draining(self, out: list[bytes], budget: int) -> int:
         """``_answer`` while the daemon drains: every frame gets BUSY, unserved."""
-        out: list[bytes] = []
         body = _DRAINING_BODY
-        try:
-            while (raw := self.decoder.next_fields()) is not None:
-                fields = raw[0]
-                out.append(
-                    _pack_response(
-                        _RESPONSE_MAGIC, _VERSION, fields[2], _BUSY, fields[4], 0, len(body)
-                    )
-                )
-                out.append(body)
-                budget -= _HEADER_BYTES + len(body)
-                if budget <= 0:
-                    self._write(out)
-                    return True
-        except RemoteProtocolError as exc:
-            self._write(out)
-            self.fail(exc.status, str(exc), exc.request_id, exc.opcode)
-            return False
-        self._write(out)
-        return False
+        while (raw := self.decoder.next_fields()) is not None:
+            fields = raw[0]
+            out.append(
+                _pack_response(_RESPONSE_MAGIC, _VERSION, fields[2], _BUSY, fields[4], 0, len(body))
+            )
+            out.append(body)
+            budget -= _HEADER_BYTES + len(body)
+            if budget <= 0:
+                return _SPENT
+        return _DONE
 
     def _write(self, out: list[bytes]) -> None:
         if out and self.transport is not None and not self.closed:
