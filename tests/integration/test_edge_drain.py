@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from tmem.client import Client, ServerBusy
-from tmem.proto import Opcode, Status
+from tmem.proto import Opcode, Request, Status, encode
 
 from ..conftest import Daemon
 from .rawwire import RawConn
@@ -81,3 +81,27 @@ def test_sigterm_exits_at_once_when_clients_leave(daemon_factory: Callable[..., 
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(timeout=10) == 0
     assert time.monotonic() - t0 < 10
+
+
+def test_sigterm_with_a_client_that_stopped_reading(
+    daemon_factory: Callable[..., Daemon],
+) -> None:
+    """Replies a client never reads cannot hold the daemon past the grace period."""
+    daemon = daemon_factory("--drain-timeout", "1")
+    page = bytes(range(256)) * 256
+    with Client(daemon.address, client_name="stuck") as client:
+        pool = client.new_pool(persistent=True, codec="none", page_size=len(page))
+        assert pool.put(1, 0, page)
+        stuck = RawConn((daemon.host, daemon.port))
+        assert stuck.hello("stuck").status == Status.OK
+        burst = b"".join(
+            encode(Request(Opcode.GET_PAGE, request_id=i, pool_id=pool.pool_id, object_id=1))
+            for i in range(2000)
+        )
+        stuck.send_raw(burst)  # 2000 replies of 64 KiB: far more than any buffer
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=1 + EXIT_SLACK_S + 2) == 0
+    assert time.monotonic() - t0 <= 1 + EXIT_SLACK_S + 2
+    stuck.close()
