@@ -105,3 +105,31 @@ def test_sigterm_with_a_client_that_stopped_reading(
     assert daemon.proc.wait(timeout=1 + EXIT_SLACK_S + 2) == 0
     assert time.monotonic() - t0 <= 1 + EXIT_SLACK_S + 2
     stuck.close()
+
+
+def test_requests_read_before_sigterm_are_served(daemon_factory: Callable[..., Daemon]) -> None:
+    """GETs waiting behind replies their client had not read yet when SIGTERM
+    came were read before it: they are served, and only later requests get BUSY."""
+    daemon = daemon_factory("--drain-timeout", "10")
+    page = bytes(range(256)) * 256
+    gets = 500  # 500 replies of 64 KiB: far past the reply backlog
+    with Client(daemon.address, client_name="slow") as client:
+        pool = client.new_pool(persistent=True, codec="none", page_size=len(page))
+        assert pool.put(1, 0, page)
+        slow = RawConn((daemon.host, daemon.port))
+        assert slow.hello("slow").status == Status.OK
+        slow.send_raw(
+            b"".join(
+                encode(Request(Opcode.GET_PAGE, request_id=i, pool_id=pool.pool_id, object_id=1))
+                for i in range(gets)
+            )
+        )
+    time.sleep(0.5)
+    daemon.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    for i in range(gets):
+        resp = slow.recv()
+        assert (resp.request_id, resp.status, resp.payload == page) == (i, Status.OK, True)
+    assert slow.call(Opcode.PING).status == Status.BUSY
+    slow.close()
+    assert daemon.proc.wait(timeout=10) == 0

@@ -212,13 +212,14 @@ class Server:
         on, and close once every client has left, ``timeout_s`` has passed or
         ``hurry`` is set (a second signal).
 
-        What was read before is already answered (a burst is answered as it
-        is read), except frames a connection that stopped reading still
-        holds, which get BUSY like later ones.  Closing flushes what was
+        What was read before is answered as usual, including frames still
+        waiting behind replies their peer had not read.  Closing flushes what was
         written, so a client sees whole replies and then the end of the
         stream, never a reset in the middle of a reply.
         """
         self.draining = True
+        for conn in self.connections:
+            conn.drain_owed = conn.decoder.buffered_bytes
         if self._server is not None:
             self._server.close()
         log.info("draining %d connections for up to %g s", len(self.connections), timeout_s)

@@ -19,8 +19,10 @@ transport drained) answers them later, in order.  A connection held back by
 the server-wide bound waits until its own queue is empty: it lowers the
 transport's low-water mark to 0 so that the transport says when.
 
-Draining (SIGTERM, PROTOCOL.md section 12.5): every frame read while the
-server drains is answered BUSY, unserved, with the same budget.
+Draining (SIGTERM, PROTOCOL.md section 12.5): every frame read after the
+drain began is answered BUSY, unserved, within the same budget; frames read
+before it but still waiting (behind replies their peer had not read yet) are
+served as usual.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import msgpack
 
 from tmem.proto import (
     PROTOCOL_VERSION,
+    REQUEST_HEADER_BYTES,
     RESPONSE_HEADER,
     RESPONSE_HEADER_BYTES,
     RESPONSE_MAGIC,
@@ -78,6 +81,7 @@ WRITE_BUFFER_LOW_BYTES = 1 << 20
 #: beyond ``--memory`` (deploy/README.md, "Memory").
 MAX_REPLY_BACKLOG_BYTES = 8 << 20
 _HEADER_BYTES = RESPONSE_HEADER_BYTES
+_REQUEST_HEADER_BYTES = REQUEST_HEADER_BYTES
 _BUSY = int(Status.BUSY)
 #: How a round of answering ended: no whole frame left, the reply budget
 #: spent (frames may wait in the decoder), or the connection closed.
@@ -116,6 +120,9 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         #: Waiting for our queue to empty: the server-wide backlog was spent.
         self.stalled = False
+        #: While draining: request bytes read before the drain began and not
+        #: yet answered; the frames in them are served, later ones get BUSY.
+        self.drain_owed = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -279,15 +286,27 @@ class Connection(asyncio.Protocol):
         return _DONE
 
     def _answer_draining(self, out: list[bytes], budget: int) -> int:
-        """``_answer`` while the daemon drains: every frame gets BUSY, unserved."""
-        body = _DRAINING_BODY
-        while (raw := self.decoder.next_fields()) is not None:
-            fields = raw[0]
+        """``_answer`` while the daemon drains: frames read before it began
+        (``drain_owed``, left by a peer that was not reading its replies) are
+        served; every later frame gets BUSY, unserved."""
+        decoder = self.decoder
+        while (raw := decoder.next_fields()) is not None:
+            fields, payload = raw
+            if self.drain_owed > 0:
+                self.drain_owed -= _REQUEST_HEADER_BYTES + len(payload)
+                status, value, payload = handle(self.server.ctx, self.session, decoder.build(*raw))
+            else:
+                status, value, payload = _BUSY, 0, _DRAINING_BODY
             out.append(
-                _pack_response(_RESPONSE_MAGIC, _VERSION, fields[2], _BUSY, fields[4], 0, len(body))
+                _pack_response(
+                    _RESPONSE_MAGIC, _VERSION, fields[2], status, fields[4], value, len(payload)
+                )
             )
-            out.append(body)
-            budget -= _HEADER_BYTES + len(body)
+            if payload:
+                out.append(payload)
+            if status == _AUTH_FAILED:
+                return _CLOSED
+            budget -= _HEADER_BYTES + len(payload)
             if budget <= 0:
                 return _SPENT
         return _DONE
