@@ -24,7 +24,15 @@ flush_ephemeral        bytes                                          {"freed_by
 freeable                                                              {"freeable_bytes"}
 authorize_shared,      client, uuid (32 hex digits, dashes allowed)   {"client", "uuid",
 revoke_shared                                                         "authorized"}
+save                                                                  {"path", "pools", "pages",
+                                                                      "stored_bytes",
+                                                                      "state_bytes", "seconds"}
 =====================  =============================================  =========================
+
+``save`` writes the state directory now (docs/warm-restart.md); the daemon
+serves nothing else meanwhile, so the state is one consistent instant.
+Without ``--state-dir`` it is UNSUPPORTED; a failed write INTERNAL_ERROR
+(the previous state file stays whole).
 
 Errors: a malformed argument or an unknown client is BAD_ARGUMENT with a
 message naming it (the engine's NO_SUCH_CLIENT would map to
@@ -42,6 +50,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tmem.proto import Status
 
+from ._statedir import StateDirError
 from ._status import status_for
 from .engine import (
     CODECS,
@@ -265,6 +274,15 @@ def _cmd_authorize(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dic
     return {"client": name, "uuid": f"{uuid:032x}", "authorized": authorize}
 
 
+def _cmd_save(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
+    if ctx.save_state is None:
+        raise ControlError(Status.UNSUPPORTED, "this daemon runs without --state-dir")
+    try:
+        return ctx.save_state()
+    except StateDirError as exc:
+        raise ControlError(Status.INTERNAL_ERROR, str(exc)) from None
+
+
 Command = Callable[["HandlerContext", "Session", dict[str, Any]], dict[str, Any]]
 _SELF: dict[str, Command] = {
     "list_pools": _cmd_list_pools,
@@ -282,6 +300,7 @@ _ADMIN: dict[str, Command] = {
     "freeable": _cmd_freeable,
     "authorize_shared": _cmd_authorize,
     "revoke_shared": _cmd_authorize,
+    "save": _cmd_save,
 }
 
 

@@ -124,6 +124,11 @@ def render_admin_reply(cmd: str, reply: Mapping[str, Any]) -> str:
     if "authorized" in reply:
         verb = "may now join" if reply["authorized"] else "may no longer join"
         return f"client {reply.get('client')} {verb} shared pool {reply.get('uuid')}"
+    if "state_bytes" in reply:
+        return (
+            f"saved {reply['pages']} pages ({human_bytes(reply['stored_bytes'])} stored) "
+            f"in {reply['pools']} pools to {reply['path']} in {reply['seconds']} s"
+        )
     if "pages_freed" in reply:
         return f"client {reply.get('client')} destroyed: {reply['pages_freed']} pages freed"
     if not reply:

@@ -90,6 +90,9 @@ class HandlerContext:
     max_request_payload: int
     #: Returns (ok, admin) for a client name and token; None = no auth file.
     authenticate: Callable[[str, str | None], tuple[bool, bool]] | None = None
+    #: Saves the engine to the state directory now and returns what was
+    #: written (``tmemctl save``); None: the daemon has no ``--state-dir``.
+    save_state: Callable[[], dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

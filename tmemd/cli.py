@@ -27,6 +27,7 @@ from typing import Any
 from . import __version__
 from ._auth import AuthTable, load_auth_file
 from ._logging import setup_logging
+from ._statedir import StateDirError, restore_at_start, save_at_shutdown, save_now
 from .config import (
     CODECS,
     LOG_FORMATS,
@@ -132,6 +133,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="allow a non-loopback listen address without --auth-file",
     )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="save persistent pools here on SIGTERM (and tmemctl save); restore them at start",
+    )
+    p.add_argument(
+        "--save-ephemeral",
+        action="store_true",
+        default=None,
+        help="with --state-dir: save ephemeral pools too",
+    )
+    p.add_argument(
+        "--discard-state",
+        action="store_true",
+        default=None,
+        help="with --state-dir: start empty, moving a saved state aside",
+    )
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json lines")
     return p
@@ -216,11 +234,18 @@ def apply_auth_limits(engine: Engine, auth: AuthTable) -> None:
         engine.configure_client(entry.name, limits)
 
 
-async def serve(config: DaemonConfig, auth: AuthTable | None, tls: ssl.SSLContext | None) -> None:
+async def serve(config: DaemonConfig, auth: AuthTable | None, tls: ssl.SSLContext | None) -> int:
+    """Serve until SIGTERM; the exit code (1: the shutdown save failed)."""
     engine = make_engine(config)
+    server_id = restore_at_start(engine, config)
     if auth is not None:
         apply_auth_limits(engine, auth)
-    server = Server.build(config, engine, authenticate=auth.check if auth else None)
+    server = Server.build(
+        config,
+        engine,
+        authenticate=auth.check if auth else None,
+        save_state=(lambda: save_now(engine, config, server_id)) if config.state_dir else None,
+    )
     host, port = await server.start(ssl=tls)
     log.info(
         "tmemd %s listening on %s:%d%s, memory %d bytes, codec %s, PAMs %s/%s, %s",
@@ -255,6 +280,7 @@ async def serve(config: DaemonConfig, auth: AuthTable | None, tls: ssl.SSLContex
     if metrics is not None:
         metrics.close()
         await metrics.wait_closed()
+    return 0 if save_at_shutdown(engine, config, server_id) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,11 +297,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvloop
 
     try:
-        uvloop.run(serve(config, auth, tls))
+        return uvloop.run(serve(config, auth, tls))
+    except StateDirError as exc:
+        log.error("%s; refusing to start (--discard-state starts empty)", exc)
+        return 1
     except OSError as exc:
         log.error("cannot serve on %s: %s", config.listen, exc.strerror or exc)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

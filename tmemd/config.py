@@ -138,6 +138,12 @@ class DaemonConfig:
     tls_client_ca: str | None = None
     log_level: str = "info"
     log_format: str = "text"
+    #: Where persistent pools are saved on SIGTERM and restored from at start.
+    state_dir: str | None = None
+    #: Save ephemeral pools too (they are a cache: off by default).
+    save_ephemeral: bool = False
+    #: Start empty even if the state directory holds a state.
+    discard_state: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -168,6 +174,8 @@ class DaemonConfig:
             raise ConfigError("max-connections must be at least 1")
         if not 0 <= self.busy_poll <= MAX_BUSY_POLL_US:
             raise ConfigError(f"busy-poll must be 0..{MAX_BUSY_POLL_US} microseconds")
+        if self.state_dir is None and (self.save_ephemeral or self.discard_state):
+            raise ConfigError("save-ephemeral and discard-state need state-dir")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls-cert and tls-key go together")
 

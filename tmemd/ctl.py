@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("client")
     au.add_argument("uuid", help="the shared pool's UUID (hex, dashes allowed)")
     au.add_argument("--revoke", action="store_true", help="withdraw the authorization")
+    sub.add_parser("save", help="save the state directory now (admin; needs --state-dir)")
     return p
 
 
@@ -160,6 +161,8 @@ def _control_body(args: argparse.Namespace) -> dict[str, Any]:
         }
     if cmd == "clients":
         return {"cmd": "list_clients"}
+    if cmd == "save":
+        return {"cmd": "save"}
     raise AssertionError(cmd)
 
 

@@ -216,6 +216,15 @@ class Memory:
                     break
         return samples
 
+    def adopt_dictionary(self, pool: Pool, data: bytes) -> None:
+        """Give a restored zstd pool its saved dictionary, charged as ``_train`` does."""
+        with_dictionary = getattr(pool.codec, "with_dictionary", None)
+        if with_dictionary is None:
+            raise ValueError(f"pool {pool.pool_id}: codec {pool.codec_name!r} takes no dictionary")
+        pool.codec = with_dictionary(data)
+        pool.dictionary = DICT_TRAINED
+        self.ledger.meta_bytes += self.dictionary_bytes + DICTIONARY_CONTEXT_BYTES
+
     def forget(self, pool: Pool) -> None:
         """Uncharge what a destroyed pool held beyond its pages."""
         if pool.dictionary == DICT_TRAINED:

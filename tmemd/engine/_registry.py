@@ -247,6 +247,39 @@ class Registry:
         if pool is not None and name in pool.members and name != pool.creator:
             self.destroy_pool(name, pool.members[name])
 
+    # --- restoring a saved state (``_snapshot``) ---------------------------
+
+    def adopt_client(self, name: str) -> Client:
+        """A client restored from a saved state: created without a connection,
+        its lease counted from now, so that it must reattach within the lease."""
+        if name in self.clients:
+            raise BadArgument(f"client {name!r} exists already")
+        client = self.clients[name] = Client(name, len(Refusal))
+        client.lease_deadline = self._idle[name] = self._clock() + self._config.lease_s
+        return client
+
+    def adopt_pool(self, pool: Pool) -> None:
+        """Put a restored pool in each member's table under its saved id."""
+        for name, pool_id in pool.members.items():
+            client = self.client(name)
+            if pool_id in client.pools:
+                raise BadArgument(f"client {name!r} has two pools {pool_id}")
+            client.pools[pool_id] = pool
+        if pool.shared_uuid is not None:
+            self._shared[pool.shared_uuid] = pool
+        self._init_pool(pool)
+
+    def pool_id_counters(self) -> dict[str, int]:
+        """Client name -> the next pool id it will get."""
+        return {}
+
+    def restore_pool_id_counters(self, counters: dict[str, int]) -> None:
+        """Set the saved counters (after the pools are adopted)."""
+
+    def authorizations(self) -> dict[int, list[str]]:
+        """Shared-pool UUID -> the names authorized to join it, sorted (a copy)."""
+        return {uuid: sorted(names) for uuid, names in self._authorized.items()}
+
     def pools(self) -> list[Pool]:
         """Every open pool once (a shared pool under its owner)."""
         return [
