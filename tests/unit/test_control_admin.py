@@ -16,6 +16,7 @@ from tmem.proto import Status
 from tmemd import ctl
 from tmemd._control import _ADMIN, _SELF, ControlError, run_control
 from tmemd._handlers import HandlerContext, Session
+from tmemd._statedir import StateDirError
 from tmemd.engine import ClientLimits, Engine, EngineConfig
 
 PAGE = 4096
@@ -25,7 +26,9 @@ def make() -> tuple[HandlerContext, Session, Session]:
     engine = Engine(EngineConfig(memory_bytes=1 << 20, default_codec="none"), lambda: 0.0)
     engine.connect("web")
     engine.connect("ops")
-    ctx = HandlerContext(engine=engine, lease_s=60.0, max_request_payload=1 << 20)
+    ctx = HandlerContext(
+        engine=engine, lease_s=60.0, max_request_payload=1 << 20, save_state=lambda: {"pages": 0}
+    )
     return ctx, Session("p", "web", admin=False), Session("p", "ops", admin=True)
 
 
@@ -54,6 +57,7 @@ def ctl_bodies() -> list[dict[str, Any]]:
         ["freeable"],
         ["authorize", "web", "0" * 31 + "1"],
         ["authorize", "--revoke", "web", "0" * 31 + "1"],
+        ["save"],
     ]
     return [ctl._control_body(parser.parse_args(argv)) for argv in argvs]
 
@@ -136,3 +140,16 @@ def test_ctl_parser_round_trip() -> None:
     args = ctl.build_parser().parse_args(["set-cap", "web", "--persistent", "none"])
     assert isinstance(args, argparse.Namespace)
     assert ctl._control_body(args) == {"cmd": "set_cap", "client": "web", "persistent_cap": None}
+
+
+def test_save_without_a_state_dir_is_unsupported_and_a_failed_save_internal() -> None:
+    ctx, _, ops = make()
+    assert run(ctx, ops, cmd="save") == {"pages": 0}
+    ctx.save_state = None
+    assert status_of(ctx, ops, cmd="save") == Status.UNSUPPORTED
+
+    def failing() -> dict[str, Any]:
+        raise StateDirError("cannot save to /nowhere: No space left on device")
+
+    ctx.save_state = failing
+    assert status_of(ctx, ops, cmd="save") == Status.INTERNAL_ERROR

@@ -294,7 +294,7 @@ class _Restorer:
             for name in names:
                 registry.authorize_shared(int(uuid, 16), str(name))
         self._settings = {str(n): _settings(e) for n, e in meta["settings"].items()}
-        self.seen = self.seen_bytes = self.dropped = 0
+        self.seen = self.seen_bytes = 0
 
     def _pool(self, entry: dict[str, Any]) -> Pool:
         engine = self._engine
@@ -357,19 +357,20 @@ class _Restorer:
                 f"persistent page {self.seen} of the state does not fit in this memory "
                 f"({Refusal(refusal).name})"
             )
-        self.dropped += 1
 
     def finish(self) -> RestoreSummary:
         """Apply the saved settings (after the pages: see the module docstring)."""
         tenancy = self._engine._tenancy
         for name, settings in self._settings.items():
             tenancy.restore(name, settings)
+        # Ephemeral pages may also have been evicted by later ones: count what is there.
+        pages = sum(len(pool.index) for pool in self._pools.values())
         return RestoreSummary(
             pools=len(self._pools),
-            pages=self.seen - self.dropped,
+            pages=pages,
             stored_bytes=sum(p.stored_bytes for p in self._pools.values()),
             clients=len(self.clients),
-            ephemeral_pages_dropped=self.dropped,
+            ephemeral_pages_dropped=self.seen - pages,
             extra=self.extra,
         )
 
