@@ -88,6 +88,10 @@ class HandlerContext:
     engine: Engine
     lease_s: float
     max_request_payload: int
+    #: This daemon instance's identity, 32 hex digits (PROTOCOL.md §11.2).
+    server_id: str = ""
+    #: The limits HELLO announces (PROTOCOL.md §11.2), built once.
+    limits: dict[str, Any] = field(default_factory=dict)
     #: Returns (ok, admin) for a client name and token; None = no auth file.
     authenticate: Callable[[str, str | None], tuple[bool, bool]] | None = None
     #: Saves the engine to the state directory now and returns what was
@@ -223,6 +227,8 @@ def _hello(ctx: HandlerContext, s: Session, req: Request) -> Result:
         "protocol": 1,
         "lease_s": ctx.lease_s,
         "max_request_payload": ctx.max_request_payload,
+        "server_id": ctx.server_id,
+        "limits": ctx.limits,
     }
     return (Status.OK, 0, msgpack.packb(reply))
 

@@ -248,8 +248,9 @@ async def serve(config: DaemonConfig, auth: AuthTable | None, tls: ssl.SSLContex
     )
     host, port = await server.start(ssl=tls)
     log.info(
-        "tmemd %s listening on %s:%d%s, memory %d bytes, codec %s, PAMs %s/%s, %s",
+        "tmemd %s (server_id %s) listening on %s:%d%s, memory %d bytes, codec %s, PAMs %s/%s, %s",
         __version__,
+        server.server_id,
         host,
         port,
         " (TLS)" if tls else "",

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import socket
 import time
 from bisect import bisect_left
@@ -55,7 +56,7 @@ from ._handlers import HandlerContext, Session, failure, handle
 from ._latency import LATENCY_BUCKETS_S, LatencyRecorder
 from ._status import REFUSE_REASON
 from .config import DaemonConfig
-from .engine import Engine
+from .engine import MAX_PAGE_BYTES, MIN_PAGE_BYTES, Engine
 
 __all__ = ["Server"]
 
@@ -80,6 +81,19 @@ _OK = int(Status.OK)
 _MISS = int(Status.MISS)
 _REFUSED = int(Status.REFUSED)
 _BUCKETS = LATENCY_BUCKETS_S
+
+
+def hello_limits(config: DaemonConfig, engine: Engine) -> dict[str, Any]:
+    """The limits HELLO announces, so a client can check before it sends."""
+    return {
+        "max_pools_per_client": engine.config.max_pools_per_client,
+        "min_page_size": MIN_PAGE_BYTES,
+        "max_page_size": MAX_PAGE_BYTES,
+        "max_request_payload": MAX_REQUEST_PAYLOAD_BYTES,
+        "idle_timeout_s": float(config.idle_timeout),
+        "header_timeout_s": float(config.header_timeout),
+        "lease_s": float(config.lease),
+    }
 
 
 class Connection(asyncio.Protocol):
@@ -265,14 +279,28 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
-    def build(cls, config: DaemonConfig, engine: Engine, **ctx_extra: Any) -> Server:
+    def build(
+        cls, config: DaemonConfig, engine: Engine, server_id: str | None = None, **ctx_extra: Any
+    ) -> Server:
+        """A server for ``engine``; ``server_id`` None draws a new identity.
+
+        A daemon that starts without saved state is a new instance: its pool
+        ids start afresh, so it must not share an id with the last instance
+        (PROTOCOL.md §11.2).  128 random bits make a collision negligible.
+        """
         ctx = HandlerContext(
             engine=engine,
             lease_s=config.lease,
             max_request_payload=MAX_REQUEST_PAYLOAD_BYTES,
+            server_id=secrets.token_hex(16) if server_id is None else server_id,
+            limits=hello_limits(config, engine),
             **ctx_extra,
         )
         return cls(config, engine, ctx)
+
+    @property
+    def server_id(self) -> str:
+        return self.ctx.server_id
 
     async def start(self, ssl: Any = None) -> tuple[str, int]:
         """Listen; return the bound (host, port), which matters for port 0."""

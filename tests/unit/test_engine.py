@@ -184,15 +184,18 @@ def test_flush_object(persistent: bool) -> None:
 
 
 @pytest.mark.parametrize("persistent", [False, True])
-def test_destroy_pool_frees_pages_and_the_id(persistent: bool) -> None:
+def test_destroy_pool_frees_pages_and_never_reuses_the_id(persistent: bool) -> None:
     engine = make_engine()
     pool = engine.new_pool("a", persistent=persistent)
     engine.put("a", pool, 1, 1, text_page(1))
     engine.destroy_pool("a", pool)
     with pytest.raises(NoSuchPool):
         engine.get("a", pool, 1, 1)
-    assert engine.new_pool("a", persistent=persistent) == pool  # lowest free id reused
-    assert engine.get("a", pool, 1, 1) is None
+    again = engine.new_pool("a", persistent=persistent)
+    assert again == pool + 1  # the old handle can never reach the new pool
+    with pytest.raises(NoSuchPool):
+        engine.get("a", pool, 1, 1)
+    assert engine.get("a", again, 1, 1) is None
     stats = engine.statistics()
     assert stats.pages == 0 and stats.memory_used_bytes == 0
     engine.check_invariants()
@@ -429,15 +432,46 @@ def test_unsupported_codec_and_persistent_shared() -> None:
     assert engine.pool_ids("a") == []
 
 
-def test_pool_ids_lowest_free_and_capped() -> None:
+def test_pool_ids_count_up_never_reused_and_open_pools_capped() -> None:
     engine = make_engine(max_pools_per_client=3)
     assert [engine.new_pool("a") for _ in range(3)] == [0, 1, 2]
     with pytest.raises(TooManyPools):
         engine.new_pool("a")
     engine.destroy_pool("a", 1)
     assert engine.pool_ids("a") == [0, 2]
-    assert engine.new_pool("a", persistent=True) == 1
-    assert engine.pool_ids("a") == [0, 1, 2]
+    assert engine.new_pool("a", persistent=True) == 3
+    assert engine.pool_ids("a") == [0, 2, 3]
+    engine.connect("b")
+    assert engine.new_pool("b") == 0  # each name counts its own
+
+
+def test_pool_ids_survive_the_lease() -> None:
+    clock = FakeClock()
+    engine = Engine(EngineConfig(), clock)
+    engine.connect("a")
+    old = engine.new_pool("a", persistent=True)
+    engine.put("a", old, 1, 1, text_page(1))
+    engine.disconnect("a")
+    clock.now += engine.config.lease_s + 1
+    assert engine.expire_leases() == ["a"]
+    engine.connect("a")
+    new = engine.new_pool("a", persistent=True)
+    assert new != old
+    with pytest.raises(NoSuchPool):
+        engine.get("a", old, 1, 1)
+
+
+def test_pool_ids_run_out_per_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tmemd.engine._registry as registry
+
+    monkeypatch.setattr(registry, "POOL_ID_LIMIT", 2)
+    engine = make_engine()
+    engine.connect("b")
+    assert [engine.new_pool("a"), engine.new_pool("a")] == [0, 1]
+    engine.destroy_pool("a", 0)
+    with pytest.raises(TooManyPools):
+        engine.new_pool("a")
+    assert engine.new_pool("b") == 0
 
 
 def test_default_pool_cap() -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "OBJECT_ID_LIMIT",
     "PAM_NAMES",
     "POOL_ID_BITS",
+    "POOL_ID_LIMIT",
     "UUID_LIMIT",
     "EngineConfig",
 ]
@@ -40,12 +41,15 @@ DEFAULT_PAGE_BYTES = 4096
 #: Pools one client may hold open.  Xen allowed 16 per domain; a host running
 #: one cleancache pool per mounted filesystem plus swap areas and a few
 #: application pools needs more, and 64 still bounds the per-client tables
-#: (and the linear lowest-free-id search) to a trivial size.
+#: to a trivial size.
 MAX_POOLS_PER_CLIENT = 64
 #: ``max_pools_per_client`` may not pass ``1 << POOL_ID_BITS``: a client's
-#: pool table is searched linearly for the lowest free id and walked when a
-#: one-page object is evicted, and 65536 pools is far beyond any real client.
+#: pool table is walked when a one-page object is evicted, and 65536 pools
+#: is far beyond any real client.
 POOL_ID_BITS = 16
+#: Pool ids are u32 on the wire and 0xFFFFFFFF is the wire's NO_POOL, so a
+#: name's pools are numbered 0 .. POOL_ID_LIMIT - 1, never reused.
+POOL_ID_LIMIT = 0xFFFFFFFF
 #: The arena PAMs a pool may ask for (``tmemd.engine.pam``).
 PAM_NAMES = ("zbud", "xvmalloc", "zsmalloc")
 #: A client's scheduling weight when nobody set one: Xen's tmem default.

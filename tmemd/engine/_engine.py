@@ -132,6 +132,11 @@ class Engine(ClientCalls, PageStorage):
 
     # --- pages --------------------------------------------------------------
 
+    @property
+    def config(self) -> EngineConfig:
+        """The limits this engine was built with (HELLO tells them to clients)."""
+        return self._config
+
     def _lookup(self, client: str, pool_id: int) -> tuple[Client, Pool]:
         caller = self._clients.get(client)
         if caller is None:

@@ -3,8 +3,18 @@
 Pool ids are per client: each ``Client`` has its own table from small
 integers to ``Pool`` objects, so a client can only ever name its own pools
 (one client's id 0 and another's id 0 are different pools; Xen's XSA-15 came
-from a pool id that reached outside its domain).  New ids are the lowest
-free one, at most ``max_pools_per_client``.
+from a pool id that reached outside its domain).  At most
+``max_pools_per_client`` are open at once.
+
+Ids are never reused within one daemon instance (one ``server_id``, see
+PROTOCOL.md §11.2): each client name counts its pools from 0, and the
+counter outlives ``destroy_pool`` and the client's lease.  A handle kept
+across a destroy or a lease expiry therefore answers BAD_POOL instead of
+reaching whatever pool got the same id next: the id alone names the pool,
+no generation has to travel with it.  The counter costs one small int per
+client name that ever made a pool.  A name that made ``POOL_ID_LIMIT``
+(2^32 - 1) pools has used up its ids and gets TOO_MANY_POOLS: five days of
+doing nothing but making 10,000 pools a second, and it hurts no other name.
 
 Shared pools are ephemeral, named by a 128-bit UUID.  One ``Pool`` object
 appears in each member's table, under an id of that member's own choosing.
@@ -28,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from ._config import MAX_PAGE_BYTES, MIN_PAGE_BYTES, UUID_LIMIT, EngineConfig
+from ._config import MAX_PAGE_BYTES, MIN_PAGE_BYTES, POOL_ID_LIMIT, UUID_LIMIT, EngineConfig
 from ._errors import (
     BadArgument,
     Forbidden,
@@ -85,6 +95,8 @@ class Registry:
         self._idle: dict[str, float] = {}
         self._shared: dict[int, Pool] = {}
         self._authorized: dict[int, set[str]] = {}
+        #: Client name -> the id its next pool gets; kept when the client goes.
+        self.next_pool_ids: dict[str, int] = {}
         self.leases_expired = 0
 
     # --- clients ----------------------------------------------------------
@@ -208,10 +220,14 @@ class Registry:
         return pool_id
 
     def _free_id(self, client: Client) -> int:
-        for pool_id in range(self._config.max_pools_per_client):
-            if pool_id not in client.pools:
-                return pool_id
-        raise TooManyPools(f"client {client.name!r} has {len(client.pools)} pools open")
+        """The next never-used id of ``client``'s name (module docstring)."""
+        if len(client.pools) >= self._config.max_pools_per_client:
+            raise TooManyPools(f"client {client.name!r} has {len(client.pools)} pools open")
+        pool_id = self.next_pool_ids.get(client.name, 0)
+        if pool_id >= POOL_ID_LIMIT:
+            raise TooManyPools(f"client {client.name!r} has used every pool id of this daemon")
+        self.next_pool_ids[client.name] = pool_id + 1
+        return pool_id
 
     def destroy_pool(self, name: str, pool_id: int) -> None:
         client = self.client(name)
