@@ -240,11 +240,16 @@ async def serve(config: DaemonConfig, auth: AuthTable | None, tls: ssl.SSLContex
     server_id = restore_at_start(engine, config)
     if auth is not None:
         apply_auth_limits(engine, auth)
-    server = Server.build(
+
+    def save() -> dict[str, Any]:  # tmemctl save
+        return save_now(engine, config, server.server_id)
+
+    server: Server = Server.build(
         config,
         engine,
+        server_id,
         authenticate=auth.check if auth else None,
-        save_state=(lambda: save_now(engine, config, server_id)) if config.state_dir else None,
+        save_state=save if config.state_dir else None,
     )
     host, port = await server.start(ssl=tls)
     log.info(
@@ -281,7 +286,7 @@ async def serve(config: DaemonConfig, auth: AuthTable | None, tls: ssl.SSLContex
     if metrics is not None:
         metrics.close()
         await metrics.wait_closed()
-    return 0 if save_at_shutdown(engine, config, server_id) else 1
+    return 0 if save_at_shutdown(engine, config, server.server_id) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

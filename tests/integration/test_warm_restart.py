@@ -110,6 +110,7 @@ def test_persistent_pages_come_back_through_a_restart(
     assert pool.put(9, 0, page(1)) and pool.flush(9, 0)
     put_model(web, pool.pool_id, model)
     cache.put(0, 0, page(7))
+    server_id = web.server_info["server_id"]
     stop_cleanly(first)
     assert "saved 1000 pages" in first.log()
     # Same address: the very Client object and Pool handle carry on.
@@ -118,10 +119,12 @@ def test_persistent_pages_come_back_through_a_restart(
     with pytest.raises(TmemError):
         pool.get(0, 0)  # the old connection died with the first daemon
     assert pool.get(0, 0) == model[(0, 0)]
+    assert web.server_info["server_id"] == server_id  # the same instance, restarted
     assert read_model(web, pool.pool_id, list(model)) == model
     assert pool.get(9, 0) is None
     with pytest.raises(BadPool):  # ephemeral pools are not saved by default
         web.pool(cache.pool_id)
+    assert web.new_pool(persistent=True).pool_id == 2  # ids 0 and 1 stay used
     web.close()
     stop_cleanly(second)
 
@@ -246,12 +249,14 @@ def test_kill_9_during_the_first_save_starts_empty_or_whole(
     stop_cleanly(d)
 
 
-def saved_state(tmp_path: Path, daemons: list[Daemon], auth: Path) -> Path:
+def saved_state(tmp_path: Path, daemons: list[Daemon], auth: Path) -> tuple[Path, str]:
+    """A state file of 200 pages, and the server_id of the daemon that saved it."""
     d = start(tmp_path, daemons, auth)
     with client(d) as web:
         put_model(web, web.new_pool(persistent=True).pool_id, {(0, i): page(i) for i in range(200)})
+        server_id = str(web.server_info["server_id"])
     stop_cleanly(d)
-    return tmp_path / "state" / STATE_FILE
+    return tmp_path / "state" / STATE_FILE, server_id
 
 
 def refused_start(tmp_path: Path, auth: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -286,7 +291,7 @@ def future_version(path: Path) -> None:
 def test_a_damaged_state_is_refused_and_discard_starts_empty(
     tmp_path: Path, daemons: list[Daemon], auth: Path, damage: object, problem: str
 ) -> None:
-    path = saved_state(tmp_path, daemons, auth)
+    path, server_id = saved_state(tmp_path, daemons, auth)
     assert callable(damage)
     damage(path)
     done = refused_start(tmp_path, auth, "--memory", "64MiB")
@@ -296,8 +301,10 @@ def test_a_damaged_state_is_refused_and_discard_starts_empty(
     d = start(tmp_path, daemons, auth, "--discard-state")
     assert "--discard-state: starting empty on purpose" in d.log()
     assert (path.parent / (STATE_FILE + ".discarded")).exists()
-    with client(d) as web, pytest.raises(BadPool):
-        web.pool(0)
+    with client(d) as web:
+        with pytest.raises(BadPool):
+            web.pool(0)
+        assert web.server_info["server_id"] != server_id  # a new instance
     stop_cleanly(d)
 
 

@@ -267,3 +267,20 @@ def test_ephemeral_pages_that_do_not_fit_are_dropped_and_counted() -> None:
     assert summary.pages + summary.ephemeral_pages_dropped == 4000
     assert new.statistics().pages == summary.pages
     new.check_invariants()
+
+
+def test_pool_ids_are_not_reused_after_a_restore() -> None:
+    engine = make()
+    engine.connect("a")
+    for _ in range(3):
+        engine.new_pool("a", persistent=True)
+    engine.destroy_pool("a", 2)
+    engine.destroy_pool("a", 0)
+    engine.connect("gone")
+    engine.destroy_pool("gone", engine.new_pool("gone", persistent=True))
+    new = make()
+    roundtrip(engine, new, ephemeral=False)
+    assert new.pool_ids("a") == [1]
+    assert new.new_pool("a", persistent=True) == 3
+    new.connect("gone")
+    assert new.new_pool("gone") == 1

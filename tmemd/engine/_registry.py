@@ -286,11 +286,20 @@ class Registry:
         self._init_pool(pool)
 
     def pool_id_counters(self) -> dict[str, int]:
-        """Client name -> the next pool id it will get."""
-        return {}
+        """Client name -> the id its next pool gets (a copy)."""
+        return dict(self.next_pool_ids)
 
     def restore_pool_id_counters(self, counters: dict[str, int]) -> None:
-        """Set the saved counters (after the pools are adopted)."""
+        """Set saved counters, after the pools are adopted: never below an id
+        in use, so that a restored daemon does not reuse one either."""
+        for name, counter in counters.items():
+            if not 0 <= counter <= POOL_ID_LIMIT:
+                raise BadArgument(f"pool id counter {counter} of {name!r} is out of range")
+            self.next_pool_ids[name] = counter
+        for client in self.clients.values():
+            if client.pools:
+                top = max(client.pools) + 1
+                self.next_pool_ids[client.name] = max(self.next_pool_ids.get(client.name, 0), top)
 
     def authorizations(self) -> dict[int, list[str]]:
         """Shared-pool UUID -> the names authorized to join it, sorted (a copy)."""
