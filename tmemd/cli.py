@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--memory", metavar="SIZE", help="arena size, e.g. 256MiB, 4GiB (default 256MiB)"
     )
+    p.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="largest size tmemctl set-memory may grow the arena to "
+        "(default: the host's RAM up to 16GiB, at least --memory)",
+    )
     p.add_argument("--codec", choices=CODECS, help="default page codec (default lzo)")
     p.add_argument(
         "--ephemeral-pam", choices=PAMS, help="PAM of ephemeral pools naming none (default zbud)"
@@ -221,6 +227,7 @@ def make_engine(config: DaemonConfig) -> Engine:
             ephemeral_pam=config.ephemeral_pam,
             persistent_pam=config.persistent_pam,
             dictionary_bytes=config.zstd_dictionary,
+            memory_reserve_bytes=config.reserve_bytes,
         ),
         clock=time.monotonic,
         codecs=make_codecs(config.zstd_level),

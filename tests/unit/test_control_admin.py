@@ -23,7 +23,14 @@ PAGE = 4096
 
 
 def make() -> tuple[HandlerContext, Session, Session]:
-    engine = Engine(EngineConfig(memory_bytes=1 << 20, default_codec="none"), lambda: 0.0)
+    config = EngineConfig(
+        memory_bytes=1 << 20,
+        default_codec="none",
+        ephemeral_pam="zbud",
+        persistent_pam="zsmalloc",
+        memory_reserve_bytes=4 << 20,
+    )
+    engine = Engine(config, lambda: 0.0)
     engine.connect("web")
     engine.connect("ops")
     ctx = HandlerContext(
@@ -58,6 +65,7 @@ def ctl_bodies() -> list[dict[str, Any]]:
         ["authorize", "web", "0" * 31 + "1"],
         ["authorize", "--revoke", "web", "0" * 31 + "1"],
         ["save"],
+        ["set-memory", "2MiB"],
     ]
     return [ctl._control_body(parser.parse_args(argv)) for argv in argvs]
 
@@ -153,3 +161,17 @@ def test_save_without_a_state_dir_is_unsupported_and_a_failed_save_internal() ->
 
     ctx.save_state = failing
     assert status_of(ctx, ops, cmd="save") == Status.INTERNAL_ERROR
+
+
+def test_set_memory_grows_and_refuses_to_go_below_persistent_pages() -> None:
+    ctx, _, ops = make()
+    pool = ctx.engine.new_pool("web", persistent=True)
+    for i in range(100):
+        ctx.engine.put("web", pool, 0, i, bytes([i, 1]) * (PAGE // 2))
+    reply = run(ctx, ops, cmd="set_memory", bytes=4 << 20)
+    assert reply == {"memory_bytes": 4 << 20, "previous_bytes": 1 << 20, "evicted_bytes": 0}
+    assert run(ctx, ops, cmd="stats")["memory_limit_bytes"] == 4 << 20
+    assert status_of(ctx, ops, cmd="set_memory", bytes=256 << 10) == Status.BAD_ARGUMENT
+    assert status_of(ctx, ops, cmd="set_memory", bytes=5 << 20) == Status.BAD_ARGUMENT
+    assert status_of(ctx, ops, cmd="set_memory", bytes=-1) == Status.BAD_ARGUMENT
+    assert ctx.engine.config.memory_bytes == 4 << 20

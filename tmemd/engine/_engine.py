@@ -55,6 +55,7 @@ from ._pages import PageStorage
 from ._pam import Pam
 from ._policy import Evictor, PersistentShare, rehome_pages
 from ._registry import Registry
+from ._resize import set_memory
 from ._snapshot import RestoreSummary, SaveSummary, dump_state, load_state
 from ._state import (
     ENC_BIG,
@@ -353,6 +354,12 @@ class Engine(ClientCalls, PageStorage):
             freed_by_destroy=self._freed_by_destroy,
             leases_expired=self._registry.leases_expired,
         )
+
+    def set_memory(self, nbytes: int) -> int:
+        """Move the memory limit to ``nbytes`` now, evicting ephemeral pages to
+        shrink; refuse (``BadArgument``) to go below the persistent pages.
+        Return the stored bytes evicted (rules in ``_resize``)."""
+        return set_memory(self, nbytes)
 
     # --- saving and restoring (format and rules in ``_snapshot``) ----------
 

@@ -108,7 +108,9 @@ class Memory:
         if named is not None:
             if ephemeral is not None or persistent is not None:
                 raise ValueError("name arena PAMs in the config or pass PAM instances, not both")
-            self.arena = self.ledger = Arena(config.memory_bytes)
+            self.arena = self.ledger = Arena(
+                config.memory_bytes, reserve_bytes=config.memory_reserve_bytes
+            )
         else:
             self.ledger = MetaLedger()
         self.same_pam = SamePam(self.ledger)
