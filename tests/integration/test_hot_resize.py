@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -24,11 +23,11 @@ from tmem.client import Client, Forbidden
 
 from ..conftest import Daemon
 from . import authfile
+from .tmemctl import run as tmemctl_run
 
 PAGE = 4096
 MIB = 1 << 20
 TOKENS = {"web": "web-token", "ops": "ops-token"}
-CTL = [sys.executable, "-m", "tmemd.ctl"]
 #: Bound on one tmemctl run and on waiting for the metrics port.
 TIMEOUT_S = 30.0
 
@@ -39,12 +38,7 @@ def page(seed: int) -> bytes:
 
 
 def tmemctl(d: Daemon, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CTL, "--server", d.address, "--name", "ops", "--token", TOKENS["ops"], *argv],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
+    return tmemctl_run(d.address, "ops", TOKENS["ops"], *argv)
 
 
 def limit_in_metrics(port: int) -> float:

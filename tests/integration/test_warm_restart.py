@@ -27,6 +27,7 @@ from tmem.client import BadPool, Client, TmemError
 
 from ..conftest import Daemon, start_daemon
 from . import authfile
+from .tmemctl import run as tmemctl_run
 
 PAGE = 4096
 TOKENS = {"web": "web-token", "ops": "ops-token"}
@@ -34,7 +35,6 @@ STATE_FILE = "tmemd.state"
 #: Bound on a refused start and on one tmemctl run.
 RUN_TIMEOUT_S = 60.0
 Model = dict[tuple[int, int], bytes]
-CTL = [sys.executable, "-m", "tmemd.ctl"]
 TMEMD = [sys.executable, "-m", "tmemd.cli", "--listen", "127.0.0.1:0"]
 
 
@@ -145,12 +145,7 @@ def test_save_ephemeral_keeps_the_cache_too(
 
 
 def run_tmemctl(d: Daemon, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CTL, "--server", d.address, "--name", "ops", "--token", TOKENS["ops"], *argv],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-    )
+    return tmemctl_run(d.address, "ops", TOKENS["ops"], *argv)
 
 
 def test_tmemctl_save_writes_the_state_now(

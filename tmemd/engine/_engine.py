@@ -56,7 +56,8 @@ from ._pam import Pam
 from ._policy import Evictor, PersistentShare, rehome_pages
 from ._registry import Registry
 from ._resize import set_memory
-from ._snapshot import RestoreSummary, SaveSummary, dump_state, load_state
+from ._restore import load_state
+from ._snapshot import RestoreSummary, SaveSummary, dump_state
 from ._state import (
     ENC_BIG,
     ENC_COMPRESSED,
