@@ -6,8 +6,9 @@ and pool-id counters, every pool's identity (owner, members and ids, flags,
 page size, codec, PAM, a trained zstd dictionary) and every page *as
 stored*: the compressed blob the PAM holds and its encoding, under its
 handle (object id, index).  ``_restore.load_state`` rebuilds them in a
-fresh engine.  Both take a ``write`` or ``read`` callable, so the engine does no file I/O: the daemon's
-``tmemd/_statedir.py`` owns the files, their atomic replacement and fsync.
+fresh engine.  Both take a ``write`` or ``read`` callable, so the engine
+does no file I/O: the daemon's ``tmemd/_statedir.py`` owns the files,
+their atomic replacement and fsync.
 
 Why pages, not frames: the arena's used frames and the PAMs' tables would
 copy faster, but they tie a saved state to one PAM layout and one arena
