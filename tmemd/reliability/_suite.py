@@ -8,7 +8,8 @@ fresh daemon on 127.0.0.1 in a temporary directory:
    and ephemeral pools, every get checked against a model (``_load``).
 2. **Faults survived**: the same load through ``FaultProxy``, which drops,
    cuts mid-frame and delays connections.
-3. **SIGTERM under load**: the load against a daemon with ``--state-dir``;
+3. **SIGTERM under load**: the load against a daemon with ``--state-dir``
+   and ``--save-ephemeral`` (so that both pools of each worker come back);
    halfway it gets SIGTERM, saves, and is started again on the same port;
    the workers reconnect and in the end read every persistent page back.
 4. **Bad input**: ``fuzz_frames`` fuzzed frames against a live daemon
@@ -128,7 +129,9 @@ def faults_survived(cfg: SuiteConfig, workdir: Path) -> list[Row]:
 
 def sigterm_under_load(cfg: SuiteConfig, workdir: Path) -> list[Row]:
     state = workdir / "sigterm" / "state"
-    daemon = _daemon(workdir, "sigterm", "--memory", "64MiB", "--state-dir", str(state))
+    daemon = _daemon(
+        workdir, "sigterm", "--memory", "64MiB", "--state-dir", str(state), "--save-ephemeral"
+    )
     restart_s: list[float] = []
     exit_status: list[int] = []
 
