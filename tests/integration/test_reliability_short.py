@@ -18,6 +18,7 @@ def test_every_figure_of_the_short_suite_is_within_its_bound(tmp_path: Path) -> 
     assert {row.part.split(" (")[0] for row in rows} == {
         "load held",
         "faults survived",
+        "slow reader",
         "SIGTERM under load",
         "bad input",
         "overload",

@@ -1,4 +1,4 @@
-"""The suite: five measurements against real daemons, one table of figures.
+"""The suite: six measurements against real daemons, one table of figures.
 
 Every row is a figure measured in this run, next to what it must be; a row
 whose figure breaks its bound marks the suite failed.  The parts, each on a
@@ -12,9 +12,11 @@ fresh daemon on 127.0.0.1 in a temporary directory:
    and ``--save-ephemeral`` (so that both pools of each worker come back);
    halfway it gets SIGTERM, saves, and is started again on the same port;
    the workers reconnect and in the end read every persistent page back.
-4. **Bad input**: ``fuzz_frames`` fuzzed frames against a live daemon
+4. **Slow reader**: a peer that pipelines GETs and reads nothing, while
+   another client is served (``_slow``).
+5. **Bad input**: ``fuzz_frames`` fuzzed frames against a live daemon
    (``_fuzz``).
-5. **Overload**: 16x memory oversubscription (``_overload``).
+6. **Overload**: 16x memory oversubscription (``_overload``).
 
 ``SHORT`` runs in about a minute and a half (the test suite runs it);
 ``FULL`` in about eight (``make reliability``).
@@ -32,6 +34,7 @@ from ._fuzz import fuzz
 from ._harness import DaemonProcess, FaultProxy, Faults
 from ._load import LoadTotals, Worker, run_workers
 from ._overload import OVERHEAD_BYTES, oversubscribe
+from ._slow import RSS_GROWTH_BOUND_BYTES, slow_reader
 
 __all__ = ["FULL", "SHORT", "Row", "SuiteConfig", "run_suite"]
 
@@ -194,9 +197,30 @@ def overload(cfg: SuiteConfig, workdir: Path) -> list[Row]:
     return rows + _finish(part, daemon)
 
 
+def slow_readers(cfg: SuiteConfig, workdir: Path) -> list[Row]:
+    daemon = _daemon(workdir, "slow", "--memory", "64MiB")
+    totals = slow_reader(daemon, cfg.seed)
+    part = "slow reader"
+    bound = RSS_GROWTH_BOUND_BYTES
+    rows = [
+        Row(part, "GETs sent before the daemon stopped reading (replies asked, MiB)",
+            f"{totals.requests_sent} ({totals.replies_asked_bytes / MIB:.0f})", "> 0",
+            totals.requests_sent > 0),
+        Row(part, "daemon RSS growth while they wait (MiB)",
+            f"{totals.rss_growth_bytes / MIB:.1f}", f"<= {bound / MIB:.0f}",
+            totals.rss_growth_bytes <= bound),
+        Row(part, "another client's put+get meanwhile / slowest (ms)",
+            f"{totals.other_ops} / {totals.other_slowest_s * 1000:.1f}", "> 0",
+            totals.other_ops > 0),
+        Row(part, "its pages wrong", str(totals.other_wrong), "0", totals.other_wrong == 0),
+    ]  # fmt: skip
+    return rows + _finish(part, daemon)
+
+
 PARTS: list[Callable[[SuiteConfig, Path], list[Row]]] = [
     load_held,
     faults_survived,
+    slow_readers,
     sigterm_under_load,
     bad_input,
     overload,
