@@ -36,10 +36,12 @@ What the parts do: *load held* checks every get of several clients' random puts,
 flushes against a model (a page may be missing from an ephemeral pool, never wrong; a
 persistent page must come back); *faults survived* runs the same load through a proxy on
 loopback that drops connections, cuts them mid-frame and delays them, and allows an
-operation whose reply was lost to have happened or not; *SIGTERM under load* stops a daemon
+operation whose reply was lost to have happened or not; *slow reader* pipelines GETs
+without reading the replies while another client is served; *SIGTERM under load* stops a daemon
 with `--state-dir` in the middle of the load and starts it again, and every acknowledged
 persistent page must be back; *bad input* sends mutated valid frames and random bytes as
-another client; *overload* offers 16 times `--memory`.
+another client (a frame counts as sent while its connection was open; a framing error
+closes it, as the protocol says); *overload* offers 16 times `--memory`.
 """
 
 
