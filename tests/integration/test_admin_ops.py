@@ -40,6 +40,7 @@ ADMIN_BODIES: list[dict[str, Any]] = [
     {"cmd": "authorize_shared", "client": "web", "uuid": UUID_HEX},
     {"cmd": "revoke_shared", "client": "web", "uuid": UUID_HEX},
     {"cmd": "save"},
+    {"cmd": "set_memory", "bytes": 16 << 20},
 ]
 
 
