@@ -26,7 +26,21 @@ flush_ephemeral        bytes                                          {"freed_by
 freeable                                                              {"freeable_bytes"}
 authorize_shared,      client, uuid (32 hex digits, dashes allowed)   {"client", "uuid",
 revoke_shared                                                         "authorized"}
+set_memory             bytes (the new limit)                          {"memory_bytes",
+                                                                      "previous_bytes",
+                                                                      "evicted_bytes"}
+save                                                                  {"path", "pools", "pages",
+                                                                      "stored_bytes",
+                                                                      "state_bytes", "seconds"}
 =====================  =============================================  =========================
+
+``set_memory`` moves the memory limit at once (``tmemd/engine/_resize.py``):
+shrinking evicts ephemeral pages and is BAD_ARGUMENT, with the smallest
+limit possible in the message, below the persistent pages in use.
+``save`` writes the state directory now (docs/warm-restart.md); the daemon
+serves nothing else meanwhile, so the state is one consistent instant.
+Without ``--state-dir`` it is UNSUPPORTED; a failed write INTERNAL_ERROR
+(the previous state file stays whole).
 
 Errors: a malformed argument or an unknown client is BAD_ARGUMENT with a
 message naming it (the engine's NO_SUCH_CLIENT would map to
@@ -52,6 +66,7 @@ from tmem.proto import (
     is_client_name,
 )
 
+from ._statedir import StateDirError
 from ._status import status_for
 from .engine import (
     CODECS,
@@ -363,6 +378,22 @@ def _cmd_authorize(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dic
     return {"client": name, "uuid": f"{uuid:032x}", "authorized": authorize}
 
 
+def _cmd_set_memory(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
+    nbytes = _count(body, "bytes", 0, _INT64_MAX)
+    previous = ctx.engine.config.memory_bytes
+    evicted = _engine_call(s.client or "", lambda: ctx.engine.set_memory(nbytes))
+    return {"memory_bytes": nbytes, "previous_bytes": previous, "evicted_bytes": evicted}
+
+
+def _cmd_save(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
+    if ctx.save_state is None:
+        raise ControlError(Status.UNSUPPORTED, "this daemon runs without --state-dir")
+    try:
+        return ctx.save_state()
+    except StateDirError as exc:
+        raise ControlError(Status.INTERNAL_ERROR, str(exc)) from None
+
+
 Command = Callable[["HandlerContext", "Session", dict[str, Any]], dict[str, Any]]
 _SELF: dict[str, Command] = {
     "list_pools": _cmd_list_pools,
@@ -382,6 +413,8 @@ _ADMIN: dict[str, Command] = {
     "freeable": _cmd_freeable,
     "authorize_shared": _cmd_authorize,
     "revoke_shared": _cmd_authorize,
+    "save": _cmd_save,
+    "set_memory": _cmd_set_memory,
 }
 
 

@@ -106,6 +106,9 @@ class HandlerContext:
     authenticate: Callable[[str, str | None], tuple[bool, bool]] | None = None
     #: Budgets of failed HELLOs per address and name (with an auth file).
     auth_throttle: AuthThrottle | None = None
+    #: Saves the engine to the state directory now and returns what was
+    #: written (``tmemctl save``); None: the daemon has no ``--state-dir``.
+    save_state: Callable[[], dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from . import __version__
 from ._auth import AuthTable, load_auth_file
 from ._logging import setup_logging
+from ._statedir import StateDirError, restore_at_start, save_at_shutdown, save_now
 from .config import (
     CODECS,
     LOG_FORMATS,
@@ -68,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port-file", metavar="PATH", help="write the bound port here once listening")
     p.add_argument(
         "--memory", metavar="SIZE", help="arena size, e.g. 256MiB, 4GiB (default 256MiB)"
+    )
+    p.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="largest size tmemctl set-memory may grow the arena to "
+        "(default: the host's RAM up to 16GiB, at least --memory)",
     )
     p.add_argument("--codec", choices=CODECS, help="default page codec (default lzo)")
     p.add_argument(
@@ -158,6 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="allow a non-loopback listen address without --auth-file",
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="save persistent pools here on SIGTERM (and tmemctl save); restore them at start",
+    )
+    p.add_argument(
+        "--save-ephemeral",
+        action="store_true",
+        default=None,
+        help="with --state-dir: save ephemeral pools too",
+    )
+    p.add_argument(
+        "--discard-state",
+        action="store_true",
+        default=None,
+        help="with --state-dir: start empty, moving a saved state aside",
     )
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json lines")
@@ -272,6 +296,7 @@ def make_engine(config: DaemonConfig) -> Engine:
             dictionary_bytes=config.zstd_dictionary,
             # Without an auth file every client is trusted (loopback only).
             open_shared_pools=config.auth_file is None,
+            memory_reserve_bytes=config.reserve_bytes,
         ),
         clock=time.monotonic,
         codecs=make_codecs(config.zstd_level),
@@ -304,12 +329,24 @@ def _load_secrets(config: DaemonConfig) -> _Secrets:
     )
 
 
-async def serve(config: DaemonConfig, secrets: _Secrets) -> None:
+async def serve(config: DaemonConfig, secrets: _Secrets) -> int:
+    """Serve until SIGTERM; the exit code (1: the shutdown save failed)."""
     auth, tls = secrets.auth, secrets.tls
     engine = make_engine(config)
+    server_id = restore_at_start(engine, config)
     if auth is not None:
         apply_auth_limits(engine, auth)
-    server = Server.build(config, engine, authenticate=auth.check if auth else None)
+
+    def save() -> dict[str, Any]:  # tmemctl save
+        return save_now(engine, config, server.server_id)
+
+    server: Server = Server.build(
+        config,
+        engine,
+        server_id,
+        authenticate=auth.check if auth else None,
+        save_state=save if config.state_dir else None,
+    )
     host, port = await server.start(ssl=tls)
     log.info(
         "tmemd %s (server_id %s) listening on %s:%d%s, memory %d bytes, codec %s, PAMs %s/%s, %s",
@@ -362,6 +399,7 @@ async def serve(config: DaemonConfig, secrets: _Secrets) -> None:
     if metrics is not None:
         metrics.close()
         await metrics.wait_closed()
+    return 0 if save_at_shutdown(engine, config, server.server_id) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -377,11 +415,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvloop
 
     try:
-        uvloop.run(serve(config, secrets))
+        return uvloop.run(serve(config, secrets))
+    except StateDirError as exc:
+        log.error("%s; refusing to start (--discard-state starts empty)", exc)
+        return 1
     except OSError as exc:
         log.error("cannot serve on %s: %s", config.listen, exc.strerror or exc)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

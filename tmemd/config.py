@@ -10,6 +10,7 @@ underscores (``memory = "4GiB"``, ``persistent-max = 0.75``).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 #: The arena size when none is given: enough for a real test, small enough
 #: for any laptop.
 DEFAULT_MEMORY_BYTES = 256 << 20
+#: Most address space mapped for ``tmemctl set-memory`` when ``--max-memory``
+#: is not given (the host's RAM, up to this): xvmalloc's in-band links
+#: address at most 16 GiB, and the mapping costs no memory until used.
+DEFAULT_MAX_MEMORY_CAP_BYTES = 16 << 30
 #: Smallest arena accepted: 16 frames is too little for any real work but
 #: lets tests exercise a full arena quickly.
 MIN_MEMORY_BYTES = 64 << 10
@@ -119,6 +124,9 @@ class DaemonConfig:
     listen: str = DEFAULT_LISTEN
     port_file: str | None = None
     memory: int = DEFAULT_MEMORY_BYTES
+    #: Largest limit ``tmemctl set-memory`` may set (None: the host's RAM,
+    #: capped at ``DEFAULT_MAX_MEMORY_CAP_BYTES``, and never below ``memory``).
+    max_memory: int | None = None
     codec: str = "lzo"
     lease: float = 60.0
     persistent_max: float = 0.75
@@ -154,6 +162,12 @@ class DaemonConfig:
     tls_client_ca: str | None = None
     log_level: str = "info"
     log_format: str = "text"
+    #: Where persistent pools are saved on SIGTERM and restored from at start.
+    state_dir: str | None = None
+    #: Save ephemeral pools too (they are a cache: off by default).
+    save_ephemeral: bool = False
+    #: Start empty even if the state directory holds a state.
+    discard_state: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -162,6 +176,8 @@ class DaemonConfig:
             parse_address(self.metrics)
         if self.memory < MIN_MEMORY_BYTES:
             raise ConfigError(f"memory must be at least {MIN_MEMORY_BYTES} bytes")
+        if self.max_memory is not None and self.max_memory < self.memory:
+            raise ConfigError("max-memory must be at least memory")
         if self.codec not in CODECS:
             raise ConfigError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
         for name in ("ephemeral_pam", "persistent_pam"):
@@ -187,12 +203,22 @@ class DaemonConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
         if not 0 <= self.busy_poll <= MAX_BUSY_POLL_US:
             raise ConfigError(f"busy-poll must be 0..{MAX_BUSY_POLL_US} microseconds")
+        if self.state_dir is None and (self.save_ephemeral or self.discard_state):
+            raise ConfigError("save-ephemeral and discard-state need state-dir")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls-cert and tls-key go together")
         if (self.metrics_tls_cert is None) != (self.metrics_tls_key is None):
             raise ConfigError("metrics-tls-cert and metrics-tls-key go together")
         if self.metrics_tls_client_ca is not None and self.metrics_tls_cert is None:
             raise ConfigError("metrics-tls-client-ca needs metrics-tls-cert and metrics-tls-key")
+
+    @property
+    def reserve_bytes(self) -> int:
+        """Address space the arena maps: ``max_memory`` or its default."""
+        if self.max_memory is not None:
+            return self.max_memory
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return max(self.memory, min(ram, DEFAULT_MAX_MEMORY_CAP_BYTES))
 
     @property
     def address(self) -> tuple[str, int]:
@@ -203,7 +229,7 @@ class DaemonConfig:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(DaemonConfig)} - {"extra"}
-_SIZE_KEYS = {"memory", "zstd_dictionary"}
+_SIZE_KEYS = {"memory", "max_memory", "zstd_dictionary"}
 
 
 def coerce(key: str, value: Any) -> Any:

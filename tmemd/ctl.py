@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("client", type=_client_name)
     au.add_argument("uuid", help="the shared pool's UUID (hex, dashes allowed)")
     au.add_argument("--revoke", action="store_true", help="withdraw the authorization")
+    sub.add_parser("save", help="save the state directory now (admin; needs --state-dir)")
+    sm = sub.add_parser("set-memory", help="grow or shrink the memory limit now (admin)")
+    sm.add_argument("size", help="the new limit, e.g. 2GiB")
     return p
 
 
@@ -172,6 +175,10 @@ def _control_body(args: argparse.Namespace) -> dict[str, Any]:
         }
     if cmd == "clients":
         return {"cmd": "list_clients"}
+    if cmd == "save":
+        return {"cmd": "save"}
+    if cmd == "set-memory":
+        return {"cmd": "set_memory", "bytes": parse_size(args.size)}
     raise AssertionError(cmd)
 
 

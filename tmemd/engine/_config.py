@@ -95,6 +95,9 @@ class EngineConfig:
     #: need ``authorize_shared`` by an administrator first, since a UUID is
     #: not a secret (``_registry`` has the rules).
     open_shared_pools: bool = False
+    #: Bytes of address space the arena maps, so that ``set_memory`` can grow
+    #: the limit up to it without moving a frame (0: ``memory_bytes``).
+    memory_reserve_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.memory_bytes <= 0:
@@ -109,6 +112,10 @@ class EngineConfig:
         for pam in (self.ephemeral_pam, self.persistent_pam):
             if pam is not None and pam not in PAM_NAMES:
                 raise ValueError(f"no PAM {pam!r}; have {', '.join(PAM_NAMES)}")
+        if self.memory_reserve_bytes < 0:
+            raise ValueError(
+                f"memory_reserve_bytes must not be negative: {self.memory_reserve_bytes}"
+            )
         if self.dictionary_bytes < 0:
             raise ValueError(f"dictionary_bytes must not be negative, not {self.dictionary_bytes}")
         if not 1 <= self.max_pools_per_client <= 1 << POOL_ID_BITS:

@@ -44,16 +44,21 @@ Administration (settings, freeze, flush_ephemeral) is delegated to
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from ._admin import ClientCalls
 from ._config import INDEX_LIMIT, OBJECT_ID_LIMIT, EngineConfig
 from ._errors import BadIndex, BadLength, BadObjectId, NoSuchClient, NoSuchPool, Refusal
+from ._index import IndexObject
 from ._invariants import check_engine
 from ._memory import Memory
 from ._pages import PageStorage
 from ._pam import Pam
 from ._policy import Evictor, PersistentShare, rehome_pages
 from ._registry import Registry
+from ._resize import set_memory
+from ._restore import load_state
+from ._snapshot import RestoreSummary, SaveSummary, dump_state
 from ._state import (
     ENC_BIG,
     ENC_COMPRESSED,
@@ -164,19 +169,35 @@ class Engine(ClientCalls, PageStorage):
             return self._refuse(caller, pool, token, replaced=bool(old))
         obj = pool.index.insert(object_id, index, token)
         if not pool.persistent:
-            tenant = pool.tenant
-            if not tenant.lru_pages:
-                self._holders[tenant.name] = tenant
-            if encoding == ENC_SAME:
-                self._same.link(tenant, token >> VALUE_SHIFT, obj, index, 0)
-            else:
-                space = pool.space
-                size = len(blob)
-                stored = size if size <= space.max_object else space.stored_length(size)
-                space.link(tenant, token >> VALUE_SHIFT, obj, index, stored)
+            self._link(pool, obj, index, token, len(blob))
         pool.counters.puts_stored += 1
         caller.counters.puts_stored += 1
         self._counters.puts_stored += 1
+        return None
+
+    def _link(self, pool: Pool, obj: IndexObject | int, index: int, token: int, size: int) -> None:
+        """Make a just-indexed ephemeral page of a ``size``-byte blob its
+        client's newest, in its space's LRU."""
+        tenant = pool.tenant
+        if not tenant.lru_pages:
+            self._holders[tenant.name] = tenant
+        if token & ENC_MASK == ENC_SAME:
+            self._same.link(tenant, token >> VALUE_SHIFT, obj, index, 0)
+        else:
+            space = pool.space
+            stored = size if size <= space.max_object else space.stored_length(size)
+            space.link(tenant, token >> VALUE_SHIFT, obj, index, stored)
+
+    def _restore_page(
+        self, pool: Pool, object_id: int, index: int, blob: bytes, encoding: int
+    ) -> Refusal | None:
+        """Store a page's saved blob as it was stored (``_snapshot``): no codec runs."""
+        token = self._store(pool, blob, encoding)
+        if isinstance(token, Refusal):
+            return token
+        obj = pool.index.insert(object_id, index, token)
+        if not pool.persistent:
+            self._link(pool, obj, index, token, len(blob))
         return None
 
     def _refuse_frozen(
@@ -336,6 +357,30 @@ class Engine(ClientCalls, PageStorage):
             freed_by_destroy=self._freed_by_destroy,
             leases_expired=self._registry.leases_expired,
         )
+
+    def set_memory(self, nbytes: int) -> int:
+        """Move the memory limit to ``nbytes`` now, evicting ephemeral pages to
+        shrink; refuse (``BadArgument``) to go below the persistent pages.
+        Return the stored bytes evicted (rules in ``_resize``)."""
+        return set_memory(self, nbytes)
+
+    # --- saving and restoring (format and rules in ``_snapshot``) ----------
+
+    def save_state(
+        self,
+        write: Callable[[bytes], object],
+        *,
+        ephemeral: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> SaveSummary:
+        """Write the persistent pools (and ephemeral ones if asked), pages as
+        stored, to ``write``; ``extra`` (JSON values) comes back on restore."""
+        return dump_state(self, write, ephemeral=ephemeral, extra=extra)
+
+    def restore_state(self, read: Callable[[int], bytes]) -> RestoreSummary:
+        """Rebuild what ``save_state`` wrote, in this engine (no client yet);
+        raise ``StateError`` if it is damaged or ``StateTooBig``."""
+        return load_state(self, read)
 
     def check_invariants(self) -> None:
         """Walk every structure; raise ``AssertionError`` on any inconsistency (tests)."""

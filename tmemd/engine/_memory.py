@@ -110,7 +110,9 @@ class Memory:
         if named is not None:
             if ephemeral is not None or persistent is not None:
                 raise ValueError("name arena PAMs in the config or pass PAM instances, not both")
-            self.arena = self.ledger = Arena(config.memory_bytes)
+            self.arena = self.ledger = Arena(
+                config.memory_bytes, reserve_bytes=config.memory_reserve_bytes
+            )
         else:
             self.ledger = MetaLedger()
         self.same_pam = SamePam(self.ledger)
@@ -226,6 +228,15 @@ class Memory:
                 if len(samples) == DICTIONARY_SAMPLE_PAGES:
                     break
         return samples
+
+    def adopt_dictionary(self, pool: Pool, data: bytes) -> None:
+        """Give a restored zstd pool its saved dictionary, charged as ``_train`` does."""
+        with_dictionary = getattr(pool.codec, "with_dictionary", None)
+        if with_dictionary is None:
+            raise ValueError(f"pool {pool.pool_id}: codec {pool.codec_name!r} takes no dictionary")
+        pool.codec = with_dictionary(data)
+        pool.dictionary = DICT_TRAINED
+        self.ledger.meta_bytes += self.dictionary_bytes + DICTIONARY_CONTEXT_BYTES
 
     def forget(self, pool: Pool) -> None:
         """Uncharge what a destroyed pool held beyond its pages."""

@@ -299,6 +299,52 @@ class Registry:
         if listing is None:
             raise Unsupported(f"pool {pool_id} keeps no listing: only named pools do")
         return listing.scan(cursor, count, max_buckets)
+    # --- restoring a saved state (``_snapshot``) ---------------------------
+
+    def adopt_client(self, name: str) -> Client:
+        """A client restored from a saved state: created without a connection,
+        its lease counted from now, so that it must reattach within the lease."""
+        if name in self.clients:
+            raise BadArgument(f"client {name!r} exists already")
+        client = self.clients[name] = Client(name, len(Refusal))
+        client.lease_deadline = self._idle[name] = self._clock() + self._config.lease_s
+        return client
+
+    def adopt_pool(self, pool: Pool) -> None:
+        """Put a restored pool in each member's table under its saved id."""
+        for name, pool_id in pool.members.items():
+            client = self.client(name)
+            if pool_id in client.pools:
+                raise BadArgument(f"client {name!r} has two pools {pool_id}")
+            client.pools[pool_id] = pool
+        if pool.name is not None:
+            owner = self.client(pool.owner)
+            if pool.name in owner.pool_names:
+                raise BadArgument(f"client {pool.owner!r} has two pools named {pool.name!r}")
+            owner.pool_names[pool.name] = pool.pool_id
+        if pool.shared_uuid is not None:
+            self._shared[pool.shared_uuid] = pool
+        self._init_pool(pool)
+
+    def pool_id_counters(self) -> dict[str, int]:
+        """Client name -> the id its next pool gets (a copy)."""
+        return dict(self.next_pool_ids)
+
+    def restore_pool_id_counters(self, counters: dict[str, int]) -> None:
+        """Set saved counters, after the pools are adopted: never below an id
+        in use, so that a restored daemon does not reuse one either."""
+        for name, counter in counters.items():
+            if not 0 <= counter <= POOL_ID_LIMIT:
+                raise BadArgument(f"pool id counter {counter} of {name!r} is out of range")
+            self.next_pool_ids[name] = counter
+        for client in self.clients.values():
+            if client.pools:
+                top = max(client.pools) + 1
+                self.next_pool_ids[client.name] = max(self.next_pool_ids.get(client.name, 0), top)
+
+    def authorizations(self) -> dict[int, list[str]]:
+        """Shared-pool UUID -> the names authorized to join it, sorted (a copy)."""
+        return {uuid: sorted(names) for uuid, names in self._authorized.items()}
 
     def pools(self) -> list[Pool]:
         """Every open pool once (a shared pool under its owner)."""

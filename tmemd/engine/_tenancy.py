@@ -178,6 +178,20 @@ class Tenancy:
         self._known(name).frozen = frozen
         self._push(name)
 
+    def table(self) -> dict[str, ClientSettings]:
+        """Every name's settings in the table (what a saved state keeps)."""
+        return {
+            name: ClientSettings(entry.limits, entry.codec, entry.frozen)
+            for name, entry in self._table.items()
+        }
+
+    def restore(self, name: str, settings: ClientSettings) -> None:
+        """Put saved settings back in the table and in the live client."""
+        if settings.codec is not None and settings.codec not in self._codecs:
+            raise Unsupported(f"no codec {settings.codec!r}; have {sorted(self._codecs)}")
+        self._table[name] = _Settings(settings.limits, settings.codec, settings.frozen)
+        self._push(name)
+
     def flush_ephemeral(self, nbytes: int) -> int:
         """Evict fairly until ``nbytes`` stored bytes are freed; return the bytes freed."""
         if nbytes < 0:
