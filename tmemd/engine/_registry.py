@@ -299,6 +299,7 @@ class Registry:
         if listing is None:
             raise Unsupported(f"pool {pool_id} keeps no listing: only named pools do")
         return listing.scan(cursor, count, max_buckets)
+
     # --- restoring a saved state (``_snapshot``) ---------------------------
 
     def adopt_client(self, name: str) -> Client:
