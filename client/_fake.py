@@ -152,7 +152,7 @@ class FakeServer:
         names = self._names.setdefault(client, {})
         if name in names:
             info = self.pool(client, names[name]).info
-            if info != info_from_spec(info.pool_id, spec):
+            if info != info_from_spec(info.pool_id, spec, self.server_id):
                 raise BadArgument(Status.BAD_ARGUMENT, f"pool {name!r} exists with other flags")
             return info.pool_id
         info = self.new_pool(
