@@ -12,14 +12,13 @@ that tests written against it exercise the protocol contract, not the daemon.
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from tmem.proto import RefuseReason, Status, decode_pool_flags
+from tmem.proto import RefuseReason, Status, decode_pool_flags, is_client_name
 
 from ._errors import BadArgument, BadPool, Forbidden, TooManyPools, Unsupported
 from ._spec import Page, PoolInfo, info_from_spec, pool_spec
@@ -29,7 +28,6 @@ __all__ = ["MAX_POOLS_PER_CLIENT", "FakePool", "FakeServer"]
 #: The daemon's default bound on pools per client (Xen allowed 16).
 MAX_POOLS_PER_CLIENT = 64
 #: Pool names, as the daemon accepts them (PROTOCOL.md section 11.3.1).
-_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 @dataclass(eq=False)
@@ -147,7 +145,7 @@ class FakeServer:
     def open_pool(self, client: str, name: str, flags: int) -> int:
         """CONTROL ``open_pool``: the client's pool ``name``, created if missing."""
         spec = decode_pool_flags(flags)
-        if spec.shared or not _NAME_RE.match(name):
+        if spec.shared or not is_client_name(name):
             raise BadArgument(Status.BAD_ARGUMENT, "a private pool and a 1-64 character name")
         names = self._names.setdefault(client, {})
         if name in names:

@@ -30,12 +30,11 @@ read.  docs/mapping.md has the details.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator, Iterable, Iterator, MutableMapping
 from collections.abc import Mapping as AbcMapping
 from typing import Any, Protocol
 
-from tmem.proto import encode_pool_flags
+from tmem.proto import encode_pool_flags, is_client_name
 
 from ._errors import Refused
 from ._mapping_format import Key, tag_key
@@ -71,8 +70,6 @@ __all__ = [
 MAPPING_PAGE_SIZE = 65536
 #: Object ids one ``list_objects`` call asks for (the daemon's maximum).
 LIST_COUNT = 1024
-#: Pool names, as the daemon accepts them (PROTOCOL.md section 11.3.1).
-_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 Value = Page
 #: What ``set_many`` takes: a mapping or (key, value) pairs.
@@ -99,7 +96,7 @@ class AsyncMappingClient(Protocol):
 
 
 def _open_args(name: str, persistent: bool, page_size: int) -> dict[str, Any]:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not is_client_name(name):
         raise ValueError(f"mapping name {name!r} is not 1-64 of [A-Za-z0-9._-]")
     spec, _ = pool_spec(
         persistent=persistent, codec="none", page_size=page_size, precompressed=True

@@ -42,7 +42,15 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tmem.proto import CodecId, PamId, PoolFlagsError, PoolSpec, Status, decode_pool_flags
+from tmem.proto import (
+    CodecId,
+    PamId,
+    PoolFlagsError,
+    PoolSpec,
+    Status,
+    decode_pool_flags,
+    is_client_name,
+)
 
 from ._status import status_for
 from .engine import (
@@ -79,9 +87,7 @@ class ControlError(Exception):
 
 
 _INT64_MAX = (1 << 63) - 1
-#: Client names, as HELLO accepts them (``_handlers.CLIENT_NAME_RE``).
-_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_UUID_HEX_RE = re.compile(r"^[0-9a-f]{32}$")
+_UUID_HEX_RE = re.compile(r"[0-9a-f]{32}")
 #: Most object ids a ``list_objects`` reply asks for (``count``): 1024 ids
 #: are a 50 KiB reply, a few hundred microseconds of daemon time.
 MAX_LIST_OBJECTS = 1024
@@ -178,7 +184,7 @@ def _cmd_open_pool(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dic
     """The caller's pool named ``name``, created with ``flags`` if it has none."""
     assert s.client is not None
     name = body.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not is_client_name(name):  # a pool name follows the client-name rule
         raise ControlError(Status.BAD_ARGUMENT, "'name' must be 1-64 of [A-Za-z0-9._-]")
     flags = _count(body, "flags", 0, 0xFFFFFFFF)
     try:
@@ -232,7 +238,7 @@ def _cmd_stats(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[st
 
 def _client(body: dict[str, Any]) -> str:
     name = body.get("client")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not is_client_name(name):
         raise ControlError(Status.BAD_ARGUMENT, "'client' must be a client name")
     return name
 
@@ -255,7 +261,7 @@ def _cap(body: dict[str, Any], key: str, current: int | None) -> int | None:
 def _uuid(body: dict[str, Any]) -> int:
     text = body.get("uuid")
     digits = text.replace("-", "").lower() if isinstance(text, str) else ""
-    if not _UUID_HEX_RE.match(digits) or not 0 < int(digits, 16) < UUID_LIMIT:
+    if not _UUID_HEX_RE.fullmatch(digits) or not 0 < int(digits, 16) < UUID_LIMIT:
         raise ControlError(Status.BAD_ARGUMENT, "'uuid' must be 32 hex digits, not all zero")
     return int(digits, 16)
 

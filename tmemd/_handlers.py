@@ -17,7 +17,6 @@ beyond the result tuple; error payloads (msgpack) are built only on errors.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,8 @@ from typing import Any
 import msgpack
 
 from tmem.proto import (
+    CLIENT_NAME_CHARS,
+    MAX_CLIENT_NAME_CHARS,
     NO_POOL,
     GetFlags,
     Opcode,
@@ -32,11 +33,13 @@ from tmem.proto import (
     Request,
     Status,
     decode_pool_flags,
+    is_client_name,
 )
 
 from . import __version__
 from ._control import ControlError, pool_kwargs, run_control
 from ._status import REFUSE_REASON, status_for
+from ._throttle import AuthThrottle
 from .engine import Engine, EngineError
 
 __all__ = ["GET_MODES", "UNUSED", "HandlerContext", "Result", "Session", "failure", "handle"]
@@ -44,8 +47,6 @@ __all__ = ["GET_MODES", "UNUSED", "HandlerContext", "Result", "Session", "failur
 log = logging.getLogger("tmemd.handlers")
 
 Result = tuple[int, int, bytes]
-#: Client names: short, printable, safe in logs and metric labels.
-CLIENT_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _UUID_LIMIT = 1 << 128
 #: The GET_PAGE flags there are -> the engine's ``exclusive`` argument
 #: (None: the pool's default); any other value is BAD_FLAGS.  Plain int keys:
@@ -75,6 +76,8 @@ _EMPTY_FIELDS: dict[str, tuple[object, str]] = {
     "index": (0, "0"),
     "payload": (b"", "empty"),
 }
+#: The BAD_ARGUMENT message for a name that breaks the rule of PROTOCOL.md section 5.
+_NAME_RULE = f"client name must be 1-{MAX_CLIENT_NAME_CHARS} characters of [{CLIENT_NAME_CHARS}]"
 _OK_EMPTY: Result = (Status.OK, 0, b"")
 _MISS: Result = (Status.MISS, 0, b"")
 
@@ -101,6 +104,8 @@ class HandlerContext:
     limits: dict[str, Any] = field(default_factory=dict)
     #: Returns (ok, admin) for a client name and token; None = no auth file.
     authenticate: Callable[[str, str | None], tuple[bool, bool]] | None = None
+    #: Budgets of failed HELLOs per address and name (with an auth file).
+    auth_throttle: AuthThrottle | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -214,15 +219,21 @@ def _hello(ctx: HandlerContext, s: Session, req: Request) -> Result:
         raise _Refuse(Status.BAD_ARGUMENT, "already said HELLO on this connection")
     body = _body(req)
     name, token = body.get("client"), body.get("token")
-    if not isinstance(name, str) or not CLIENT_NAME_RE.match(name):
-        raise _Refuse(Status.BAD_ARGUMENT, "client name must match [A-Za-z0-9._-]{1,64}")
+    if not is_client_name(name):
+        raise _Refuse(Status.BAD_ARGUMENT, _NAME_RULE)
     if token is not None and not isinstance(token, str):
         raise _Refuse(Status.BAD_ARGUMENT, "token must be a string")
     admin = False
     if ctx.authenticate is not None:
+        throttle = ctx.auth_throttle
+        if throttle is not None and not throttle.allow(s.peer, name):
+            log.warning("auth throttled for client %s from %s", name, s.peer)
+            raise _Refuse(Status.AUTH_FAILED, "too many failed HELLOs; token not checked")
         ok, admin = ctx.authenticate(name, token)
         if not ok:
-            log.info("auth failed for client %r from %s", name, s.peer)
+            if throttle is not None:
+                throttle.failed(s.peer, name)
+            log.info("auth failed for client %s from %s", name, s.peer)
             raise _Refuse(Status.AUTH_FAILED, "unknown client or wrong token")
     ctx.engine.connect(name)
     s.client, s.admin = name, admin

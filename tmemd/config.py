@@ -52,6 +52,9 @@ MAX_ZSTD_DICTIONARY_BYTES = 1 << 20
 #: Longest --busy-poll window: past a few milliseconds spinning buys no
 #: latency and only burns the core.
 MAX_BUSY_POLL_US = 10_000
+#: Longest --drain-timeout: systemd's default stop timeout is 90 s and
+#: Kubernetes' grace period 30 s; a drain must end well before either kills us.
+MAX_DRAIN_TIMEOUT_S = 60.0
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 
@@ -126,11 +129,24 @@ class DaemonConfig:
     zstd_dictionary: int = 128 << 10
     idle_timeout: float = 300.0
     header_timeout: float = 10.0
+    #: Seconds a connection may stay without a successful HELLO (PING does
+    #: not extend it): a real client says HELLO within a round trip.
+    hello_timeout: float = 5.0
     max_connections: int = 4096
+    #: Connections without a successful HELLO at once (at most max_connections).
+    max_unauthenticated: int = 128
+    #: Seconds SIGTERM waits for clients to leave, answering BUSY meanwhile.
+    drain_timeout: float = 5.0
     #: Microseconds the event loop keeps polling after a read (0: sleep at once).
     busy_poll: int = 0
     metrics: str | None = None
     metrics_port_file: str | None = None
+    #: File holding the bearer token /metrics requires (None: no token).
+    metrics_auth: str | None = None
+    #: TLS for the metrics endpoint, as tls_cert/tls_key/tls_client_ca for the protocol.
+    metrics_tls_cert: str | None = None
+    metrics_tls_key: str | None = None
+    metrics_tls_client_ca: str | None = None
     auth_file: str | None = None
     insecure: bool = False
     tls_cert: str | None = None
@@ -161,15 +177,22 @@ class DaemonConfig:
             raise ConfigError(f"log-format must be one of {', '.join(LOG_FORMATS)}")
         if not 0 < self.persistent_accept <= self.persistent_max <= 1:
             raise ConfigError("need 0 < persistent-accept <= persistent-max <= 1")
-        for name in ("lease", "idle_timeout", "header_timeout"):
+        for name in ("lease", "idle_timeout", "header_timeout", "hello_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive")
-        if self.max_connections < 1:
-            raise ConfigError("max-connections must be at least 1")
+        if not 0 <= self.drain_timeout <= MAX_DRAIN_TIMEOUT_S:
+            raise ConfigError(f"drain-timeout must be 0..{MAX_DRAIN_TIMEOUT_S:g} seconds")
+        for name in ("max_connections", "max_unauthenticated"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
         if not 0 <= self.busy_poll <= MAX_BUSY_POLL_US:
             raise ConfigError(f"busy-poll must be 0..{MAX_BUSY_POLL_US} microseconds")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls-cert and tls-key go together")
+        if (self.metrics_tls_cert is None) != (self.metrics_tls_key is None):
+            raise ConfigError("metrics-tls-cert and metrics-tls-key go together")
+        if self.metrics_tls_client_ca is not None and self.metrics_tls_cert is None:
+            raise ConfigError("metrics-tls-client-ca needs metrics-tls-cert and metrics-tls-key")
 
     @property
     def address(self) -> tuple[str, int]:

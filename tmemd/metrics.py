@@ -71,6 +71,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
+import ssl as _ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -133,6 +134,14 @@ class ServerStats:
     max_connections: int = 0
     #: Gauge: open connections per authenticated client (not yet HELLO'd: none).
     connections_by_client: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    #: Gauge: open connections that have not completed HELLO.
+    unauthenticated: int = 0
+    #: Counters: connections closed without HELLO, by reason
+    #: (``hello_timeout``: past --hello-timeout; ``evicted``: made room).
+    unauthenticated_closed: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    #: Counters: HELLOs with a wrong token, and HELLOs refused unchecked by the throttle.
+    auth_failures: int = 0
+    auth_throttled: int = 0
 
 
 class _SessionLike(Protocol):
@@ -174,6 +183,16 @@ class ServerLike(Protocol):
     def latency(self) -> _RecorderLike: ...
     @property
     def config(self) -> _ConfigLike: ...
+    @property
+    def unauthenticated_connections(self) -> int: ...
+    @property
+    def hello_timeouts(self) -> int: ...
+    @property
+    def unauthenticated_evicted(self) -> int: ...
+    @property
+    def auth_failures(self) -> int: ...
+    @property
+    def auth_throttled(self) -> int: ...
 
 
 def server_stats_of(server: ServerLike, started_at: float) -> ServerStats:
@@ -195,6 +214,12 @@ def server_stats_of(server: ServerLike, started_at: float) -> ServerStats:
         started_at=started_at,
         max_connections=server.config.max_connections,
         connections_by_client=MappingProxyType(by_client),
+        unauthenticated=server.unauthenticated_connections,
+        unauthenticated_closed=MappingProxyType(
+            {"hello_timeout": server.hello_timeouts, "evicted": server.unauthenticated_evicted}
+        ),
+        auth_failures=server.auth_failures,
+        auth_throttled=server.auth_throttled,
     )
 
 
@@ -250,6 +275,7 @@ def server_families(stats: ServerStats) -> Iterator[Metric]:
     for name, count in sorted(stats.connections_by_client.items()):
         per_client.add_metric([name], count)
     yield per_client
+    yield from _admission_families(stats)
     yield _counter(
         "tmemd_network_received_bytes", "Bytes read from client connections.", stats.bytes_in
     )
@@ -257,6 +283,32 @@ def server_families(stats: ServerStats) -> Iterator[Metric]:
         "tmemd_network_sent_bytes", "Bytes written to client connections.", stats.bytes_out
     )
     yield _latency_family(stats.latency)
+
+
+def _admission_families(stats: ServerStats) -> Iterator[Metric]:
+    """Connections without HELLO and failed HELLOs: what a peer without a token did."""
+    yield _gauge(
+        "tmemd_connections_unauthenticated",
+        "Open connections that have not completed HELLO (--max-unauthenticated).",
+        stats.unauthenticated,
+    )
+    closed = CounterMetricFamily(
+        "tmemd_connections_unauthenticated_closed",
+        "Connections closed before HELLO: past --hello-timeout, or to make room.",
+        labels=["reason"],
+    )
+    for reason in ("hello_timeout", "evicted"):
+        closed.add_metric([reason], stats.unauthenticated_closed.get(reason, 0))
+    yield closed
+    yield _counter(
+        "tmemd_auth_failures", "HELLOs refused for a wrong or missing token.", stats.auth_failures
+    )
+    yield _counter(
+        "tmemd_auth_throttled",
+        "HELLOs refused without checking the token: too many failures from the address or "
+        "for the name.",
+        stats.auth_throttled,
+    )
 
 
 def process_families(started_at: float) -> Iterator[Metric]:
@@ -334,8 +386,13 @@ async def serve_metrics(
     *,
     ready: Callable[[], bool],
     started_at: float | None = None,
+    bearer_token: str | None = None,
+    ssl: _ssl.SSLContext | None = None,
 ) -> tuple[asyncio.AbstractServer, int]:
     """The daemon's ``--metrics HOST:PORT``: a private registry, served; returns the bound port.
+
+    ``bearer_token`` (``--metrics-auth``) and ``ssl`` (``--metrics-tls-*``)
+    protect it as ``start_metrics_server`` describes.
 
     ``started_at`` (unix seconds) defaults to now, which is right when the
     daemon calls this at start-up.
@@ -344,4 +401,6 @@ async def serve_metrics(
     registry = CollectorRegistry()
     registry.register(TmemdCollector(engine_stats, lambda: server_stats_of(server, since)))
     host, port = parse_address(address)
-    return await start_metrics_server(host, port, registry, ready)
+    return await start_metrics_server(
+        host, port, registry, ready, bearer_token=bearer_token, ssl=ssl
+    )

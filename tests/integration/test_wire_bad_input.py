@@ -4,7 +4,7 @@ daemon keeps serving, and no other client's pages are disturbed or leaked."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import msgpack
 import pytest
@@ -34,10 +34,12 @@ PAGE = bytes(range(256)) * 16
 
 
 @pytest.fixture
-def conn(daemon: Daemon) -> RawConn:
-    c = RawConn((daemon.host, daemon.port))
-    assert c.hello("alice").status == Status.OK
-    return c
+def conn(daemon: Daemon) -> Iterator[RawConn]:
+    # Closed before the daemon is stopped: SIGTERM waits (--drain-timeout)
+    # for connected clients to leave.
+    with RawConn((daemon.host, daemon.port)) as c:
+        assert c.hello("alice").status == Status.OK
+        yield c
 
 
 def test_ping_before_hello_and_ops_need_hello(daemon: Daemon) -> None:

@@ -41,6 +41,9 @@ EXPORTED = {
         "tmemd_leases_expired",
         "tmemd_connections_accepted",
         "tmemd_connections_refused",
+        "tmemd_connections_unauthenticated_closed",
+        "tmemd_auth_failures",
+        "tmemd_auth_throttled",
         "tmemd_network_received_bytes",
         "tmemd_network_sent_bytes",
         "tmemd_process_cpu_seconds",
@@ -77,6 +80,7 @@ EXPORTED = {
         "tmemd_pools",
         "tmemd_connections",
         "tmemd_connections_max",
+        "tmemd_connections_unauthenticated",
         "tmemd_process_resident_memory_bytes",
         "tmemd_process_open_fds",
         "tmemd_process_max_fds",
@@ -407,6 +411,11 @@ def test_server_stats_of_reads_a_server_by_duck_typing() -> None:
             self.bytes_out = 22
             self.latency = LatencyRecorder()
             self.config = Config()
+            self.unauthenticated_connections = 1
+            self.hello_timeouts = 3
+            self.unauthenticated_evicted = 4
+            self.auth_failures = 5
+            self.auth_throttled = 6
 
     stats = server_stats_of(Server(), started_at=5.0)
     assert stats.connections == 4
@@ -414,6 +423,9 @@ def test_server_stats_of_reads_a_server_by_duck_typing() -> None:
     assert (stats.connections_total, stats.connections_refused) == (9, 1)
     assert (stats.bytes_in, stats.bytes_out, stats.max_connections) == (11, 22, 77)
     assert stats.started_at == 5.0 and stats.latency == ()
+    assert stats.unauthenticated == 1
+    assert dict(stats.unauthenticated_closed) == {"hello_timeout": 3, "evicted": 4}
+    assert (stats.auth_failures, stats.auth_throttled) == (5, 6)
 
 
 def test_scrape_is_cheap_enough_for_many_pools() -> None:
