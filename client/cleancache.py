@@ -35,6 +35,7 @@ old content are never read again.
 from __future__ import annotations
 
 import logging
+import os
 import ssl as _ssl
 import threading
 import uuid
@@ -138,7 +139,7 @@ class TmemFileSystem(ChainedFileSystem):  # type: ignore[misc]  # fsspec is unty
             self.cache = PageCache(client, block_size, shared_uuid)
         else:
             key = (parse_address(server), client_name, token, ssl, timeout, block_size, pool)
-            self.cache = _process_cache(key, shared_uuid)
+            self.cache = _process_cache((os.getpid(), *key), shared_uuid)
         # Paths are the source's (``tmem::`` adds no prefix of its own); fsspec
         # calls the class's ``_strip_protocol`` while parsing a chained URL,
         # so only the instance's is replaced, as fsspec's caching layers do.
@@ -258,7 +259,9 @@ class TmemFileSystem(ChainedFileSystem):  # type: ignore[misc]  # fsspec is unty
 
 #: One ``PageCache`` (one connection, one pool) per set of cache options in
 #: this process: fsspec makes a filesystem object per thread, and a
-#: private pool per thread would cache a dataset once per thread.
+#: private pool per thread would cache a dataset once per thread.  The
+#: process id is part of the key: a forked child must not read replies
+#: from its parent's socket.
 _PROCESS_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], PageCache] = (
     weakref.WeakValueDictionary()
 )
@@ -266,9 +269,9 @@ _PROCESS_CACHES_LOCK = threading.Lock()
 
 
 def _process_cache(key: tuple[Any, ...], shared_uuid: uuid.UUID | None) -> PageCache:
-    """The process's ``PageCache`` for ``key`` (server, name, token, ssl,
-    timeout, block size, pool), made on first use."""
-    address, client_name, token, ssl, timeout, block_size, _ = key
+    """The process's ``PageCache`` for ``key`` (pid, server, name, token,
+    ssl, timeout, block size, pool), made on first use."""
+    _, address, client_name, token, ssl, timeout, block_size, _ = key
     with _PROCESS_CACHES_LOCK:
         cache = _PROCESS_CACHES.get(key)
         if cache is None:

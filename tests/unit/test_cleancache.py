@@ -8,6 +8,7 @@ tests/integration/test_cleancache.py.
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -205,3 +206,13 @@ def test_one_page_cache_per_set_of_options_in_a_process(memfs: MemoryFileSystem)
     assert make(client_name="b").cache is not first.cache
     assert make(client_name="a", pool="ds").cache is not first.cache
     assert make(client_name="a", block_size=BS).cache is not first.cache
+
+
+def test_a_forked_child_gets_its_own_page_cache(memfs: MemoryFileSystem) -> None:
+    parent = TmemFileSystem(fs=memfs, server="127.0.0.1:9", skip_instance_cache=True)
+    pid = os.fork()
+    if pid == 0:  # the child must not share its parent's socket
+        child = TmemFileSystem(fs=memfs, server="127.0.0.1:9", skip_instance_cache=True)
+        os._exit(0 if child.cache is not parent.cache else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
