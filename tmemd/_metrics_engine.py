@@ -17,7 +17,7 @@ from .engine import EngineStats, PamStats, PoolStats
 
 __all__ = ["ENGINE_GROUPS", "FRAME_BYTES"]
 
-#: The arena's unit (DESIGN.md §2, PAM): ``tmemd_arena_frames`` counts these.
+#: The arena's unit (docs/design.md §2, PAM): ``tmemd_arena_frames`` counts these.
 FRAME_BYTES = 4096
 
 _POOL_LABELS = ["client", "pool", "pool_kind"]
@@ -121,7 +121,7 @@ def _pam_families(pams: tuple[PamStats, ...], arena_bytes: int) -> Iterator[Metr
         for fam, (_n, _d, attr) in zip(families, table, strict=True):
             fam.add_metric([pam.name, pam.role], getattr(pam, attr))
     yield from families
-    # The arena is the memory limit (DESIGN.md §5); PAMs sharing it each
+    # The arena is the memory limit (docs/design.md §5); PAMs sharing it each
     # report it as their capacity, so capacities must not be added up.
     yield GaugeMetricFamily(
         "tmemd_arena_bytes", "Size of the arena the PAMs share (the memory limit).", arena_bytes

@@ -166,7 +166,7 @@ class ServerLike(Protocol):
     """The attributes of ``tmemd.server.Server`` that metrics read.
 
     A protocol rather than an import: nothing but the entry point imports the
-    server (STYLE.md point 1).
+    server (docs/design.md §9.1).
     """
 
     @property

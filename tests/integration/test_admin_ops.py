@@ -1,4 +1,4 @@
-"""Administration against the real daemon (issue 4, item 7): every admin
+"""Administration against the real daemon (docs/multi-tenancy.md): every admin
 CONTROL command through ``tmem.client``, the FORBIDDEN wall for everyone
 else, argument checking, and ``tmemctl`` as a subprocess in both its human
 and its ``--json`` output.

@@ -1,4 +1,4 @@
-"""Isolation against the real daemon (issue 4, item 3): no request by one
+"""Isolation against the real daemon (docs/multi-tenancy.md): no request by one
 client can read, write, flush, destroy or even learn of another client's
 private pool.
 

@@ -1,4 +1,4 @@
-"""Shared pools, freeze, caps and leases against the real daemon (issue 4,
+"""Shared pools, freeze, caps and leases against the real daemon (docs/multi-tenancy.md,
 items 4-6), driven through ``tmem.client`` with an administrator ("ops")
 doing the authorizing, freezing and cap setting over CONTROL.
 """

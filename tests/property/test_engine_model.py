@@ -4,7 +4,7 @@ The model holds, per pool, the bytes of the last successful put to each
 handle.  Rules checked on every get:
 
 * a handle the model does not hold must miss (never put, flushed, taken by
-  an exclusive get, or its replacement was refused: DESIGN.md 3.2 and 3.5);
+  an exclusive get, or its replacement was refused: docs/design.md §3.2 and §3.5);
 * a persistent pool returns exactly the model's bytes (never evicted);
 * an ephemeral pool returns the model's bytes or misses (evicted), and a
   miss means the page is gone for good, so the model forgets it.

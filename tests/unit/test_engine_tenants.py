@@ -1,4 +1,4 @@
-"""Clients, isolation, leases and shared pools (DESIGN.md section 3, rules 6-8)."""
+"""Clients, isolation, leases and shared pools (docs/design.md §3, rules 6-8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Imports go one way (STYLE.md point 1), checked on the source tree's AST.
+"""Imports go one way (docs/design.md §9.1), checked on the source tree's AST.
 
 - ``tmem.proto`` imports only the standard library and itself;
 - ``tmemd.engine`` imports neither asyncio, uvloop, ``tmem.*`` (the protocol

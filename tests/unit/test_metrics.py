@@ -1,6 +1,6 @@
 """The metrics collector over a real ``Engine``: names, labels and values.
 
-The names below are public contract (issue 5, the dashboard, the alert
+The names below are public contract (deploy/README.md, the dashboard, the alert
 rules): renaming one must fail here first.  Values are checked against the
 engine's own ``statistics()`` after driving it through put/get/flush,
 refusals and evictions, and against the text exposition as Prometheus will

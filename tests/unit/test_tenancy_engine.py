@@ -1,5 +1,5 @@
 """Tenancy in the engine: fair eviction by weight, caps, freeze, settings,
-administrative flushes and shared-pool ownership (issue 4, items 3-7).
+administrative flushes and shared-pool ownership (docs/multi-tenancy.md).
 
 Sizes are exact: with codec "none" a random page is stored raw and charges
 4096 + BYTES_PAM_OVERHEAD bytes of the BytesPam, and 4096 stored bytes to

@@ -1,6 +1,6 @@
 """The tmem engine: synchronous, deterministic, pure Python.
 
-The engine implements tmem's semantics (DESIGN.md section 3) over clients,
+The engine implements tmem's semantics (docs/design.md §3) over clients,
 pools, a per-pool page index, codecs and a PAM (page-addressable memory).
 It imports neither asyncio nor the wire format: the server edge calls it
 from its event loop, passing a clock and (optionally) codecs and PAMs in;

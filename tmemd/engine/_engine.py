@@ -11,7 +11,7 @@ given; same-filled pages: the fill byte, kept in the same-filled store;
 otherwise the codec's output, or the raw page when that output is over 7/8
 of a page).  The old copy at that handle, if any, is removed *first*: its
 memory then helps the new copy fit, and if the new copy is refused the old
-one must go anyway (DESIGN.md 3.2: no stale page may be returned later).
+one must go anyway (docs/design.md §3.2: no stale page may be returned later).
 Then policy decides: a frozen client's put is refused before any of this
 (the old copy is flushed all the same); a persistent page must fit its
 client's persistent cap and the persistent share, where each client is held

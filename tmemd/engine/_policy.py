@@ -16,7 +16,7 @@ Eviction (``Evictor``)
     ``flush_ephemeral`` and the caps, which count stored bytes, never take
     them.
 
-Fairness (DESIGN.md 5, after Xen's tmem client weights)
+Fairness (docs/design.md §5, after Xen's tmem client weights)
     Each round takes the least recently used page of the client *most above
     its weighted share* of ephemeral memory: the holder with the largest
     ``(ephemeral_bytes + pages * page_charge) / weight``, counting the page

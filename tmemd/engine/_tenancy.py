@@ -22,7 +22,7 @@ Who sets them, and how long they last
 
 How caps are enforced (in ``Engine.put``)
     * A put while frozen is refused (FROZEN).  As for every refused put,
-      the old copy at that handle is flushed (DESIGN.md 3.2): the client
+      the old copy at that handle is flushed (docs/design.md §3.2): the client
       asked to replace it, so the old bytes are stale either way.
     * A persistent put that would pass ``persistent_cap`` is refused
       (CLIENT_PERSISTENT_CAP).

@@ -73,7 +73,7 @@ RAW_THRESHOLD_NUMERATOR = 7
 RAW_THRESHOLD_DENOMINATOR = 8
 
 #: zstd level by default: 1 is the fastest standard level and the one
-#: DESIGN.md measures; the daemon picks its own (``--zstd-level``, docs/memory.md).
+#: docs/design.md §6 states; the daemon picks its own (``--zstd-level``, docs/memory.md).
 ZSTD_LEVEL = 1
 #: Id written into the frames of a trained codec: any id < 256 costs one
 #: header byte, and a frame without one was compressed before training.

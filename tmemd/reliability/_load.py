@@ -6,7 +6,8 @@ model is exact) and a ``Model`` per pool.  Until its deadline it puts
 (single pages and pipelined batches of ``BATCH_PAGES``, so a fault can
 strike mid-batch), gets and flushes random handles of a small range (so
 handles are replaced and read back often), and checks every get against
-the model.  A connection error (the proxy cut it, the daemon restarted)
+the model.  A connection error (the proxy cut it, the daemon restarted), or
+BUSY from a daemon that is draining before it stops (PROTOCOL.md 12.5),
 marks the operations in flight as unsure and the worker carries on: the
 blocking client reconnects on its next call.  At the end it reads back
 every persistent handle.
@@ -24,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tmem.client import Client, Pool, TmemConnectionError
+from tmem.client import Client, Pool, ServerBusy, TmemConnectionError
 
 from ._harness import Model
 
@@ -84,7 +85,7 @@ class Worker:
                 if len(self.pools) == 1:
                     self.pools.append((self.client.new_pool(persistent=False), Model(False)))
                 return True
-            except TmemConnectionError:
+            except (TmemConnectionError, ServerBusy):
                 self.pools.clear()  # an unsure new_pool: start again (ids are never reused)
                 self.totals.connection_errors += 1
                 time.sleep(RETRY_PAUSE_S)
@@ -128,7 +129,7 @@ class Worker:
             try:
                 self._one(pool, model)
                 self.totals.ops += 1
-            except TmemConnectionError:
+            except (TmemConnectionError, ServerBusy):
                 self.totals.connection_errors += 1
                 time.sleep(RETRY_PAUSE_S)
         self.verify()
@@ -146,7 +147,7 @@ class Worker:
                 self._note(model, handle, pool.get(*handle, exclusive=False))
                 self.totals.pages_checked += 1
                 pending.pop()
-            except TmemConnectionError:
+            except (TmemConnectionError, ServerBusy):
                 self.totals.connection_errors += 1
                 time.sleep(RETRY_PAUSE_S)
         self.totals.other_errors += len(pending)

@@ -20,7 +20,7 @@ How: frames are in one of three states, one byte each in ``_state``:
 * *warm*: freed by a PAM but still resident, on the ``_warm`` stack.
 
 ``alloc_frame`` prefers warm frames (no page fault: writing into freshly
-faulted memory is up to 10x slower, DESIGN.md 6), then clean ones, then the
+faulted memory is up to 10x slower, docs/design.md §6), then clean ones, then the
 high-water mark.  ``free_frame`` pushes on ``_warm``; when more than
 ``keep_warm + release_batch`` frames are warm, the oldest ``release_batch``
 are sorted, cut into runs of consecutive frames and each run is given back
