@@ -60,7 +60,7 @@ reliability: dev
 	$(BIN)/python -m tmemd.reliability --write docs/reliability.md
 
 bench: dev
-	$(BIN)/python bench/throughput.py $(ARGS)
+	$(BIN)/tmemd-bench --quick $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
