@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test dev lint typecheck system-deps test-deps bench clean
+.PHONY: run test dev lint typecheck system-deps test-deps bench reliability clean
 
 # Debian packages: liblzo2-dev to build python-lzo (the daemon needs only
 # that); memcached, redis and prometheus are the peers and the scraper the
@@ -54,8 +54,13 @@ typecheck: dev
 test: test-deps dev
 	$(BIN)/python -m pytest tests $(ARGS)
 
+# The reliability suite (at most ten minutes): prints one table and writes
+# docs/reliability.md with the figures of this run.
+reliability: dev
+	$(BIN)/python -m tmemd.reliability --write docs/reliability.md
+
 bench: dev
-	$(BIN)/python bench/throughput.py $(ARGS)
+	$(BIN)/tmemd-bench --quick $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

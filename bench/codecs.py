@@ -4,7 +4,7 @@ Prints, per codec, microseconds per 4 KiB page to compress and decompress,
 the compression ratio under the engine's rules (same-filled pages take no
 bytes, pages compressing above 7/8 are stored raw), and the cost of a whole
 ``Engine.put`` + ``Engine.get`` on the same pages, so the lead can quote the
-floors of a compressing put and get (DESIGN.md section 6).
+floors of a compressing put and get (docs/design.md §6).
 
 Pages: by default a small self-contained sample, deterministic (sorted file
 lists, fixed seed): 4 KiB chunks of shared libraries, executables, Python
@@ -31,7 +31,7 @@ from tmemd.engine.codecs import raw_threshold_bytes
 
 PAGE = 4096
 SEED = 4096
-#: Share of zero pages (about what real swap holds, DESIGN.md 5).
+#: Share of zero pages (about what real swap holds, docs/design.md §5).
 ZERO_SHARE = 0.10
 SOURCES = {
     "library": "/usr/lib/x86_64-linux-gnu/*.so*",

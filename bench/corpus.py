@@ -4,7 +4,7 @@ What: ``load_corpus(n)`` returns ``n`` pages (``bytes`` of exactly 4096) cut
 from real files on this machine, in a fixed mix of kinds, shuffled so that
 kinds interleave as they do in a real page cache or swap area.
 
-Why: compression ratios, and so every density figure in DESIGN.md section 6,
+Why: compression ratios, and so every density figure in docs/design.md §6,
 depend on what the pages hold.  Random bytes never compress and repeated
 text compresses absurdly well; what a tmem server sees is binaries,
 libraries, source, text, databases and zero pages.
@@ -66,7 +66,7 @@ PAGE_BYTES = 4096
 DEFAULT_PAGES = 50_000
 #: Seed of every random choice, so runs compare like with like.
 SEED = 20_240_601
-#: Share of each kind.  Zero pages are ~10 % of real swap (DESIGN.md 5);
+#: Share of each kind.  Zero pages are ~10 % of real swap (docs/design.md §5);
 #: the six kinds of real files share the rest equally (see the docstring).
 CATEGORY_SHARES: dict[str, float] = {
     "zero": 0.10,

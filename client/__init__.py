@@ -1,16 +1,18 @@
 """tmem client library: talk to a tmemd daemon from Python.
 
-Layers (DESIGN.md §4): ``_core`` is a sans-IO protocol core (builds requests,
-matches replies in order, turns them into values or typed exceptions) over
-``tmem.proto``'s one decoder; ``_sync`` (``Client``, a blocking socket) and
+Layers (README, "Architecture"): ``_core`` is a sans-IO protocol core
+(builds requests, matches replies in order, turns them into values or typed
+exceptions) over ``tmem.proto``'s one decoder; ``_sync`` (``Client``, over
+blocking sockets) and
 ``_async`` (``AsyncClient``, an asyncio protocol for asyncio or uvloop) move
 its bytes.  ``Pool``/``AsyncPool`` are pool objects with put/get/flush and
 pipelined batch forms.  A ``Client`` may be shared by threads: each call
 borrows one of at most ``max_connections`` connections (``_connections``);
 ``Retry`` (``_retry``) says which failed calls are tried again; a pool object
 raises ``PoolGone`` once its pool is gone or the daemon is another instance
-(``server_id``).  ``tmem.client.testing`` has in-memory fakes with the same
-API for users' tests.
+(``server_id``).  ``client.mapping(name)`` (``_mapping``) stores values of
+any size under str/bytes keys in a named pool.  ``tmem.client.testing`` has
+in-memory fakes with the same API for users' tests.
 
     with Client("127.0.0.1:7400", client_name="web-1") as client:
         pool = client.new_pool(persistent=True)
@@ -40,6 +42,7 @@ from ._errors import (
     FramingError,
     NotAuthenticated,
     PoolGone,
+    Refused,
     ServerBusy,
     ServerDead,
     ServerError,
@@ -52,6 +55,7 @@ from ._errors import (
     TooManyPools,
     Unsupported,
 )
+from ._mapping import MAPPING_PAGE_SIZE, AsyncMapping, Mapping
 from ._pool import AsyncPool, Pool
 from ._retry import (
     DEFAULT_RETRY,
@@ -68,10 +72,12 @@ from ._sync import Client
 __all__ = [
     "CODEC_NAMES",
     "DEFAULT_RETRY",
+    "MAPPING_PAGE_SIZE",
     "NO_RETRY",
     "PAM_NAMES",
     "STATUS_TO_EXCEPTION",
     "AsyncClient",
+    "AsyncMapping",
     "AsyncPool",
     "AuthFailed",
     "Backoff",
@@ -90,12 +96,14 @@ __all__ = [
     "Forbidden",
     "FrameTooLarge",
     "FramingError",
+    "Mapping",
     "NoBackoff",
     "NotAuthenticated",
     "Pool",
     "PoolGone",
     "PoolInfo",
     "RefuseReason",
+    "Refused",
     "Retry",
     "ServerBusy",
     "ServerDead",

@@ -58,6 +58,7 @@ from ._cluster import DEFAULT_DEAD_TIMEOUT_S, DEFAULT_DNS_REFRESH_S, Resolver
 from ._cluster_async import AsyncCluster
 from ._core import BatchCall, Call, ClientCore, window_for, window_plan
 from ._errors import TmemConnectionError, TmemTimeout
+from ._mapping import MAPPING_PAGE_SIZE, AsyncMapping, open_async_mapping
 from ._pool import AsyncPool, Handle, PutItem, check_same_server
 from ._retry import DEFAULT_RETRY, Retry, retries_get
 from ._spec import (
@@ -445,6 +446,13 @@ class AsyncClient(ClientBase):
         if self._cluster is None:
             return 0
         return await self._cluster.repair(pool.info, [check_handle(o, i) for o, i in handles])
+
+    async def mapping(
+        self, name: str, *, persistent: bool = True, page_size: int = MAPPING_PAGE_SIZE
+    ) -> AsyncMapping:
+        """The mapping ``name`` of this client name: values of any size under
+        str/bytes keys, as coroutines (``tmem.client.AsyncMapping``)."""
+        return await open_async_mapping(self, name, persistent=persistent, page_size=page_size)
 
     # --- AsyncPoolBackend hooks (used by AsyncPool) -------------------------------
 

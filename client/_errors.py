@@ -1,6 +1,6 @@
 """Exceptions of the tmem client, and the one table that maps statuses to them.
 
-Three families, after pymemcache's small exception module:
+The families, after pymemcache's small exception module:
 
 * ``TmemConnectionError`` (a builtin ``ConnectionError``): the transport failed
   or the reply stream cannot be trusted any more.  The connection has been
@@ -13,6 +13,9 @@ Three families, after pymemcache's small exception module:
   ``status`` and the server's human message, which is for logs only: code
   should branch on the class or on ``status``, never on the text.
   Command errors (status 16-63) leave the connection usable.
+* ``Refused``: a ``client.mapping()`` write the daemon did not store whole
+  (a put refusal is an outcome on the page level, ``Pool.put`` returns
+  False; a value of many pages needs an exception).
 * ``FramingError``: a ``ServerError`` *and* a ``TmemConnectionError``: the
   server found our byte stream out of sync (status 64 and up), sent one error
   frame and closed the connection.
@@ -27,7 +30,7 @@ from typing import Any
 
 import msgpack
 
-from tmem.proto import Status
+from tmem.proto import RefuseReason, Status
 
 __all__ = [
     "FIRST_ERROR_STATUS",
@@ -48,6 +51,7 @@ __all__ = [
     "FramingError",
     "NotAuthenticated",
     "PoolGone",
+    "Refused",
     "ServerBusy",
     "ServerDead",
     "ServerError",
@@ -105,6 +109,29 @@ class ServerDead(TmemConnectionError):
     ``raise_on_dead=True``; an ephemeral pool otherwise misses quietly.
     docs/multi-server.md says what happens to the pages meanwhile.
     """
+
+
+class Refused(TmemError):
+    """A value was not stored: the daemon refused a page of it (``reason``,
+    a ``RefuseReason``), or its key's object holds another key (a hash
+    collision; ``reason`` is None).  Raised by ``client.mapping()`` writes,
+    which are all-or-nothing: the new value is not visible and the key's
+    previous value, if any, is still there.  ``keys`` are the keys that
+    were not stored (a batch may store the others).
+
+    Likely causes: the daemon's memory or the persistent share is full, the
+    client's cap is reached, or an administrator froze the client.
+    """
+
+    def __init__(
+        self, message: str, reason: RefuseReason | None = None, keys: tuple[Any, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.keys = keys
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.reason, self.keys))
 
 
 def _status_name(status: int) -> str:

@@ -18,15 +18,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from tmem.proto import RefuseReason, Status
+from tmem.proto import RefuseReason, Status, decode_pool_flags, is_client_name
 
-from ._errors import BadPool, Forbidden, TooManyPools
+from ._errors import BadArgument, BadPool, Forbidden, TooManyPools, Unsupported
 from ._spec import Page, PoolInfo, info_from_spec, pool_spec
 
 __all__ = ["MAX_POOLS_PER_CLIENT", "FakePool", "FakeServer"]
 
 #: The daemon's default bound on pools per client (Xen allowed 16).
 MAX_POOLS_PER_CLIENT = 64
+#: Pool names, as the daemon accepts them (PROTOCOL.md section 11.3.1).
 
 
 @dataclass(eq=False)
@@ -36,6 +37,8 @@ class FakePool:
     info: PoolInfo  # pool_id here is the creator's id
     owner: str
     uuid: int | None = None
+    #: The name given by ``open_pool`` (private pools), or None.
+    name: str | None = None
     members: set[str] = field(default_factory=set)
     objects: dict[int, dict[int, bytes]] = field(default_factory=dict)
 
@@ -61,6 +64,8 @@ class FakeServer:
         self._pools: dict[str, dict[int, FakePool]] = {}
         self._shared: dict[int, FakePool] = {}
         self._authorized: set[tuple[int, str]] = set()
+        #: Client -> pool name -> pool id, for named pools.
+        self._names: dict[str, dict[str, int]] = {}
         #: Ephemeral pages in least-recently-used order: (pool, object_id, index).
         self._lru: OrderedDict[tuple[FakePool, int, int], None] = OrderedDict()
         self.pages = 0
@@ -78,7 +83,7 @@ class FakeServer:
         self.pages = 0
 
     def authorize_shared(self, shared_uuid: uuid.UUID | str | int, client_name: str) -> None:
-        """Let ``client_name`` join the shared pool ``shared_uuid``."""
+        """Let ``client_name`` create or join the shared pool ``shared_uuid``."""
         _, value = pool_spec(shared_uuid=shared_uuid)
         self._authorized.add((value or 0, client_name))
 
@@ -87,34 +92,87 @@ class FakeServer:
     def new_pool(self, client: str, spec_args: dict[str, Any]) -> PoolInfo:
         spec, shared_uuid = pool_spec(**spec_args)
         pools = self._pools.setdefault(client, {})
+        if shared_uuid is not None:
+            if self.require_shared_authorization and (shared_uuid, client) not in self._authorized:
+                raise Forbidden(Status.FORBIDDEN, f"{client} may not use shared pool {shared_uuid}")
+            pool = self._shared.get(shared_uuid)
+            if pool is not None:
+                return self._join(client, pool, info_from_spec(0, spec))
         if len(pools) >= self.max_pools_per_client:
             raise TooManyPools(Status.TOO_MANY_POOLS, f"{client} has {len(pools)} pools")
+        pool_id = self._new_id(client)
+        info = info_from_spec(pool_id, spec, self.server_id)
+        pools[pool_id] = FakePool(info, client, shared_uuid)
+        if shared_uuid is not None:
+            self._shared[shared_uuid] = pools[pool_id]
+            pools[pool_id].members.add(client)
+        return info
+
+    def _new_id(self, client: str) -> int:
+        """The next never-used id of ``client`` (ids are not reused, as the daemon's)."""
         pool_id = self._next_pool_id.get(client, 0)
         self._next_pool_id[client] = pool_id + 1
-        info = info_from_spec(pool_id, spec, self.server_id)
-        if shared_uuid is None:
-            pools[pool_id] = FakePool(info, client)
-            return info
-        pool = self._shared.get(shared_uuid)
-        if pool is None:
-            pool = self._shared[shared_uuid] = FakePool(info, client, shared_uuid)
-        elif (
-            self.require_shared_authorization
-            and client != pool.owner
-            and (shared_uuid, client) not in self._authorized
+        return pool_id
+
+    def _join(self, client: str, pool: FakePool, asked: PoolInfo) -> PoolInfo:
+        """Open an existing shared pool: same page size and PRECOMPRESSED, the
+        same codec and PAM unless none is named; a member gets its id back."""
+        info = pool.info
+        if (
+            (asked.page_size, asked.precompressed) != (info.page_size, info.precompressed)
+            or asked.codec not in (None, info.codec)
+            or asked.pam not in (None, info.pam)
         ):
-            raise Forbidden(Status.FORBIDDEN, f"{client} may not join shared pool {shared_uuid}")
-        pool.members.add(client)
-        pools[pool_id] = pool
+            raise BadArgument(Status.BAD_ARGUMENT, "shared pool exists with other flags")
+        pools = self._pools[client]
+        pool_id = next((i for i, p in pools.items() if p is pool), None)
+        if pool_id is None:
+            if len(pools) >= self.max_pools_per_client:
+                raise TooManyPools(Status.TOO_MANY_POOLS, f"{client} has {len(pools)} pools")
+            pool_id = self._new_id(client)
+            pools[pool_id] = pool
+            pool.members.add(client)
         return PoolInfo(
             pool_id,
-            pool.info.page_size,
+            info.page_size,
             False,
             True,
-            pool.info.precompressed,
-            pool.info.codec,
+            info.precompressed,
+            info.codec,
             server_id=self.server_id,
         )
+
+    def open_pool(self, client: str, name: str, flags: int) -> int:
+        """CONTROL ``open_pool``: the client's pool ``name``, created if missing."""
+        spec = decode_pool_flags(flags)
+        if spec.shared or not is_client_name(name):
+            raise BadArgument(Status.BAD_ARGUMENT, "a private pool and a 1-64 character name")
+        names = self._names.setdefault(client, {})
+        if name in names:
+            info = self.pool(client, names[name]).info
+            if info != info_from_spec(info.pool_id, spec, self.server_id):
+                raise BadArgument(Status.BAD_ARGUMENT, f"pool {name!r} exists with other flags")
+            return info.pool_id
+        info = self.new_pool(
+            client,
+            {
+                "persistent": spec.persistent,
+                "codec": spec.codec,
+                "page_size": spec.page_size,
+                "precompressed": spec.precompressed,
+                "pam": spec.pam,
+            },
+        )
+        self._pools[client][info.pool_id].name = name
+        names[name] = info.pool_id
+        return info.pool_id
+
+    def list_objects(self, client: str, pool_id: int) -> dict[str, Any]:
+        """CONTROL ``list_objects``, all in one reply (the guarantee allows it)."""
+        pool = self.pool(client, pool_id)
+        if pool.name is None:
+            raise Unsupported(Status.UNSUPPORTED, f"pool {pool_id} keeps no listing")
+        return {"objects": [f"{oid:048x}" for oid in pool.objects], "cursor": 0}
 
     def pool(self, client: str, pool_id: int) -> FakePool:
         try:
@@ -125,6 +183,8 @@ class FakeServer:
     def destroy_pool(self, client: str, pool_id: int) -> None:
         pool = self.pool(client, pool_id)
         del self._pools[client][pool_id]
+        if pool.name is not None:
+            del self._names[client][pool.name]
         pool.members.discard(client)
         if pool.uuid is not None:
             if pool.members:
@@ -140,6 +200,7 @@ class FakeServer:
             pools.append(
                 {
                     "pool_id": pool_id,
+                    "name": pool.name,
                     "persistent": info.persistent,
                     "shared": info.shared,
                     "precompressed": info.precompressed,

@@ -11,7 +11,7 @@ The client behind a pool is any object with the ``_pool_*`` hooks of
 or ``tmem.client.testing.FakeClient``.  One pool class therefore serves
 both, and a user's test sees exactly the pool API of production.
 
-Semantics (DESIGN.md §3): ``put`` returns True when stored and False when
+Semantics (PROTOCOL.md §1 and §8): ``put`` returns True when stored and False when
 refused (``last_refusal`` says why; a refused put also flushed any old copy
 at that handle).  ``get`` returns the page or None.  ``exclusive=None``
 keeps the pool's default (private ephemeral pools hand the page over and

@@ -1,6 +1,6 @@
 """Pool descriptions and the checks the client makes before sending anything.
 
-The server validates every field (DESIGN.md §3.8); the client checks again so
+The server validates every field (PROTOCOL.md §13); the client checks again so
 that a caller's mistake raises ``ValueError``/``TypeError`` at the call site,
 with nothing sent and the connection untouched, instead of coming back as a
 server error one round trip later.  The checks run on every put and get, so
@@ -25,6 +25,7 @@ from typing import Any, SupportsIndex
 from tmem.proto import (
     DEFAULT_PAGE_SIZE,
     INDEX_LIMIT,
+    MAX_CLIENT_NAME_CHARS,
     OBJECT_ID_LIMIT,
     CodecId,
     PamId,
@@ -32,6 +33,7 @@ from tmem.proto import (
     Status,
     decode_pool_flags,
     encode_pool_flags,
+    is_client_name,
 )
 
 from ._errors import BadPool
@@ -62,9 +64,8 @@ __all__ = [
 Page = bytes | bytearray | memoryview
 
 #: Client names go into logs and metric labels, so the daemon keeps them short
-#: and printable; the same rule here reports a bad name before connecting.
-MAX_CLIENT_NAME_CHARS = 64
-_CLIENT_NAME_RE = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_CLIENT_NAME_CHARS}}}")
+#: and printable (``tmem.proto.is_client_name``); the same rule here reports a
+#: bad name before connecting.
 _NAME_UNSAFE_RE = re.compile(r"[^A-Za-z0-9._-]")
 #: Shared pools are named by a 128-bit UUID (Xen's tmem ABI).
 UUID_LIMIT = 1 << 128
@@ -107,7 +108,7 @@ def check_client_name(name: str) -> str:
     """``name`` if the daemon would accept it, else ``ValueError``."""
     if not isinstance(name, str):
         raise TypeError(f"client_name must be a str, not {type(name).__name__}")
-    if not _CLIENT_NAME_RE.fullmatch(name):
+    if not is_client_name(name):
         raise ValueError(
             f"client_name {name!r} must be 1-{MAX_CLIENT_NAME_CHARS} characters of A-Za-z0-9._-"
         )
@@ -115,7 +116,7 @@ def check_client_name(name: str) -> str:
 
 
 def default_client_name() -> str:
-    """This host's name, made acceptable: a tmem client is a host (DESIGN.md §2)."""
+    """This host's name, made acceptable: a tmem client is a host (PROTOCOL.md §1)."""
     name = _NAME_UNSAFE_RE.sub("-", socket.gethostname())[:MAX_CLIENT_NAME_CHARS]
     return name or "localhost"
 

@@ -59,6 +59,7 @@ from ._connections import (
     ConnectionPool,
 )
 from ._core import BatchCall, Call, ClientCore, window_for
+from ._mapping import MAPPING_PAGE_SIZE, Mapping, open_mapping
 from ._pool import Handle, Pool, PutItem, check_same_server
 from ._retry import DEFAULT_RETRY, Retry, retries_get
 from ._spec import (
@@ -331,6 +332,14 @@ class Client(ClientBase):
         if self._cluster is None:
             return 0
         return self._cluster.repair(pool.info, [check_handle(o, i) for o, i in handles])
+
+    def mapping(
+        self, name: str, *, persistent: bool = True, page_size: int = MAPPING_PAGE_SIZE
+    ) -> Mapping:
+        """The mapping ``name`` of this client name: a ``MutableMapping`` of
+        str/bytes keys to values of any size (``tmem.client.Mapping``); any
+        process of the same client name reattaches to it by name."""
+        return open_mapping(self, name, persistent=persistent, page_size=page_size)
 
     # --- PoolBackend hooks (used by Pool) ---------------------------------------
 

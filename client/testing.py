@@ -4,8 +4,8 @@ After pymemcache's ``MockMemcacheClient``: ``FakeClient`` takes the same
 arguments and has the same methods as ``Client``, hands out the very same
 ``Pool`` class, and follows the same tmem semantics, with no daemon and no
 socket.  It shares no code with the daemon (it must not import ``tmemd``):
-it is a second, small implementation of DESIGN.md §3, written from the
-protocol contract, which also makes it a check on the real one.
+it is a second, small implementation of PROTOCOL.md §1 and §8, written
+from the protocol contract, which also makes it a check on the real one.
 
 Semantics kept:
 
@@ -22,12 +22,16 @@ Semantics kept:
   persistent and shared pools keep it; ``exclusive=True/False`` overrides;
 * shared pools are ephemeral, named by a UUID; every client that opens the
   same UUID gets its own pool id for the same pages; the pages go when the
-  last member destroys its pool.  With ``require_shared_authorization``
-  a client other than the creator needs ``authorize_shared`` first;
+  last member destroys its pool; a member that opens it again gets its id
+  back, and one that names another page size, PRECOMPRESSED or codec gets
+  ``BadArgument``.  With ``require_shared_authorization`` (a daemon with an
+  auth file) creating and joining both need ``authorize_shared`` first;
 * with ``capacity_pages`` the server holds at most that many pages: an
   ephemeral page may be evicted (least recently used first) to make room,
   persistent pages never are, and a put that finds no room is refused with
   ``RefuseReason.NO_MEMORY``.
+
+``mapping(name)`` works as on a daemon (named pools, ``list_objects``).
 
 Not simulated: compression, leases, connection failures (so ``retry`` and
 ``max_connections`` are accepted and do nothing), authentication.
@@ -46,6 +50,13 @@ from tmem.proto import RefuseReason, Status
 
 from ._errors import Unsupported
 from ._fake import MAX_POOLS_PER_CLIENT, FakePool, FakeServer
+from ._mapping import (
+    MAPPING_PAGE_SIZE,
+    AsyncMapping,
+    Mapping,
+    open_async_mapping,
+    open_mapping,
+)
 from ._pool import AsyncPool, Handle, Pool, PutItem, check_same_server
 from ._retry import DEFAULT_RETRY, Retry
 from ._spec import (
@@ -152,7 +163,12 @@ class FakeClient:
         """Nothing to do."""
 
     def control(self, cmd: str, **args: Any) -> dict[str, Any]:
-        """``list_pools`` and ``stats`` as the daemon answers them."""
+        """``list_pools``, ``stats``, ``open_pool`` and ``list_objects`` as the
+        daemon answers them."""
+        if cmd == "open_pool":
+            return {"pool_id": self.server.open_pool(self.client_name, args["name"], args["flags"])}
+        if cmd == "list_objects":
+            return self.server.list_objects(self.client_name, args["pool_id"])
         listing = self.server.listing(self.client_name)
         if cmd == "list_pools":
             return listing
@@ -190,6 +206,12 @@ class FakeClient:
         """Re-attach to a pool of this client name; ``BadPool`` if none."""
         info = find_pool(self.control("list_pools"), pool_id, self.client_name)
         return Pool(self, dataclasses.replace(info, server_id=self.server_id))
+
+    def mapping(
+        self, name: str, *, persistent: bool = True, page_size: int = MAPPING_PAGE_SIZE
+    ) -> Mapping:
+        """The mapping ``name``, as ``Client.mapping``."""
+        return open_mapping(self, name, persistent=persistent, page_size=page_size)
 
     # --- PoolBackend hooks ----------------------------------------------------------
 
@@ -334,6 +356,12 @@ class AsyncFakeClient:
     async def repair(self, pool: AsyncPool, handles: Iterable[tuple[int, int]]) -> int:
         """As ``AsyncClient.repair`` with one server: nothing to copy."""
         return 0
+
+    async def mapping(
+        self, name: str, *, persistent: bool = True, page_size: int = MAPPING_PAGE_SIZE
+    ) -> AsyncMapping:
+        """The mapping ``name``, as ``AsyncClient.mapping``."""
+        return await open_async_mapping(self, name, persistent=persistent, page_size=page_size)
 
     # --- AsyncPoolBackend hooks -------------------------------------------------------
 

@@ -58,14 +58,17 @@ from ._constants import (
 )
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._frames import Request, Response
+from ._names import CLIENT_NAME_CHARS, MAX_CLIENT_NAME_CHARS, is_client_name
 from ._pool_flags import PoolFlagsError, PoolSpec, decode_pool_flags, encode_pool_flags
 
 __all__ = [
+    "CLIENT_NAME_CHARS",
     "CODEC_MASK",
     "CODEC_OFFSET",
     "DEFAULT_PAGE_SIZE",
     "FRAMING_ERRORS",
     "INDEX_LIMIT",
+    "MAX_CLIENT_NAME_CHARS",
     "MAX_PAGE_SHIFT",
     "MAX_REQUEST_PAYLOAD_BYTES",
     "MAX_RESPONSE_PAYLOAD_BYTES",
@@ -108,6 +111,7 @@ __all__ = [
     "decode_pool_flags",
     "encode",
     "encode_pool_flags",
+    "is_client_name",
     "join_object_id",
     "pack_request_header",
     "page_size_from_flags",

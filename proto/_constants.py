@@ -226,7 +226,7 @@ class RefuseReason(enum.IntEnum):
     UNSPECIFIED = 0
     #: The arena has no room and nothing may be evicted for this page.
     NO_MEMORY = 1
-    #: The persistent share of the arena is reached (with hysteresis).
+    #: The persistent share of the arena is reached.
     PERSISTENT_FULL = 2
     #: The client's persistent-bytes cap is reached.
     CLIENT_PERSISTENT_CAP = 3
@@ -236,3 +236,5 @@ class RefuseReason(enum.IntEnum):
     FROZEN = 5
     #: An ephemeral put the policy chose not to keep (e.g. would evict hotter pages).
     POLICY = 6
+    #: The persistent share is full and this client holds its fair share of it.
+    PERSISTENT_FAIR_SHARE = 7

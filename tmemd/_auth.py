@@ -27,14 +27,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from tmem.proto import CLIENT_NAME_CHARS, MAX_CLIENT_NAME_CHARS, is_client_name
+
 from .config import ConfigError, parse_size
 
 __all__ = ["AuthTable", "ClientEntry", "hash_token", "load_auth_file"]
 
 #: Default scheduling weight, as Xen's tmem client weight defaulted to 100.
 DEFAULT_WEIGHT = 100
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _KEYS = {"token_sha256", "weight", "persistent_cap", "total_cap", "admin"}
 #: Compared against when the name is unknown, so both paths cost the same.
 _DUMMY_HASH = "0" * 64
@@ -76,15 +77,17 @@ class AuthTable:
 
 def _entry(name: str, table: Any, path: Path) -> ClientEntry:
     where = f"{path}: [clients.{name}]"
-    if not _NAME.match(name):
-        raise ConfigError(f"{where}: name must match [A-Za-z0-9._-]{{1,64}}")
+    if not is_client_name(name):
+        raise ConfigError(
+            f"{where}: name must match [{CLIENT_NAME_CHARS}]{{1,{MAX_CLIENT_NAME_CHARS}}}"
+        )
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
     unknown = set(table) - _KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     digest = table.get("token_sha256")
-    if not isinstance(digest, str) or not _HEX64.match(digest.lower()):
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest.lower()):
         raise ConfigError(f"{where}: token_sha256 must be 64 hex digits")
     weight = table.get("weight", DEFAULT_WEIGHT)
     if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= 10_000:

@@ -3,8 +3,10 @@
 A command is a msgpack map ``{"cmd": NAME, ...args}``; the reply is a map.
 Commands a client may run on itself live in ``_SELF``; the rest need an
 administrator (``admin = true`` in the auth file) and answer FORBIDDEN to
-anyone else, before their arguments are even looked at.  Replies are built
-from the engine (``statistics()``, ``client_settings()``) so that
+anyone else, before their arguments are even looked at.  Without an auth
+file (loopback only) every client is trusted, as in memcached's default,
+and so is an administrator: ``tmemctl clients`` works on a fresh daemon.
+Replies are built from the engine (``statistics()``, ``client_settings()``) so that
 ``tmemctl``, metrics and tests all read one source of truth.
 
 Administrator commands and their replies:
@@ -24,7 +26,21 @@ flush_ephemeral        bytes                                          {"freed_by
 freeable                                                              {"freeable_bytes"}
 authorize_shared,      client, uuid (32 hex digits, dashes allowed)   {"client", "uuid",
 revoke_shared                                                         "authorized"}
+set_memory             bytes (the new limit)                          {"memory_bytes",
+                                                                      "previous_bytes",
+                                                                      "evicted_bytes"}
+save                                                                  {"path", "pools", "pages",
+                                                                      "stored_bytes",
+                                                                      "state_bytes", "seconds"}
 =====================  =============================================  =========================
+
+``set_memory`` moves the memory limit at once (``tmemd/engine/_resize.py``):
+shrinking evicts ephemeral pages and is BAD_ARGUMENT, with the smallest
+limit possible in the message, below the persistent pages in use.
+``save`` writes the state directory now (docs/warm-restart.md); the daemon
+serves nothing else meanwhile, so the state is one consistent instant.
+Without ``--state-dir`` it is UNSUPPORTED; a failed write INTERNAL_ERROR
+(the previous state file stays whole).
 
 Errors: a malformed argument or an unknown client is BAD_ARGUMENT with a
 message naming it (the engine's NO_SUCH_CLIENT would map to
@@ -40,8 +56,17 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tmem.proto import Status
+from tmem.proto import (
+    CodecId,
+    PamId,
+    PoolFlagsError,
+    PoolSpec,
+    Status,
+    decode_pool_flags,
+    is_client_name,
+)
 
+from ._statedir import StateDirError
 from ._status import status_for
 from .engine import (
     CODECS,
@@ -57,7 +82,13 @@ from .engine import (
 if TYPE_CHECKING:
     from ._handlers import HandlerContext, Session
 
-__all__ = ["ControlError", "run_control"]
+__all__ = [
+    "LIST_OBJECTS_BUCKETS_PER_CALL",
+    "MAX_LIST_OBJECTS",
+    "ControlError",
+    "pool_kwargs",
+    "run_control",
+]
 
 T = TypeVar("T")
 
@@ -71,9 +102,42 @@ class ControlError(Exception):
 
 
 _INT64_MAX = (1 << 63) - 1
-#: Client names, as HELLO accepts them (``_handlers.CLIENT_NAME_RE``).
-_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_UUID_HEX_RE = re.compile(r"^[0-9a-f]{32}$")
+_UUID_HEX_RE = re.compile(r"[0-9a-f]{32}")
+#: Most object ids a ``list_objects`` reply asks for (``count``): 1024 ids
+#: are a 50 KiB reply, a few hundred microseconds of daemon time.
+MAX_LIST_OBJECTS = 1024
+#: ``count`` when the request gives none.
+DEFAULT_LIST_OBJECTS = 256
+#: Most buckets of a pool's listing one ``list_objects`` visits (``_listing``
+#: keeps 1 to 4 ids per bucket): bounds a call's work on a sparse table.
+LIST_OBJECTS_BUCKETS_PER_CALL = 1024
+#: Cursors are u64 (msgpack's widest unsigned integer).
+_CURSOR_LIMIT = 1 << 64
+#: The pool flags' codec and PAM ids -> the engine's names (None: default).
+_CODEC_NAMES = {
+    CodecId.DEFAULT: None,
+    CodecId.NONE: "none",
+    CodecId.LZO: "lzo",
+    CodecId.LZ4: "lz4",
+    CodecId.ZSTD: "zstd",
+}
+_PAM_NAMES = {
+    PamId.DEFAULT: None,
+    PamId.ZBUD: "zbud",
+    PamId.XVMALLOC: "xvmalloc",
+    PamId.ZSMALLOC: "zsmalloc",
+}
+
+
+def pool_kwargs(spec: PoolSpec) -> dict[str, Any]:
+    """The engine's ``new_pool`` arguments for decoded pool flags (but the UUID)."""
+    return {
+        "persistent": spec.persistent,
+        "precompressed": spec.precompressed,
+        "page_size": spec.page_size,
+        "codec": _CODEC_NAMES[spec.codec],
+        "pam": _PAM_NAMES[spec.pam],
+    }
 
 
 def _plain(value: Any) -> Any:
@@ -97,6 +161,7 @@ def _pool_entry(p: PoolStats, pool_id: int) -> dict[str, Any]:
     """A pool as the caller sees it: under the caller's own pool id."""
     return {
         "pool_id": pool_id,
+        "name": p.name,
         "persistent": p.kind == "persistent",
         "shared": p.shared,
         "uuid": None if p.shared_uuid is None else f"{p.shared_uuid:032x}",
@@ -120,13 +185,61 @@ def _pools_of(stats: EngineStats, client: str) -> list[dict[str, Any]]:
     return sorted(out, key=lambda entry: int(entry["pool_id"]))
 
 
+def _is_admin(ctx: HandlerContext, s: Session) -> bool:
+    """An administrator: ``admin = true`` in the auth file, or anyone without one."""
+    return s.admin or ctx.authenticate is None
+
+
 def _cmd_list_pools(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
     assert s.client is not None
     return {"pools": _pools_of(ctx.engine.statistics(), s.client)}
 
 
+def _cmd_open_pool(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
+    """The caller's pool named ``name``, created with ``flags`` if it has none."""
+    assert s.client is not None
+    name = body.get("name")
+    if not is_client_name(name):  # a pool name follows the client-name rule
+        raise ControlError(Status.BAD_ARGUMENT, "'name' must be 1-64 of [A-Za-z0-9._-]")
+    flags = _count(body, "flags", 0, 0xFFFFFFFF)
+    try:
+        spec = decode_pool_flags(flags)
+    except PoolFlagsError as exc:
+        raise ControlError(exc.status, str(exc)) from None
+    if spec.shared:
+        raise ControlError(Status.BAD_ARGUMENT, "a shared pool is named by its UUID")
+    client = s.client
+    pool_id = _engine_call(
+        client, lambda: ctx.engine.new_pool(client, name=name, **pool_kwargs(spec))
+    )
+    return {"pool_id": pool_id}
+
+
+def _cmd_list_objects(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
+    """A page of a named pool's object ids (``_listing`` has the guarantee)."""
+    assert s.client is not None
+    client = s.client
+    pool_id = _count(body, "pool_id", 0, 0xFFFFFFFE)
+    cursor = _count(body, "cursor", 0, _CURSOR_LIMIT - 1) if "cursor" in body else 0
+    count = DEFAULT_LIST_OBJECTS
+    if "count" in body:
+        count = _count(body, "count", 1, MAX_LIST_OBJECTS)
+    ids, cursor = _engine_call(
+        client,
+        lambda: ctx.engine.list_objects(
+            client, pool_id, cursor, count, LIST_OBJECTS_BUCKETS_PER_CALL
+        ),
+    )
+    return {"objects": [f"{oid:048x}" for oid in ids], "cursor": cursor}
+
+
 def _cmd_stats(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
-    """Admins see everything; a client sees itself and its own pools."""
+    """Admins see everything; a client sees itself and its own pools.
+
+    Only an administrator of the auth file gets the daemon-wide reply:
+    without an auth file every client may run the administrator commands,
+    but ``stats`` keeps the self view whose shape applications read.
+    """
     stats = ctx.engine.statistics()
     if s.admin:
         return dict(_plain(stats))
@@ -140,7 +253,7 @@ def _cmd_stats(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[st
 
 def _client(body: dict[str, Any]) -> str:
     name = body.get("client")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not is_client_name(name):
         raise ControlError(Status.BAD_ARGUMENT, "'client' must be a client name")
     return name
 
@@ -163,7 +276,7 @@ def _cap(body: dict[str, Any], key: str, current: int | None) -> int | None:
 def _uuid(body: dict[str, Any]) -> int:
     text = body.get("uuid")
     digits = text.replace("-", "").lower() if isinstance(text, str) else ""
-    if not _UUID_HEX_RE.match(digits) or not 0 < int(digits, 16) < UUID_LIMIT:
+    if not _UUID_HEX_RE.fullmatch(digits) or not 0 < int(digits, 16) < UUID_LIMIT:
         raise ControlError(Status.BAD_ARGUMENT, "'uuid' must be 32 hex digits, not all zero")
     return int(digits, 16)
 
@@ -265,9 +378,27 @@ def _cmd_authorize(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dic
     return {"client": name, "uuid": f"{uuid:032x}", "authorized": authorize}
 
 
+def _cmd_set_memory(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
+    nbytes = _count(body, "bytes", 0, _INT64_MAX)
+    previous = ctx.engine.config.memory_bytes
+    evicted = _engine_call(s.client or "", lambda: ctx.engine.set_memory(nbytes))
+    return {"memory_bytes": nbytes, "previous_bytes": previous, "evicted_bytes": evicted}
+
+
+def _cmd_save(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
+    if ctx.save_state is None:
+        raise ControlError(Status.UNSUPPORTED, "this daemon runs without --state-dir")
+    try:
+        return ctx.save_state()
+    except StateDirError as exc:
+        raise ControlError(Status.INTERNAL_ERROR, str(exc)) from None
+
+
 Command = Callable[["HandlerContext", "Session", dict[str, Any]], dict[str, Any]]
 _SELF: dict[str, Command] = {
     "list_pools": _cmd_list_pools,
+    "open_pool": _cmd_open_pool,
+    "list_objects": _cmd_list_objects,
     "stats": _cmd_stats,
 }
 _ADMIN: dict[str, Command] = {
@@ -282,6 +413,8 @@ _ADMIN: dict[str, Command] = {
     "freeable": _cmd_freeable,
     "authorize_shared": _cmd_authorize,
     "revoke_shared": _cmd_authorize,
+    "save": _cmd_save,
+    "set_memory": _cmd_set_memory,
 }
 
 
@@ -293,7 +426,7 @@ def run_control(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[s
     if cmd in _SELF:
         return _SELF[cmd](ctx, s, body)
     if cmd in _ADMIN:
-        if not s.admin:
+        if not _is_admin(ctx, s):
             raise ControlError(Status.FORBIDDEN, f"{cmd!r} needs an administrator")
         return _ADMIN[cmd](ctx, s, body)
     raise ControlError(Status.UNSUPPORTED, f"unknown control command {cmd!r}")

@@ -124,6 +124,17 @@ def render_admin_reply(cmd: str, reply: Mapping[str, Any]) -> str:
     if "authorized" in reply:
         verb = "may now join" if reply["authorized"] else "may no longer join"
         return f"client {reply.get('client')} {verb} shared pool {reply.get('uuid')}"
+    if "previous_bytes" in reply:
+        return (
+            f"memory limit {human_bytes(reply['memory_bytes'])} (was "
+            f"{human_bytes(reply['previous_bytes'])}); evicted "
+            f"{human_bytes(reply['evicted_bytes'])} of ephemeral memory"
+        )
+    if "state_bytes" in reply:
+        return (
+            f"saved {reply['pages']} pages ({human_bytes(reply['stored_bytes'])} stored) "
+            f"in {reply['pools']} pools to {reply['path']} in {reply['seconds']} s"
+        )
     if "pages_freed" in reply:
         return f"client {reply.get('client')} destroyed: {reply['pages_freed']} pages freed"
     if not reply:

@@ -4,8 +4,11 @@ This is the only layer that knows both the wire and the engine.  Each
 handler validates the fields the engine cannot see (request flags, the
 ``arg`` word, how a UUID sits in the object id) in the order PROTOCOL.md
 fixes, then calls the engine and maps its typed errors through
-``_status``.  Handlers never touch the transport: the connection gathers
-their answers and writes a whole read burst at once.
+``_status``.  A field an opcode does not use must be empty (``UNUSED``:
+``NO_POOL``, zero, no payload), else BAD_ARGUMENT, so that a later version
+can give it a meaning without old servers silently ignoring it.  Handlers
+never touch the transport: the connection gathers their answers and writes
+a whole read burst at once.
 
 Hot path: PUT_PAGE and GET_PAGE are looked up first and do no allocation
 beyond the result tuple; error payloads (msgpack) are built only on errors.
@@ -14,7 +17,6 @@ beyond the result tuple; error payloads (msgpack) are built only on errors.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,29 +24,29 @@ from typing import Any
 import msgpack
 
 from tmem.proto import (
+    CLIENT_NAME_CHARS,
+    MAX_CLIENT_NAME_CHARS,
     NO_POOL,
-    CodecId,
     GetFlags,
     Opcode,
-    PamId,
     PoolFlagsError,
     Request,
     Status,
     decode_pool_flags,
+    is_client_name,
 )
 
 from . import __version__
-from ._control import ControlError, run_control
+from ._control import ControlError, pool_kwargs, run_control
 from ._status import REFUSE_REASON, status_for
+from ._throttle import AuthThrottle
 from .engine import Engine, EngineError
 
-__all__ = ["GET_MODES", "HandlerContext", "Result", "Session", "failure", "handle"]
+__all__ = ["GET_MODES", "UNUSED", "HandlerContext", "Result", "Session", "failure", "handle"]
 
 log = logging.getLogger("tmemd.handlers")
 
 Result = tuple[int, int, bytes]
-#: Client names: short, printable, safe in logs and metric labels.
-CLIENT_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _UUID_LIMIT = 1 << 128
 #: The GET_PAGE flags there are -> the engine's ``exclusive`` argument
 #: (None: the pool's default); any other value is BAD_FLAGS.  Plain int keys:
@@ -55,19 +57,27 @@ GET_MODES: dict[int, bool | None] = {
     int(GetFlags.EXCLUSIVE): True,
     int(GetFlags.KEEP): False,
 }
-_CODEC_NAMES = {
-    CodecId.DEFAULT: None,
-    CodecId.NONE: "none",
-    CodecId.LZO: "lzo",
-    CodecId.LZ4: "lz4",
-    CodecId.ZSTD: "zstd",
+#: Fields each opcode leaves unused (PROTOCOL.md section 2), checked after
+#: ``flags`` and ``arg`` and before the pool (section 13).  NEW_POOL checks
+#: its own, after its pool flags and UUID; PUT_PAGE uses every field.
+UNUSED: dict[int, tuple[str, ...]] = {
+    Opcode.GET_PAGE: ("payload",),
+    Opcode.FLUSH_PAGE: ("payload",),
+    Opcode.FLUSH_OBJECT: ("index", "payload"),
+    Opcode.DESTROY_POOL: ("object_id", "index", "payload"),
+    Opcode.CONTROL: ("pool_id", "object_id", "index"),
+    Opcode.HELLO: ("pool_id", "object_id", "index"),
+    Opcode.PING: ("pool_id", "object_id", "index", "payload"),
 }
-_PAM_NAMES = {
-    PamId.DEFAULT: None,
-    PamId.ZBUD: "zbud",
-    PamId.XVMALLOC: "xvmalloc",
-    PamId.ZSMALLOC: "zsmalloc",
+#: An unused field's required value, and how an error message names it.
+_EMPTY_FIELDS: dict[str, tuple[object, str]] = {
+    "pool_id": (NO_POOL, "NO_POOL"),
+    "object_id": (0, "0"),
+    "index": (0, "0"),
+    "payload": (b"", "empty"),
 }
+#: The BAD_ARGUMENT message for a name that breaks the rule of PROTOCOL.md section 5.
+_NAME_RULE = f"client name must be 1-{MAX_CLIENT_NAME_CHARS} characters of [{CLIENT_NAME_CHARS}]"
 _OK_EMPTY: Result = (Status.OK, 0, b"")
 _MISS: Result = (Status.MISS, 0, b"")
 
@@ -94,6 +104,11 @@ class HandlerContext:
     limits: dict[str, Any] = field(default_factory=dict)
     #: Returns (ok, admin) for a client name and token; None = no auth file.
     authenticate: Callable[[str, str | None], tuple[bool, bool]] | None = None
+    #: Budgets of failed HELLOs per address and name (with an auth file).
+    auth_throttle: AuthThrottle | None = None
+    #: Saves the engine to the state directory now and returns what was
+    #: written (``tmemctl save``); None: the daemon has no ``--state-dir``.
+    save_state: Callable[[], dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -122,6 +137,15 @@ def _no_arg(req: Request) -> None:
         raise _Refuse(Status.BAD_FLAGS, f"flags {req.flags:#x} not defined for this op")
     if req.arg:
         raise _Refuse(Status.BAD_ARGUMENT, f"arg {req.arg:#x} must be 0 for this op")
+    _check_unused(req)
+
+
+def _check_unused(req: Request) -> None:
+    """BAD_ARGUMENT for the first field ``req``'s opcode does not use that is set."""
+    for name in UNUSED.get(req.opcode, ()):
+        empty, shown = _EMPTY_FIELDS[name]
+        if getattr(req, name) != empty:
+            raise _Refuse(Status.BAD_ARGUMENT, f"{name} is unused by this op and must be {shown}")
 
 
 def _put(ctx: HandlerContext, s: Session, req: Request) -> Result:
@@ -139,6 +163,7 @@ def _get(ctx: HandlerContext, s: Session, req: Request) -> Result:
         raise _Refuse(Status.BAD_FLAGS, f"bad get flags {flags:#x}")
     if req.arg:
         raise _Refuse(Status.BAD_ARGUMENT, f"arg {req.arg:#x} must be 0 for GET_PAGE")
+    _check_unused(req)
     exclusive = GET_MODES[flags]
     assert s.client is not None
     page = ctx.engine.get(s.client, req.pool_id, req.object_id, req.index, exclusive)
@@ -179,15 +204,7 @@ def _new_pool(ctx: HandlerContext, s: Session, req: Request) -> Result:
     if req.payload or req.index or req.pool_id != NO_POOL:
         raise _Refuse(Status.BAD_ARGUMENT, "NEW_POOL takes no pool id, index or payload")
     assert s.client is not None
-    pool_id = ctx.engine.new_pool(
-        s.client,
-        persistent=spec.persistent,
-        shared_uuid=uuid,
-        precompressed=spec.precompressed,
-        page_size=spec.page_size,
-        codec=_CODEC_NAMES[spec.codec],
-        pam=_PAM_NAMES[spec.pam],
-    )
+    pool_id = ctx.engine.new_pool(s.client, shared_uuid=uuid, **pool_kwargs(spec))
     log.debug("client %s new pool %d %s", s.client, pool_id, spec)
     return (Status.OK, pool_id, b"")
 
@@ -205,15 +222,21 @@ def _hello(ctx: HandlerContext, s: Session, req: Request) -> Result:
         raise _Refuse(Status.BAD_ARGUMENT, "already said HELLO on this connection")
     body = _body(req)
     name, token = body.get("client"), body.get("token")
-    if not isinstance(name, str) or not CLIENT_NAME_RE.match(name):
-        raise _Refuse(Status.BAD_ARGUMENT, "client name must match [A-Za-z0-9._-]{1,64}")
+    if not is_client_name(name):
+        raise _Refuse(Status.BAD_ARGUMENT, _NAME_RULE)
     if token is not None and not isinstance(token, str):
         raise _Refuse(Status.BAD_ARGUMENT, "token must be a string")
     admin = False
     if ctx.authenticate is not None:
+        throttle = ctx.auth_throttle
+        if throttle is not None and not throttle.allow(s.peer, name):
+            log.warning("auth throttled for client %s from %s", name, s.peer)
+            raise _Refuse(Status.AUTH_FAILED, "too many failed HELLOs; token not checked")
         ok, admin = ctx.authenticate(name, token)
         if not ok:
-            log.info("auth failed for client %r from %s", name, s.peer)
+            if throttle is not None:
+                throttle.failed(s.peer, name)
+            log.info("auth failed for client %s from %s", name, s.peer)
             raise _Refuse(Status.AUTH_FAILED, "unknown client or wrong token")
     ctx.engine.connect(name)
     s.client, s.admin = name, admin

@@ -9,15 +9,15 @@ traffic.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .engine import EngineStats, PamStats, PoolStats
 
-__all__ = ["FRAME_BYTES", "engine_families"]
+__all__ = ["ENGINE_GROUPS", "FRAME_BYTES"]
 
-#: The arena's unit (DESIGN.md §2, PAM): ``tmemd_arena_frames`` counts these.
+#: The arena's unit (docs/design.md §2, PAM): ``tmemd_arena_frames`` counts these.
 FRAME_BYTES = 4096
 
 _POOL_LABELS = ["client", "pool", "pool_kind"]
@@ -102,11 +102,6 @@ def _client_families(stats: EngineStats) -> Iterator[Metric]:
     yield leased
 
 
-def _pam_kinds(pams: tuple[PamStats, ...]) -> list[str]:
-    # The engine lists (ephemeral, persistent), or one PAM serving both.
-    return ["any"] if len(pams) == 1 else ["ephemeral", "persistent"][: len(pams)]
-
-
 def _frames_of(pam: PamStats) -> int:
     """Frames a PAM holds; one without frames counts its charge in frame units."""
     return pam.frames if pam.frames else -(-pam.bytes_used // FRAME_BYTES)
@@ -122,11 +117,11 @@ def _pam_families(pams: tuple[PamStats, ...], arena_bytes: int) -> Iterator[Metr
         ("tmemd_pam_frames", "4 KiB frames a PAM holds (0: not frame-based).", "frames"),
     )
     families = [GaugeMetricFamily(name, doc, labels=labels) for name, doc, _a in table]
-    for pam, kind in zip(pams, _pam_kinds(pams), strict=True):
+    for pam in pams:
         for fam, (_n, _d, attr) in zip(families, table, strict=True):
-            fam.add_metric([pam.name, kind], getattr(pam, attr))
+            fam.add_metric([pam.name, pam.role], getattr(pam, attr))
     yield from families
-    # The arena is the memory limit (DESIGN.md §5); PAMs sharing it each
+    # The arena is the memory limit (docs/design.md §5); PAMs sharing it each
     # report it as their capacity, so capacities must not be added up.
     yield GaugeMetricFamily(
         "tmemd_arena_bytes", "Size of the arena the PAMs share (the memory limit).", arena_bytes
@@ -162,12 +157,12 @@ def _memory_families(s: EngineStats) -> Iterator[Metric]:
     )
     yield GaugeMetricFamily(
         "tmemd_persistent_accept_bytes",
-        "Persistent bytes below which refused persistent puts resume (--persistent-accept).",
+        "Persistent bytes above which each client is held to its fair share (--persistent-accept).",
         value=s.persistent_accept_bytes,
     )
     yield GaugeMetricFamily(
         "tmemd_persistent_full",
-        "1 while persistent puts are refused.",
+        "1 from a refusal by the persistent share until persistent bytes drop below accept.",
         value=int(s.persistent_full),
     )
     yield GaugeMetricFamily(
@@ -207,10 +202,20 @@ def _global_families(s: EngineStats) -> Iterator[Metric]:
     yield GaugeMetricFamily("tmemd_pools", "Open pools (a shared pool counts once).", s.pools)
 
 
-def engine_families(stats: EngineStats) -> Iterator[Metric]:
-    """Every family derived from the engine snapshot."""
-    yield from _pool_families(stats.pool_stats)
-    yield from _client_families(stats)
-    yield from _pam_families(stats.pam_stats, stats.memory_limit_bytes)
-    yield from _memory_families(stats)
-    yield from _global_families(stats)
+def _pool_group(stats: EngineStats) -> Iterator[Metric]:
+    return _pool_families(stats.pool_stats)
+
+
+def _pam_group(stats: EngineStats) -> Iterator[Metric]:
+    return _pam_families(stats.pam_stats, stats.memory_limit_bytes)
+
+
+#: The families of one snapshot in named groups; the collector builds each
+#: on its own, so a failing group is left out alone (``tmemd.metrics``).
+ENGINE_GROUPS: tuple[tuple[str, Callable[[EngineStats], Iterator[Metric]]], ...] = (
+    ("pools", _pool_group),
+    ("clients", _client_families),
+    ("pams", _pam_group),
+    ("memory", _memory_families),
+    ("global", _global_families),
+)

@@ -17,6 +17,14 @@ slow or hostile peer beyond one timeout.  At most
 ``MAX_METRICS_CONNECTIONS`` connections are served at once; more are closed
 on accept.
 
+Access: ``/metrics`` names clients and pools, so ``--metrics-auth FILE``
+makes it answer only requests carrying ``Authorization: Bearer TOKEN`` with
+the file's token (compared with ``hmac.compare_digest``, so the time taken
+says nothing about how much of a guess was right), 401 otherwise, as
+Prometheus' ``authorization`` scrape setting sends it; ``/healthz`` and
+``/readyz`` say nothing about tenants and stay open for probes.  TLS (and
+client certificates) come from an ``ssl`` context, as for the protocol port.
+
 Routes: ``GET /metrics`` (text exposition 0.0.4 of the registry passed in),
 ``GET /healthz`` (200 while the loop runs: if it answers, the loop is
 alive), ``GET /readyz`` (200 when ``ready()`` is true, else 503).  Other
@@ -28,7 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
+import ssl as _ssl
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
@@ -41,6 +51,7 @@ __all__ = [
     "MAX_REQUEST_HEAD_BYTES",
     "REQUEST_TIMEOUT_S",
     "MetricsServer",
+    "bearer_token_of",
     "parse_request_line",
     "start_metrics_server",
 ]
@@ -63,6 +74,7 @@ _TEXT = "text/plain; charset=utf-8"
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     431: "Request Header Fields Too Large",
@@ -93,24 +105,34 @@ def _response_bytes(status: int, content_type: str, body: bytes, head_only: bool
     )
     if status == 405:
         head += "Allow: GET\r\n"
+    if status == 401:
+        head += 'WWW-Authenticate: Bearer realm="tmemd"\r\n'
     return (head + "\r\n").encode("ascii") + (b"" if head_only else body)
 
 
 class _MetricsHttp:
     """Routes one parsed request; holds what the routes need."""
 
-    def __init__(self, registry: CollectorRegistry, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        ready: Callable[[], bool],
+        bearer_token: str | None = None,
+    ) -> None:
         self.registry = registry
         self.ready = ready
+        self.bearer_token = None if bearer_token is None else bearer_token.encode()
         #: Handler tasks in flight, so that closing the server can end them.
         self.tasks: set[asyncio.Task[None]] = set()
 
-    async def route(self, method: str, target: str) -> Response:
+    async def route(self, method: str, target: str, token: bytes | None = None) -> Response:
         path = target.split("?", 1)[0]
         if path not in ("/metrics", "/healthz", "/readyz"):
             return 404, _TEXT, b"not found\n"
         if method != "GET":
             return 405, _TEXT, b"only GET\n"
+        if path == "/metrics" and not self.authorized(token):
+            return 401, _TEXT, b"bearer token required (--metrics-auth)\n"
         if path == "/healthz":
             return 200, _TEXT, b"ok\n"
         if path == "/readyz":
@@ -125,6 +147,14 @@ class _MetricsHttp:
             log.exception("metrics collection failed")
             return 500, _TEXT, b"collection failed; see the daemon log\n"
         return 200, CONTENT_TYPE_PLAIN_0_0_4, body
+
+    def authorized(self, token: bytes | None) -> bool:
+        """True without ``--metrics-auth``, else when ``token`` is its token."""
+        if self.bearer_token is None:
+            return True
+        # compare_digest on equal-typed bytes: its time depends on the
+        # lengths only, never on where a guess first differs.
+        return hmac.compare_digest(token or b"", self.bearer_token)
 
     async def _exposition(self) -> bytes:
         """Collect on the loop (a consistent snapshot), format in a worker thread.
@@ -168,7 +198,7 @@ class _MetricsHttp:
             status, ctype, body, method = 400, _TEXT, b"bad request line\n", "GET"
         else:
             method, target = request
-            status, ctype, body = await self.route(method, target)
+            status, ctype, body = await self.route(method, target, bearer_token_of(head))
         # RFC 9110: a HEAD reply carries the headers of GET but no body.
         writer.write(_response_bytes(status, ctype, body, method == "HEAD"))
         await writer.drain()
@@ -183,6 +213,18 @@ def parse_request_line(head: bytes) -> tuple[str, str] | None:
         return parts[0].decode("ascii"), parts[1].decode("ascii")
     except UnicodeDecodeError:
         return None
+
+
+def bearer_token_of(head: bytes) -> bytes | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header in a request head."""
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() == b"authorization":
+            scheme, _, token = value.strip().partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                return token.strip()
+            return None
+    return None
 
 
 class MetricsServer(asyncio.AbstractServer):
@@ -223,16 +265,25 @@ async def start_metrics_server(
     port: int,
     registry: CollectorRegistry,
     ready: Callable[[], bool],
+    *,
+    bearer_token: str | None = None,
+    ssl: _ssl.SSLContext | None = None,
 ) -> tuple[asyncio.AbstractServer, int]:
     """Listen on ``host:port`` (0 picks a free port); return the server and bound port.
 
-    The caller closes the returned server (``close()`` then ``wait_closed()``)
-    on shutdown.
+    ``bearer_token`` (``--metrics-auth``) is required on ``/metrics``; ``ssl``
+    serves the port over TLS.  The caller closes the returned server
+    (``close()`` then ``wait_closed()``) on shutdown.
     """
-    app = _MetricsHttp(registry, ready)
+    app = _MetricsHttp(registry, ready, bearer_token)
     server = await asyncio.start_server(
-        app.serve, host, port, limit=MAX_REQUEST_HEAD_BYTES, reuse_address=True
+        app.serve,
+        host,
+        port,
+        limit=MAX_REQUEST_HEAD_BYTES,
+        reuse_address=True,
+        ssl=ssl,
+        ssl_handshake_timeout=REQUEST_TIMEOUT_S if ssl is not None else None,
     )
     bound = int(server.sockets[0].getsockname()[1])
-    log.info("metrics on http://%s:%d/metrics", host, bound)
     return MetricsServer(server, app), bound

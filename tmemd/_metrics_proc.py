@@ -3,7 +3,7 @@
 Why read them here rather than register prometheus_client's
 ``ProcessCollector``: the issue asks for every metric under the ``tmemd_``
 prefix, and the figure that matters most, the resident set size, is the one
-the daemon promises to bound (arena + a documented overhead, DESIGN.md §5).
+the daemon promises to bound (arena + a documented overhead, docs/design.md §5).
 ``VmRSS`` from ``/proc/self/status`` is exactly what ``ps`` and the
 kernel's OOM killer see.  CPU seconds come from ``resource.getrusage`` (no
 parsing, works wherever ``/proc`` does not); on systems without ``/proc``

@@ -1,6 +1,6 @@
 """The one table from engine outcomes to wire statuses.
 
-The engine knows nothing of the wire (STYLE.md point 1), so its error codes
+The engine knows nothing of the wire (docs/design.md §9.1), so its error codes
 and refusal reasons are its own enums; this module is the only place that
 translates them.  A unit test checks both maps are total, so adding an
 engine error without deciding its wire status fails the suite.

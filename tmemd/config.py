@@ -10,6 +10,7 @@ underscores (``memory = "4GiB"``, ``persistent-max = 0.75``).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 #: The arena size when none is given: enough for a real test, small enough
 #: for any laptop.
 DEFAULT_MEMORY_BYTES = 256 << 20
+#: Most address space mapped for ``tmemctl set-memory`` when ``--max-memory``
+#: is not given (the host's RAM, up to this): xvmalloc's in-band links
+#: address at most 16 GiB, and the mapping costs no memory until used.
+DEFAULT_MAX_MEMORY_CAP_BYTES = 16 << 30
 #: Smallest arena accepted: 16 frames is too little for any real work but
 #: lets tests exercise a full arena quickly.
 MIN_MEMORY_BYTES = 64 << 10
@@ -52,6 +57,9 @@ MAX_ZSTD_DICTIONARY_BYTES = 1 << 20
 #: Longest --busy-poll window: past a few milliseconds spinning buys no
 #: latency and only burns the core.
 MAX_BUSY_POLL_US = 10_000
+#: Longest --drain-timeout: systemd's default stop timeout is 90 s and
+#: Kubernetes' grace period 30 s; a drain must end well before either kills us.
+MAX_DRAIN_TIMEOUT_S = 60.0
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 
@@ -116,6 +124,9 @@ class DaemonConfig:
     listen: str = DEFAULT_LISTEN
     port_file: str | None = None
     memory: int = DEFAULT_MEMORY_BYTES
+    #: Largest limit ``tmemctl set-memory`` may set (None: the host's RAM,
+    #: capped at ``DEFAULT_MAX_MEMORY_CAP_BYTES``, and never below ``memory``).
+    max_memory: int | None = None
     codec: str = "lzo"
     lease: float = 60.0
     persistent_max: float = 0.75
@@ -126,11 +137,24 @@ class DaemonConfig:
     zstd_dictionary: int = 128 << 10
     idle_timeout: float = 300.0
     header_timeout: float = 10.0
+    #: Seconds a connection may stay without a successful HELLO (PING does
+    #: not extend it): a real client says HELLO within a round trip.
+    hello_timeout: float = 5.0
     max_connections: int = 4096
+    #: Connections without a successful HELLO at once (at most max_connections).
+    max_unauthenticated: int = 128
+    #: Seconds SIGTERM waits for clients to leave, answering BUSY meanwhile.
+    drain_timeout: float = 5.0
     #: Microseconds the event loop keeps polling after a read (0: sleep at once).
     busy_poll: int = 0
     metrics: str | None = None
     metrics_port_file: str | None = None
+    #: File holding the bearer token /metrics requires (None: no token).
+    metrics_auth: str | None = None
+    #: TLS for the metrics endpoint, as tls_cert/tls_key/tls_client_ca for the protocol.
+    metrics_tls_cert: str | None = None
+    metrics_tls_key: str | None = None
+    metrics_tls_client_ca: str | None = None
     auth_file: str | None = None
     insecure: bool = False
     tls_cert: str | None = None
@@ -138,6 +162,12 @@ class DaemonConfig:
     tls_client_ca: str | None = None
     log_level: str = "info"
     log_format: str = "text"
+    #: Where persistent pools are saved on SIGTERM and restored from at start.
+    state_dir: str | None = None
+    #: Save ephemeral pools too (they are a cache: off by default).
+    save_ephemeral: bool = False
+    #: Start empty even if the state directory holds a state.
+    discard_state: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -146,6 +176,8 @@ class DaemonConfig:
             parse_address(self.metrics)
         if self.memory < MIN_MEMORY_BYTES:
             raise ConfigError(f"memory must be at least {MIN_MEMORY_BYTES} bytes")
+        if self.max_memory is not None and self.max_memory < self.memory:
+            raise ConfigError("max-memory must be at least memory")
         if self.codec not in CODECS:
             raise ConfigError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
         for name in ("ephemeral_pam", "persistent_pam"):
@@ -161,15 +193,32 @@ class DaemonConfig:
             raise ConfigError(f"log-format must be one of {', '.join(LOG_FORMATS)}")
         if not 0 < self.persistent_accept <= self.persistent_max <= 1:
             raise ConfigError("need 0 < persistent-accept <= persistent-max <= 1")
-        for name in ("lease", "idle_timeout", "header_timeout"):
+        for name in ("lease", "idle_timeout", "header_timeout", "hello_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive")
-        if self.max_connections < 1:
-            raise ConfigError("max-connections must be at least 1")
+        if not 0 <= self.drain_timeout <= MAX_DRAIN_TIMEOUT_S:
+            raise ConfigError(f"drain-timeout must be 0..{MAX_DRAIN_TIMEOUT_S:g} seconds")
+        for name in ("max_connections", "max_unauthenticated"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
         if not 0 <= self.busy_poll <= MAX_BUSY_POLL_US:
             raise ConfigError(f"busy-poll must be 0..{MAX_BUSY_POLL_US} microseconds")
+        if self.state_dir is None and (self.save_ephemeral or self.discard_state):
+            raise ConfigError("save-ephemeral and discard-state need state-dir")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls-cert and tls-key go together")
+        if (self.metrics_tls_cert is None) != (self.metrics_tls_key is None):
+            raise ConfigError("metrics-tls-cert and metrics-tls-key go together")
+        if self.metrics_tls_client_ca is not None and self.metrics_tls_cert is None:
+            raise ConfigError("metrics-tls-client-ca needs metrics-tls-cert and metrics-tls-key")
+
+    @property
+    def reserve_bytes(self) -> int:
+        """Address space the arena maps: ``max_memory`` or its default."""
+        if self.max_memory is not None:
+            return self.max_memory
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return max(self.memory, min(ram, DEFAULT_MAX_MEMORY_CAP_BYTES))
 
     @property
     def address(self) -> tuple[str, int]:
@@ -180,7 +229,7 @@ class DaemonConfig:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(DaemonConfig)} - {"extra"}
-_SIZE_KEYS = {"memory", "zstd_dictionary"}
+_SIZE_KEYS = {"memory", "max_memory", "zstd_dictionary"}
 
 
 def coerce(key: str, value: Any) -> Any:

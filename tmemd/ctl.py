@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tmem.client import Client, TmemConnectionError, TmemError
+from tmem.proto import CLIENT_NAME_CHARS, MAX_CLIENT_NAME_CHARS, is_client_name
 
 from ._ctl_render import Screen, render_admin_reply, render_stats, table
 from .config import DEFAULT_LISTEN, ConfigError, parse_size
@@ -39,6 +40,16 @@ DEFAULT_WATCH_INTERVAL_S = 1.0
 MAX_FLUSH_REQUESTS = 4096
 
 
+def _client_name(text: str) -> str:
+    """argparse type: a client name as the daemon accepts it, else a usage error."""
+    if not is_client_name(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a client name (1-{MAX_CLIENT_NAME_CHARS} characters of "
+            f"[{CLIENT_NAME_CHARS}])"
+        )
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tmemctl", description="Administer a running tmemd.")
     p.add_argument(
@@ -50,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--name",
         default=os.environ.get("TMEMD_CLIENT", "tmemctl"),
+        type=_client_name,
         help="client name to authenticate as (env TMEMD_CLIENT)",
     )
     p.add_argument(
@@ -77,24 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
         ("thaw", "accept the client's puts again"),
         ("destroy-client", "free every pool of the client now"),
     ):
-        sub.add_parser(name, help=f"{helptext} (admin)").add_argument("client")
+        sub.add_parser(name, help=f"{helptext} (admin)").add_argument("client", type=_client_name)
     sw = sub.add_parser("set-weight", help="the client's share of ephemeral memory (admin)")
-    sw.add_argument("client")
+    sw.add_argument("client", type=_client_name)
     sw.add_argument("weight", type=int)
     sc = sub.add_parser("set-cap", help="the client's byte caps; 'none' lifts one (admin)")
-    sc.add_argument("client")
+    sc.add_argument("client", type=_client_name)
     sc.add_argument("--persistent", metavar="SIZE")
     sc.add_argument("--total", metavar="SIZE")
     sd = sub.add_parser("set-codec", help="codec of the client's new pools (admin)")
-    sd.add_argument("client")
+    sd.add_argument("client", type=_client_name)
     sd.add_argument("codec", choices=("lzo", "lz4", "zstd", "none"))
     fe = sub.add_parser("flush-ephemeral", help="evict this much ephemeral memory (admin)")
     fe.add_argument("size")
     sub.add_parser("freeable", help="ephemeral memory that could be freed (admin)")
     au = sub.add_parser("authorize", help="let a client join a shared pool (admin)")
-    au.add_argument("client")
+    au.add_argument("client", type=_client_name)
     au.add_argument("uuid", help="the shared pool's UUID (hex, dashes allowed)")
     au.add_argument("--revoke", action="store_true", help="withdraw the authorization")
+    sub.add_parser("save", help="save the state directory now (admin; needs --state-dir)")
+    sm = sub.add_parser("set-memory", help="grow or shrink the memory limit now (admin)")
+    sm.add_argument("size", help="the new limit, e.g. 2GiB")
     return p
 
 
@@ -160,6 +175,10 @@ def _control_body(args: argparse.Namespace) -> dict[str, Any]:
         }
     if cmd == "clients":
         return {"cmd": "list_clients"}
+    if cmd == "save":
+        return {"cmd": "save"}
+    if cmd == "set-memory":
+        return {"cmd": "set_memory", "bytes": parse_size(args.size)}
     raise AssertionError(cmd)
 
 

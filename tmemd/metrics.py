@@ -28,7 +28,9 @@ Labels are ``client``, ``pool``, ``pool_kind``, ``op``, ``result``,
 ``reason``, ``state``, ``pam``, ``codec``, ``shared`` and ``page_size``
 (the last three only on ``tmemd_pool_info``); never an object id or a page
 index.  On the ``tmemd_pam_*`` gauges ``pool_kind`` names the PAM's role:
-``ephemeral`` or ``persistent``, or ``any`` when one PAM serves both.
+``ephemeral`` or ``persistent``, ``any`` when one PAM serves both by
+default, or ``named`` for a PAM only pools that named it use (a client may
+ask for any of the three arena PAMs, so there are up to three PAMs).
 ``pool`` is a client's small pool id (at most ``MAX_POOLS_PER_CLIENT`` = 64
 per client); ``client`` is a name from the auth file, or, without one, one of
 the clients connected now or within their lease (at most
@@ -37,6 +39,16 @@ at most (clients x 64) series each, and the others a handful per client.  A
 shared pool appears once, under the client charged for it.  Cost: about
 15 series per pool; a scrape of 512 pools (7,900 lines) takes ~14 ms of
 event-loop time to collect and ~46 ms of a worker thread to format.
+
+A scrape never fails because of what a client did
+-------------------------------------------------
+The families are built in groups (pools, clients, PAMs, memory, global,
+server, process).  A group that raises is left out of that scrape, its
+traceback logged, and ``tmemd_metrics_errors_total{group}`` counts it;
+every other group is still exported and ``/metrics`` answers 200.  An
+answer of 500 would hide every healthy family behind one bug, and a
+silently missing group would look like an idle daemon: the counter makes
+the gap visible to the same scraper.
 
 Derived gauges, with worked examples
 ------------------------------------
@@ -57,10 +69,13 @@ Derived gauges, with worked examples
 from __future__ import annotations
 
 import asyncio
+import logging
 import platform
+import ssl as _ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
 from typing import Protocol
 
@@ -75,7 +90,7 @@ from prometheus_client.registry import Collector
 
 from . import __version__
 from ._latency import LATENCY_BUCKETS_S, LatencySnapshot
-from ._metrics_engine import engine_families
+from ._metrics_engine import ENGINE_GROUPS
 from ._metrics_http import start_metrics_server
 from ._metrics_proc import read_process_figures
 from .config import parse_address
@@ -90,6 +105,8 @@ __all__ = [
     "server_stats_of",
     "start_metrics_server",
 ]
+
+log = logging.getLogger("tmemd.metrics")
 
 _EMPTY: Mapping[str, int] = MappingProxyType({})
 #: The ``op`` label values of page requests (the wire's opcode names, lower
@@ -117,6 +134,14 @@ class ServerStats:
     max_connections: int = 0
     #: Gauge: open connections per authenticated client (not yet HELLO'd: none).
     connections_by_client: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    #: Gauge: open connections that have not completed HELLO.
+    unauthenticated: int = 0
+    #: Counters: connections closed without HELLO, by reason
+    #: (``hello_timeout``: past --hello-timeout; ``evicted``: made room).
+    unauthenticated_closed: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    #: Counters: HELLOs with a wrong token, and HELLOs refused unchecked by the throttle.
+    auth_failures: int = 0
+    auth_throttled: int = 0
 
 
 class _SessionLike(Protocol):
@@ -141,7 +166,7 @@ class ServerLike(Protocol):
     """The attributes of ``tmemd.server.Server`` that metrics read.
 
     A protocol rather than an import: nothing but the entry point imports the
-    server (STYLE.md point 1).
+    server (docs/design.md §9.1).
     """
 
     @property
@@ -158,6 +183,16 @@ class ServerLike(Protocol):
     def latency(self) -> _RecorderLike: ...
     @property
     def config(self) -> _ConfigLike: ...
+    @property
+    def unauthenticated_connections(self) -> int: ...
+    @property
+    def hello_timeouts(self) -> int: ...
+    @property
+    def unauthenticated_evicted(self) -> int: ...
+    @property
+    def auth_failures(self) -> int: ...
+    @property
+    def auth_throttled(self) -> int: ...
 
 
 def server_stats_of(server: ServerLike, started_at: float) -> ServerStats:
@@ -179,6 +214,12 @@ def server_stats_of(server: ServerLike, started_at: float) -> ServerStats:
         started_at=started_at,
         max_connections=server.config.max_connections,
         connections_by_client=MappingProxyType(by_client),
+        unauthenticated=server.unauthenticated_connections,
+        unauthenticated_closed=MappingProxyType(
+            {"hello_timeout": server.hello_timeouts, "evicted": server.unauthenticated_evicted}
+        ),
+        auth_failures=server.auth_failures,
+        auth_throttled=server.auth_throttled,
     )
 
 
@@ -234,6 +275,7 @@ def server_families(stats: ServerStats) -> Iterator[Metric]:
     for name, count in sorted(stats.connections_by_client.items()):
         per_client.add_metric([name], count)
     yield per_client
+    yield from _admission_families(stats)
     yield _counter(
         "tmemd_network_received_bytes", "Bytes read from client connections.", stats.bytes_in
     )
@@ -241,6 +283,32 @@ def server_families(stats: ServerStats) -> Iterator[Metric]:
         "tmemd_network_sent_bytes", "Bytes written to client connections.", stats.bytes_out
     )
     yield _latency_family(stats.latency)
+
+
+def _admission_families(stats: ServerStats) -> Iterator[Metric]:
+    """Connections without HELLO and failed HELLOs: what a peer without a token did."""
+    yield _gauge(
+        "tmemd_connections_unauthenticated",
+        "Open connections that have not completed HELLO (--max-unauthenticated).",
+        stats.unauthenticated,
+    )
+    closed = CounterMetricFamily(
+        "tmemd_connections_unauthenticated_closed",
+        "Connections closed before HELLO: past --hello-timeout, or to make room.",
+        labels=["reason"],
+    )
+    for reason in ("hello_timeout", "evicted"):
+        closed.add_metric([reason], stats.unauthenticated_closed.get(reason, 0))
+    yield closed
+    yield _counter(
+        "tmemd_auth_failures", "HELLOs refused for a wrong or missing token.", stats.auth_failures
+    )
+    yield _counter(
+        "tmemd_auth_throttled",
+        "HELLOs refused without checking the token: too many failures from the address or "
+        "for the name.",
+        stats.auth_throttled,
+    )
 
 
 def process_families(started_at: float) -> Iterator[Metric]:
@@ -268,7 +336,8 @@ def process_families(started_at: float) -> Iterator[Metric]:
 
 
 class TmemdCollector(Collector):
-    """Reads the engine and server snapshots at scrape time."""
+    """Reads the engine and server snapshots at scrape time; each group of
+    families is built on its own, so one failing group costs only itself."""
 
     def __init__(
         self,
@@ -277,13 +346,37 @@ class TmemdCollector(Collector):
     ) -> None:
         self._engine_stats = engine_stats
         self._server_stats = server_stats
+        #: Scrapes in which each group raised, by group name.
+        self.errors: dict[str, int] = {}
 
     def collect(self) -> Iterable[Metric]:
         server = self._server_stats()
-        families: list[Metric] = list(engine_families(self._engine_stats()))
-        families.extend(server_families(server))
-        families.extend(process_families(server.started_at))
+        stats = self._engine_stats()
+        groups: list[tuple[str, Callable[[], Iterable[Metric]]]] = [
+            (name, partial(build, stats)) for name, build in ENGINE_GROUPS
+        ]
+        groups.append(("server", partial(server_families, server)))
+        groups.append(("process", partial(process_families, server.started_at)))
+        families: list[Metric] = []
+        for name, build in groups:
+            families.extend(self._guarded(name, build))
+        errors = CounterMetricFamily(
+            "tmemd_metrics_errors",
+            "Scrapes that left a group of families out because building it failed.",
+            labels=["group"],
+        )
+        for name, _build in groups:
+            errors.add_metric([name], self.errors.get(name, 0))
+        families.append(errors)
         return families
+
+    def _guarded(self, name: str, build: Callable[[], Iterable[Metric]]) -> list[Metric]:
+        try:
+            return list(build())
+        except Exception:  # a bug in one group must not fail the whole scrape
+            self.errors[name] = self.errors.get(name, 0) + 1
+            log.exception("metrics group %r failed; left out of this scrape", name)
+            return []
 
 
 async def serve_metrics(
@@ -293,8 +386,13 @@ async def serve_metrics(
     *,
     ready: Callable[[], bool],
     started_at: float | None = None,
+    bearer_token: str | None = None,
+    ssl: _ssl.SSLContext | None = None,
 ) -> tuple[asyncio.AbstractServer, int]:
     """The daemon's ``--metrics HOST:PORT``: a private registry, served; returns the bound port.
+
+    ``bearer_token`` (``--metrics-auth``) and ``ssl`` (``--metrics-tls-*``)
+    protect it as ``start_metrics_server`` describes.
 
     ``started_at`` (unix seconds) defaults to now, which is right when the
     daemon calls this at start-up.
@@ -303,4 +401,6 @@ async def serve_metrics(
     registry = CollectorRegistry()
     registry.register(TmemdCollector(engine_stats, lambda: server_stats_of(server, since)))
     host, port = parse_address(address)
-    return await start_metrics_server(host, port, registry, ready)
+    return await start_metrics_server(
+        host, port, registry, ready, bearer_token=bearer_token, ssl=ssl
+    )

@@ -1,4 +1,4 @@
-"""Random and mutated frames against a live daemon (issue 4, "Bad input").
+"""Random and mutated frames against a live daemon (docs/multi-tenancy.md, bad input).
 
 One daemon runs for the whole test.  First a well-behaved client ("keeper")
 stores persistent pages.  Then hypothesis opens a fresh connection per

@@ -1,4 +1,4 @@
-"""Administration against the real daemon (issue 4, item 7): every admin
+"""Administration against the real daemon (docs/multi-tenancy.md): every admin
 CONTROL command through ``tmem.client``, the FORBIDDEN wall for everyone
 else, argument checking, and ``tmemctl`` as a subprocess in both its human
 and its ``--json`` output.
@@ -39,6 +39,8 @@ ADMIN_BODIES: list[dict[str, Any]] = [
     {"cmd": "freeable"},
     {"cmd": "authorize_shared", "client": "web", "uuid": UUID_HEX},
     {"cmd": "revoke_shared", "client": "web", "uuid": UUID_HEX},
+    {"cmd": "save"},
+    {"cmd": "set_memory", "bytes": 16 << 20},
 ]
 
 
@@ -55,7 +57,10 @@ DAEMON_FLAGS = ("--memory", "16MiB")
 
 @pytest.fixture
 def daemon(daemon_factory: Callable[..., Daemon], tmp_path: Path) -> Daemon:
-    return daemon_factory(*DAEMON_FLAGS, "--auth-file", str(write_auth(tmp_path)))
+    auth = str(write_auth(tmp_path))
+    return daemon_factory(
+        *DAEMON_FLAGS, "--auth-file", auth, "--state-dir", str(tmp_path / "state")
+    )
 
 
 @pytest.fixture(scope="module")

@@ -150,3 +150,22 @@ def test_a_retry_rides_over_a_restart(
         assert time.monotonic() - before >= 0.4
         pool = client.new_pool(persistent=True)
         assert pool.put(1, 0, NEW_PAGE) and pool.get(1, 0) == NEW_PAGE
+
+
+def test_after_the_lease_ends_a_pool_raises_pool_gone(
+    daemon_factory: Callable[..., Daemon],
+) -> None:
+    daemon = daemon_factory("--memory", "64MiB", "--lease", "0.3")
+    with Client(daemon.address, client_name="leaser") as client:
+        pool = client.new_pool(persistent=True)
+        assert pool.put(1, 0, OLD_PAGE)
+        client.close()  # no connection: the lease runs
+        deadline = time.monotonic() + 10
+        while "lease of client leaser ended" not in daemon.log():
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.05)
+        fresh = client.new_pool(persistent=True)  # the same instance: a new id
+        assert fresh.put(1, 0, NEW_PAGE) and fresh.pool_id != pool.pool_id
+        with pytest.raises(PoolGone):
+            pool.get(1, 0)
+        assert pool.gone and fresh.get(1, 0) == NEW_PAGE

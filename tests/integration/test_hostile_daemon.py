@@ -1,4 +1,4 @@
-"""Hostile peers against the real daemon (issue 4, "Bad input"): wrong or
+"""Hostile peers against the real daemon (docs/multi-tenancy.md, bad input): wrong or
 missing credentials, ops before HELLO, a flood beside a quiet client,
 slow-loris senders and thousands of connections opened and dropped.
 

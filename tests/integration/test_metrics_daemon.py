@@ -8,6 +8,7 @@ container image's HEALTHCHECK command is run against it too.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -118,6 +120,50 @@ def test_scrape_counts_real_traffic(daemon_factory: Callable[..., Daemon], tmp_p
     samples = scrape(port)
     assert value(samples, "tmemd_client_in_lease", client="web-1") == 1
     assert value(samples, "tmemd_connections_accepted_total") == 1
+
+
+KINDS = ("ephemeral", "persistent", "shared")
+CODECS = (None, "none", "lzo", "lz4", "zstd")
+PAMS = (None, "zbud", "xvmalloc", "zsmalloc")
+
+
+def test_every_pool_kind_pam_and_codec_exports(
+    daemon_factory: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """Any pool a client may make is exported, and no pool can break a scrape:
+    a third PAM (one that is neither kind's default) used to answer 500 for good."""
+    daemon, port = start(daemon_factory, tmp_path)
+    made: dict[tuple[str, str], tuple[str, str | None]] = {}
+    for n, kind in enumerate(KINDS):
+        name = f"tenant-{kind}"
+        with Client(daemon.address, client_name=name) as client:
+            for i, (codec, pam) in enumerate(itertools.product(CODECS, PAMS)):
+                shared = uuid.UUID(int=(n << 64) + i + 1) if kind == "shared" else None
+                pool = client.new_pool(
+                    persistent=kind == "persistent", shared_uuid=shared, codec=codec, pam=pam
+                )
+                assert pool.put(1, 0, page(i))
+                made[(name, str(pool.pool_id))] = (kind, codec)
+            samples = scrape(port)
+    info = {
+        (dict(ls)["client"], dict(ls)["pool"]): dict(ls)
+        for (n, ls), _v in samples.items()
+        if n == "tmemd_pool_info"
+    }
+    assert set(info) == set(made)
+    for key, (kind, codec) in made.items():
+        assert info[key]["shared"] == str(kind == "shared").lower()
+        assert info[key]["codec"] == (codec or "lzo")
+    roles = {
+        dict(ls)["pam"]: dict(ls)["pool_kind"]
+        for (n, ls), _v in samples.items()
+        if n == "tmemd_pam_objects"
+    }
+    assert roles == {"zbud": "ephemeral", "zsmalloc": "persistent", "xvmalloc": "named"}
+    assert value(samples, "tmemd_pam_objects") == len(made)
+    assert value(samples, "tmemd_metrics_errors_total") == 0
+    # The pools are gone with their lease; the third PAM stays and still exports.
+    assert value(scrape(port), "tmemd_pam_objects", pam="xvmalloc") >= 0
 
 
 def test_metrics_endpoint_errors(daemon_factory: Callable[..., Daemon], tmp_path: Path) -> None:

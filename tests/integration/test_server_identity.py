@@ -48,6 +48,7 @@ def test_hello_names_the_instance_and_its_limits(
         "max_request_payload": MAX_REQUEST_PAYLOAD_BYTES,
         "idle_timeout_s": 77.0,
         "header_timeout_s": 3.0,
+        "hello_timeout_s": 5.0,
         "lease_s": 42.0,
     }
     # Every connection of one instance hears the same id; the log names it too.

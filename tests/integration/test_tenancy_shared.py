@@ -1,4 +1,4 @@
-"""Shared pools, freeze, caps and leases against the real daemon (issue 4,
+"""Shared pools, freeze, caps and leases against the real daemon (docs/multi-tenancy.md,
 items 4-6), driven through ``tmem.client`` with an administrator ("ops")
 doing the authorizing, freezing and cap setting over CONTROL.
 """
@@ -62,7 +62,13 @@ def client_row(ops: Client, name: str) -> dict[str, object]:
     return dict(row)
 
 
+def grant(daemon: Daemon, name: str, shared: uuid.UUID = SHARED) -> None:
+    with connect(daemon, "ops") as ops:
+        ops.control("authorize_shared", client=name, uuid=shared.hex)
+
+
 def test_shared_pool_needs_authorization(daemon: Daemon) -> None:
+    grant(daemon, "alice")
     with connect(daemon, "alice") as alice, connect(daemon, "bob") as bob:
         created = alice.new_pool(shared_uuid=SHARED)
         assert created.put(1, 0, raw_page(1))
@@ -84,6 +90,7 @@ def test_shared_pages_count_against_the_creator_and_live_while_a_member_does(
     daemon: Daemon,
 ) -> None:
     with connect(daemon, "ops") as ops:
+        ops.control("authorize_shared", client="alice", uuid=str(SHARED))
         ops.control("authorize_shared", client="bob", uuid=str(SHARED))
         with connect(daemon, "alice") as alice, connect(daemon, "bob") as bob:
             created = alice.new_pool(shared_uuid=SHARED)
@@ -96,7 +103,7 @@ def test_shared_pages_count_against_the_creator_and_live_while_a_member_does(
                 created.get(2, 0)
             assert joined.get(2, 0) == raw_page(0)
             assert client_row(ops, "bob")["pages"] == 3  # now charged to the member left
-            rejoined = alice.new_pool(shared_uuid=SHARED)  # the creator needs no grant
+            rejoined = alice.new_pool(shared_uuid=SHARED)  # alice's grant still stands
             assert rejoined.get(2, 1) == raw_page(1)
             rejoined.destroy()
             joined.destroy()  # the last member leaves: the pages go
@@ -106,6 +113,7 @@ def test_shared_pages_count_against_the_creator_and_live_while_a_member_does(
 
 
 def test_revoke_removes_a_member(daemon: Daemon) -> None:
+    grant(daemon, "alice")
     with connect(daemon, "ops") as ops, connect(daemon, "alice") as alice:
         created = alice.new_pool(shared_uuid=SHARED)
         created.put(3, 0, raw_page(3))
@@ -120,6 +128,32 @@ def test_revoke_removes_a_member(daemon: Daemon) -> None:
             with pytest.raises(Forbidden):
                 bob.new_pool(shared_uuid=SHARED)
         assert created.get(3, 0) == raw_page(3)
+
+
+def forbidden_answer(client: Client, shared: uuid.UUID, **flags: object) -> tuple[int, str]:
+    with pytest.raises(Forbidden) as info:
+        client.new_pool(shared_uuid=shared, **flags)  # type: ignore[arg-type]
+    return int(info.value.status), str(info.value)
+
+
+def test_a_uuid_can_be_neither_squatted_nor_probed(daemon: Daemon) -> None:
+    """Bob, unauthorized, tries to take Alice's UUID before her, then probes
+    which UUIDs are in use: both fail alike, and he never reads her pages."""
+    other = uuid.UUID("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
+    with connect(daemon, "bob") as bob:
+        squat = forbidden_answer(bob, SHARED)  # free: creating it needs a grant now
+        assert bob.list_pools() == []
+        grant(daemon, "alice")
+        grant(daemon, "alice", other)
+        with connect(daemon, "alice") as alice:
+            mine = alice.new_pool(shared_uuid=SHARED)
+            assert mine.put(1, 0, raw_page(1))
+            in_use = forbidden_answer(bob, SHARED)
+            in_use_other_flags = forbidden_answer(bob, SHARED, page_size=8192)
+            free = forbidden_answer(bob, other)
+        assert squat == in_use == in_use_other_flags
+        assert squat[0] == free[0] and free[1] == squat[1].replace(SHARED.hex, other.hex)
+        assert bob.list_pools() == []
 
 
 def test_frozen_client(daemon: Daemon) -> None:
@@ -224,3 +258,25 @@ def test_second_connection_under_the_same_name_and_lease_end(daemon: Daemon) -> 
         assert ops.stats()["pages"] == 0
     with connect(daemon, "alice") as alice:
         assert alice.list_pools() == []
+
+
+def test_a_client_that_filled_the_persistent_share_cannot_starve_the_next(
+    daemon_factory: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """Alice (no cap) fills the persistent share; Bob's persistent puts are
+    still accepted, and Alice's are refused until she is back at her share."""
+    daemon = daemon_factory(
+        "--memory", "4MiB", "--persistent-max", "0.5", "--persistent-accept", "0.4",
+        "--auth-file", str(write_auth(tmp_path)),
+    )  # fmt: skip
+    with connect(daemon, "alice") as alice, connect(daemon, "bob") as bob:
+        mine = alice.new_pool(persistent=True)
+        results = mine.put_many([(0, i, raw_page(i)) for i in range(600)])
+        held = results.count(True)
+        assert 0 < held < 600 and mine.last_refusal is RefuseReason.PERSISTENT_FULL
+        theirs = bob.new_pool(persistent=True)
+        assert theirs.put_many([(1, i, raw_page(1000 + i)) for i in range(8)]) == [True] * 8
+        assert not mine.put(0, 999, raw_page(999))
+        assert mine.last_refusal is RefuseReason.PERSISTENT_FAIR_SHARE
+        (me,) = alice.stats()["clients"]
+        assert me["puts_refused_by_reason"]["persistent_fair_share"] == 1

@@ -4,7 +4,7 @@ daemon keeps serving, and no other client's pages are disturbed or leaked."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import msgpack
 import pytest
@@ -34,10 +34,12 @@ PAGE = bytes(range(256)) * 16
 
 
 @pytest.fixture
-def conn(daemon: Daemon) -> RawConn:
-    c = RawConn((daemon.host, daemon.port))
-    assert c.hello("alice").status == Status.OK
-    return c
+def conn(daemon: Daemon) -> Iterator[RawConn]:
+    # Closed before the daemon is stopped: SIGTERM waits (--drain-timeout)
+    # for connected clients to leave.
+    with RawConn((daemon.host, daemon.port)) as c:
+        assert c.hello("alice").status == Status.OK
+        yield c
 
 
 def test_ping_before_hello_and_ops_need_hello(daemon: Daemon) -> None:
@@ -113,6 +115,71 @@ def test_reserved_bits(conn: RawConn) -> None:
     assert conn.call(Opcode.GET_PAGE, pool_id=pool, flags=both_get).status == Status.BAD_FLAGS
 
 
+#: (opcode, field, value) for every field an opcode does not use (PROTOCOL.md
+#: section 2): each is BAD_ARGUMENT, checked before the pool (section 13).
+UNUSED_FIELDS = [
+    (Opcode.HELLO, "pool_id", 0),
+    (Opcode.HELLO, "object_id", 1),
+    (Opcode.HELLO, "index", 1),
+    (Opcode.PING, "pool_id", 0),
+    (Opcode.PING, "object_id", 1 << 191),
+    (Opcode.PING, "index", 1),
+    (Opcode.PING, "payload", b"x"),
+    (Opcode.CONTROL, "pool_id", 0),
+    (Opcode.CONTROL, "object_id", 1),
+    (Opcode.CONTROL, "index", 1),
+    (Opcode.GET_PAGE, "payload", PAGE),
+    (Opcode.FLUSH_PAGE, "payload", b"x"),
+    (Opcode.FLUSH_OBJECT, "index", 3),
+    (Opcode.FLUSH_OBJECT, "payload", b"x"),
+    (Opcode.DESTROY_POOL, "object_id", 1),
+    (Opcode.DESTROY_POOL, "index", 1),
+    (Opcode.DESTROY_POOL, "payload", b"x"),
+]
+#: A valid request of each opcode, but for the pool id (added per test).
+VALID_FIELDS: dict[Opcode, dict[str, object]] = {
+    Opcode.HELLO: {"payload": msgpack.packb({"client": "alice"})},
+    Opcode.PING: {},
+    Opcode.CONTROL: {"payload": msgpack.packb({"cmd": "list_pools"})},
+    Opcode.GET_PAGE: {"object_id": 1, "index": 3},
+    Opcode.FLUSH_PAGE: {"object_id": 1, "index": 3},
+    Opcode.FLUSH_OBJECT: {"object_id": 1},
+    Opcode.DESTROY_POOL: {},
+}
+_POOL_OPS = (Opcode.GET_PAGE, Opcode.FLUSH_PAGE, Opcode.FLUSH_OBJECT, Opcode.DESTROY_POOL)
+
+
+@pytest.mark.parametrize(
+    ("opcode", "field", "value"), UNUSED_FIELDS, ids=lambda v: getattr(v, "name", str(v)[:8])
+)
+def test_unused_fields_are_bad_argument(
+    daemon: Daemon, opcode: Opcode, field: str, value: object
+) -> None:
+    with RawConn((daemon.host, daemon.port)) as c:
+        if opcode == Opcode.HELLO:
+            resp = c.call(opcode, **{**VALID_FIELDS[opcode], field: value})
+            assert resp.status == Status.BAD_ARGUMENT, error_of(resp)
+            assert c.hello("alice").status == Status.OK  # the connection stays usable
+            return
+        assert c.hello("alice").status == Status.OK
+        pool = c.new_pool(persistent=True)
+        assert c.call(Opcode.PUT_PAGE, pool_id=pool, object_id=1, index=3, payload=PAGE).status == 0
+        pool_id = pool if opcode in _POOL_OPS else NO_POOL
+        resp = c.call(opcode, **{"pool_id": pool_id, **VALID_FIELDS[opcode], field: value})
+        assert resp.status == Status.BAD_ARGUMENT, error_of(resp)
+        assert field in msgpack.unpackb(resp.payload)["error"]
+        # Nothing happened: the pool and its page are still there.
+        got = c.call(Opcode.GET_PAGE, pool_id=pool, object_id=1, index=3)
+        assert got.status == Status.OK and got.payload == PAGE
+
+
+def test_unused_fields_are_checked_before_the_pool(conn: RawConn) -> None:
+    resp = conn.call(Opcode.DESTROY_POOL, pool_id=9, object_id=1)
+    assert resp.status == Status.BAD_ARGUMENT, error_of(resp)
+    resp = conn.call(Opcode.GET_PAGE, pool_id=9, payload=b"x")
+    assert resp.status == Status.BAD_ARGUMENT, error_of(resp)
+
+
 def test_shared_pool_needs_uuid(conn: RawConn) -> None:
     arg = encode_pool_flags(PoolSpec(shared=True))
     assert conn.call(Opcode.NEW_POOL, arg=arg, object_id=0).status == Status.BAD_ARGUMENT
@@ -159,8 +226,13 @@ def test_other_clients_pages_unreachable(daemon: Daemon) -> None:
             a.call(Opcode.PUT_PAGE, pool_id=pool, object_id=1, index=2, payload=PAGE).status
             == Status.OK
         )
-        for op in (Opcode.GET_PAGE, Opcode.FLUSH_PAGE, Opcode.FLUSH_OBJECT, Opcode.DESTROY_POOL):
-            resp = b.call(op, pool_id=pool, object_id=1, index=2)
+        for op, fields in (
+            (Opcode.GET_PAGE, {"object_id": 1, "index": 2}),
+            (Opcode.FLUSH_PAGE, {"object_id": 1, "index": 2}),
+            (Opcode.FLUSH_OBJECT, {"object_id": 1}),
+            (Opcode.DESTROY_POOL, {}),
+        ):
+            resp = b.call(op, pool_id=pool, **fields)
             assert resp.status == Status.BAD_POOL, (op, error_of(resp))
         # mallory's own pool 0 is a different pool, empty.
         assert b.new_pool(persistent=True) == pool

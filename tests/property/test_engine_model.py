@@ -4,7 +4,7 @@ The model holds, per pool, the bytes of the last successful put to each
 handle.  Rules checked on every get:
 
 * a handle the model does not hold must miss (never put, flushed, taken by
-  an exclusive get, or its replacement was refused: DESIGN.md 3.2 and 3.5);
+  an exclusive get, or its replacement was refused: docs/design.md §3.2 and §3.5);
 * a persistent pool returns exactly the model's bytes (never evicted);
 * an ephemeral pool returns the model's bytes or misses (evicted), and a
   miss means the page is gone for good, so the model forgets it.
@@ -90,6 +90,7 @@ class EngineModel(RuleBasedStateMachine):
         self.codec = codec
         self.engine.connect("a")
         self.engine.connect("b")
+        self.engine.authorize_shared(SHARED_UUID, "a")
         self.engine.authorize_shared(SHARED_UUID, "b")
         self._open_pools_of("a")
         self._open_pools_of("b")
@@ -99,12 +100,15 @@ class EngineModel(RuleBasedStateMachine):
             if owner != client:
                 continue
             shared = name.startswith("shared")
+            # Private pools are named, so that their object listings are
+            # kept (and checked by check_invariants) under every rule.
             self.ids[name] = self.engine.new_pool(
                 client,
                 persistent=persistent,
                 precompressed=precompressed,
                 shared_uuid=SHARED_UUID if shared else None,
                 codec=self.codec,
+                name=None if shared else name,
             )
             self.model.setdefault(MODEL_KEY.get(name, name), {})
 
@@ -184,7 +188,7 @@ class EngineModel(RuleBasedStateMachine):
         client, persistent, precompressed = POOLS[name]
         self.engine.destroy_pool(client, self.ids[name])
         self.ids[name] = self.engine.new_pool(
-            client, persistent=persistent, precompressed=precompressed, codec=self.codec
+            client, persistent=persistent, precompressed=precompressed, codec=self.codec, name=name
         )
         self.pages(name).clear()
 
@@ -224,6 +228,19 @@ class EngineModel(RuleBasedStateMachine):
         assert freed == before - self.engine.freeable()
         assert freed >= min(nbytes, before)
         # Evicted ephemeral pages miss from now on; the get rule forgets them.
+
+    @invariant()
+    def persistent_listings(self) -> None:
+        """A full list_objects pass names exactly the persistent pools' objects."""
+        for name in ("per", "pre"):
+            listed: set[int] = set()
+            cursor = 0
+            for _ in range(1000):
+                ids, cursor = self.engine.list_objects(POOLS[name][0], self.ids[name], cursor, 2, 2)
+                listed.update(ids)
+                if cursor == 0:
+                    break
+            assert listed == {object_id for object_id, _ in self.pages(name)}
 
     @invariant()
     def consistent(self) -> None:

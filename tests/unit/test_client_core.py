@@ -22,6 +22,7 @@ from tmem.client import (
 from tmem.client._core import ClientCore, window_for, window_plan
 from tmem.client._spec import PoolInfo
 from tmem.proto import (
+    NO_POOL,
     CodecId,
     GetFlags,
     LocalProtocolError,
@@ -29,11 +30,13 @@ from tmem.proto import (
     PoolSpec,
     RefuseReason,
     Request,
+    RequestDecoder,
     Response,
     Status,
     encode,
     encode_pool_flags,
 )
+from tmemd._handlers import UNUSED
 
 PAGE = bytes(range(256)) * 16
 INFO = PoolInfo(pool_id=3)
@@ -452,3 +455,27 @@ def test_a_batch_out_of_range_queues_nothing() -> None:
     with pytest.raises(ValueError, match="at least one"):
         core.put_batch(INFO, [])
     assert core.ping().request_id == 1
+
+
+def test_no_request_sets_a_field_its_opcode_does_not_use() -> None:
+    """The daemon answers BAD_ARGUMENT to a set unused field (its ``UNUSED``
+    table); every builder, batches included, leaves them empty."""
+    core = ClientCore("a")
+    core.hello(), core.ping(), core.control("stats", {}), core.destroy_pool(3)
+    core.new_pool(PoolSpec()), core.new_pool(PoolSpec(shared=True), 0xABC)
+    core.put(INFO, 1, 2, PAGE), core.get(INFO, 1, 2), core.get(INFO, 1, 2, exclusive=True)
+    core.flush_page(INFO, 1, 2), core.flush_object(INFO, BIG_OID)
+    core.put_batch(INFO, [(1, 2, PAGE), (1, 3, PAGE)])
+    core.get_batch(INFO, [(1, 2), (1, 3)], False)
+    decoder = RequestDecoder()
+    decoder.feed(sent(core))
+    requests = []
+    while isinstance(frame := decoder.next_frame(), Request):
+        requests.append(frame)
+    assert {r.opcode for r in requests} == {*UNUSED, Opcode.NEW_POOL, Opcode.PUT_PAGE}
+    empty = {"pool_id": NO_POOL, "object_id": 0, "index": 0, "payload": b""}
+    for request in requests:
+        for name in UNUSED.get(request.opcode, ()):
+            assert getattr(request, name) == empty[name], request.describe()
+        if request.opcode == Opcode.NEW_POOL:
+            assert (request.pool_id, request.index, request.payload) == (NO_POOL, 0, b"")

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from tmem.client import (
+    BadArgument,
     BadPool,
     Client,
     Forbidden,
@@ -118,12 +119,19 @@ def test_shared_pools_keep_pages_and_outlive_one_member() -> None:
 
 def test_shared_pools_may_require_authorization() -> None:
     server = FakeServer(require_shared_authorization=True)
-    FakeClient(client_name="owner", server=server).new_pool(shared_uuid=SHARED)
+    owner = FakeClient(client_name="owner", server=server)
+    with pytest.raises(Forbidden):
+        owner.new_pool(shared_uuid=SHARED)  # creating needs a grant too
+    server.authorize_shared(SHARED, "owner")
+    created = owner.new_pool(shared_uuid=SHARED)
     guest = FakeClient(client_name="guest", server=server)
     with pytest.raises(Forbidden):
         guest.new_pool(shared_uuid=SHARED)
     server.authorize_shared(SHARED, "guest")
     assert guest.new_pool(shared_uuid=SHARED).shared
+    assert owner.new_pool(shared_uuid=SHARED).pool_id == created.pool_id  # a re-join
+    with pytest.raises(BadArgument):
+        guest.new_pool(shared_uuid=SHARED, page_size=8192)
 
 
 def test_capacity_evicts_ephemeral_lru_and_refuses_persistent() -> None:

@@ -242,3 +242,17 @@ def test_async_retries_server_identity_and_close(
             assert client.server_id == INSTANCE_B
 
     asyncio.run(body())
+
+
+def test_an_async_client_used_under_a_second_event_loop(server: FakeTmemServer) -> None:
+    client = AsyncClient(server.address, client_name="a", retry=None)
+
+    async def use() -> bytes | None:
+        pool = await client.new_pool(persistent=True)
+        await pool.put(1, 0, page_for(1))
+        return await pool.get(1, 0)
+
+    # No close() in between: the first loop's connection must not be reused.
+    assert asyncio.run(use()) == page_for(1)
+    assert asyncio.run(use()) == page_for(1)
+    assert server.connections == 2

@@ -16,16 +16,31 @@ from tmem.proto import Status
 from tmemd import ctl
 from tmemd._control import _ADMIN, _SELF, ControlError, run_control
 from tmemd._handlers import HandlerContext, Session
+from tmemd._statedir import StateDirError
 from tmemd.engine import ClientLimits, Engine, EngineConfig
 
 PAGE = 4096
 
 
-def make() -> tuple[HandlerContext, Session, Session]:
-    engine = Engine(EngineConfig(memory_bytes=1 << 20, default_codec="none"), lambda: 0.0)
+def make(auth_file: bool = True) -> tuple[HandlerContext, Session, Session]:
+    """A context with an auth file (``ops`` is its administrator) or without one."""
+    config = EngineConfig(
+        memory_bytes=1 << 20,
+        default_codec="none",
+        ephemeral_pam="zbud",
+        persistent_pam="zsmalloc",
+        memory_reserve_bytes=4 << 20,
+    )
+    engine = Engine(config, lambda: 0.0)
     engine.connect("web")
     engine.connect("ops")
-    ctx = HandlerContext(engine=engine, lease_s=60.0, max_request_payload=1 << 20)
+    ctx = HandlerContext(
+        engine=engine,
+        lease_s=60.0,
+        max_request_payload=1 << 20,
+        authenticate=(lambda name, token: (True, name == "ops")) if auth_file else None,
+        save_state=lambda: {"pages": 0},
+    )
     return ctx, Session("p", "web", admin=False), Session("p", "ops", admin=True)
 
 
@@ -54,6 +69,8 @@ def ctl_bodies() -> list[dict[str, Any]]:
         ["freeable"],
         ["authorize", "web", "0" * 31 + "1"],
         ["authorize", "--revoke", "web", "0" * 31 + "1"],
+        ["save"],
+        ["set-memory", "2MiB"],
     ]
     return [ctl._control_body(parser.parse_args(argv)) for argv in argvs]
 
@@ -67,6 +84,16 @@ def test_every_tmemctl_command_is_an_admin_command() -> None:
 def test_non_admins_are_refused_before_arguments_are_read(cmd: str) -> None:
     ctx, web, _ = make()
     assert status_of(ctx, web, cmd=cmd, client=None, bytes="x") == Status.FORBIDDEN
+
+
+@pytest.mark.parametrize("cmd", sorted(_ADMIN))
+def test_without_an_auth_file_every_client_is_an_administrator(cmd: str) -> None:
+    ctx, web, _ = make(auth_file=False)
+    try:
+        run(ctx, web, cmd=cmd, client=None, bytes="x")
+    except ControlError as exc:
+        assert exc.status == Status.BAD_ARGUMENT
+    assert run(ctx, web, cmd="list_clients")["clients"]
 
 
 @pytest.mark.parametrize("body", ctl_bodies(), ids=lambda b: str(b["cmd"]))
@@ -136,3 +163,30 @@ def test_ctl_parser_round_trip() -> None:
     args = ctl.build_parser().parse_args(["set-cap", "web", "--persistent", "none"])
     assert isinstance(args, argparse.Namespace)
     assert ctl._control_body(args) == {"cmd": "set_cap", "client": "web", "persistent_cap": None}
+
+
+def test_save_without_a_state_dir_is_unsupported_and_a_failed_save_internal() -> None:
+    ctx, _, ops = make()
+    assert run(ctx, ops, cmd="save") == {"pages": 0}
+    ctx.save_state = None
+    assert status_of(ctx, ops, cmd="save") == Status.UNSUPPORTED
+
+    def failing() -> dict[str, Any]:
+        raise StateDirError("cannot save to /nowhere: No space left on device")
+
+    ctx.save_state = failing
+    assert status_of(ctx, ops, cmd="save") == Status.INTERNAL_ERROR
+
+
+def test_set_memory_grows_and_refuses_to_go_below_persistent_pages() -> None:
+    ctx, _, ops = make()
+    pool = ctx.engine.new_pool("web", persistent=True)
+    for i in range(100):
+        ctx.engine.put("web", pool, 0, i, bytes([i, 1]) * (PAGE // 2))
+    reply = run(ctx, ops, cmd="set_memory", bytes=4 << 20)
+    assert reply == {"memory_bytes": 4 << 20, "previous_bytes": 1 << 20, "evicted_bytes": 0}
+    assert run(ctx, ops, cmd="stats")["memory_limit_bytes"] == 4 << 20
+    assert status_of(ctx, ops, cmd="set_memory", bytes=256 << 10) == Status.BAD_ARGUMENT
+    assert status_of(ctx, ops, cmd="set_memory", bytes=5 << 20) == Status.BAD_ARGUMENT
+    assert status_of(ctx, ops, cmd="set_memory", bytes=-1) == Status.BAD_ARGUMENT
+    assert ctx.engine.config.memory_bytes == 4 << 20

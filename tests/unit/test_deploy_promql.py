@@ -243,7 +243,7 @@ def test_parse_promql() -> None:
 
 
 def test_dashboard_covers_what_an_operator_needs() -> None:
-    """The panels issue 5 asks for, each found by its title."""
+    """The panels deploy/README.md names, each found by its title."""
     titles = [p["title"].lower() for p in _panels(dashboard()["panels"]) if p["type"] != "row"]
     needed = [
         "against the limit", "density", "hit rate per pool", "refusals by reason",

@@ -1,4 +1,4 @@
-"""Engine semantics (DESIGN.md section 3), one rule at a time, and every error.
+"""Engine semantics (docs/design.md §3), one rule at a time, and every error.
 
 Memory policy (eviction, hysteresis, refusals) is in test_engine_memory.py,
 clients/leases/shared pools in test_engine_tenants.py, statistics in

@@ -1,4 +1,4 @@
-"""The engine imports neither asyncio/uvloop nor the wire format (STYLE.md 1)."""
+"""The engine imports neither asyncio/uvloop nor the wire format (docs/design.md §9.1)."""
 
 from __future__ import annotations
 

@@ -156,27 +156,24 @@ def test_a_persistent_put_evicts_ephemeral_pages() -> None:
 # --- the persistent share ----------------------------------------------------------------
 
 
-def test_persistent_share_hysteresis() -> None:
-    # 100,000 bytes: max 75,000 (18 raw pages = 73,728), accept 68,000.
+def test_a_lone_client_fills_the_share_up_to_the_accept_line() -> None:
+    # 100,000 bytes: max 75,000, accept 68,000 (16 raw pages = 65,536).
     engine = make_engine(100_000, persistent_max=0.75, persistent_accept=0.68)
     pool = engine.new_pool("a", persistent=True)
-    for i in range(18):
+    for i in range(16):
         assert engine.put("a", pool, 0, i, raw_page(i)) is None
-    assert engine.put("a", pool, 0, 18, raw_page(18)) is Refusal.PERSISTENT_FULL
+    # Nobody else holds persistent pages: the band above the accept line is
+    # kept for the next client, and the refusal says the share is full.
+    assert engine.put("a", pool, 0, 16, raw_page(16)) is Refusal.PERSISTENT_FULL
     assert engine.statistics().persistent_full
-    # 17 pages = 69,632 bytes: a page would fit under the maximum, but the
-    # share stays closed until it drops below the accept threshold.
-    assert engine.flush_page("a", pool, 0, 0)
-    assert engine.put("a", pool, 0, 18, raw_page(18)) is Refusal.PERSISTENT_FULL
-    assert engine.put("a", pool, 0, 19, bytes(PAGE)) is Refusal.PERSISTENT_FULL
-    assert engine.flush_page("a", pool, 0, 1)  # 65,536 < 68,000: open again
-    assert engine.put("a", pool, 0, 18, raw_page(18)) is None
+    assert engine.put("a", pool, 0, 17, bytes(PAGE)) is None  # stores no bytes
+    assert engine.flush_page("a", pool, 0, 0)  # 61,440 < 68,000: the mark clears
+    assert engine.put("a", pool, 0, 16, raw_page(16)) is None
     assert not engine.statistics().persistent_full
-    assert engine.put("a", pool, 0, 19, raw_page(19)) is None  # 73,728 again
-    assert engine.put("a", pool, 0, 20, raw_page(20)) is Refusal.PERSISTENT_FULL
+    assert engine.put("a", pool, 0, 18, raw_page(18)) is Refusal.PERSISTENT_FULL
     stats = engine.statistics()
-    assert stats.puts_refused_by_reason["persistent_full"] == 4
-    assert stats.persistent_bytes == 18 * PAGE
+    assert stats.puts_refused_by_reason["persistent_full"] == 2
+    assert stats.persistent_bytes == 16 * PAGE
     assert (stats.persistent_max_bytes, stats.persistent_accept_bytes) == (75_000, 68_000)
     engine.check_invariants()
 
@@ -197,13 +194,13 @@ def test_ephemeral_puts_ignore_the_persistent_share() -> None:
 def test_refused_persistent_replacement_flushes_the_old_copy() -> None:
     engine = make_engine(100_000)
     pool = engine.new_pool("a", persistent=True, codec="lzo")
-    for i in range(18):
-        engine.put("a", pool, 0, i, raw_page(i))
+    for i in range(17):  # 69,632 bytes, under the accept line of 70,000
+        assert engine.put("a", pool, 0, i, raw_page(i)) is None
     assert engine.put("a", pool, 1, 0, text_page(0)) is None  # small: still fits
     assert engine.put("a", pool, 1, 0, raw_page(99)) is Refusal.PERSISTENT_FULL
     assert engine.get("a", pool, 1, 0) is None
     stats = engine.statistics()
-    assert stats.pages_dropped_by_refused_replace == 1 and stats.pages == 18
+    assert stats.pages_dropped_by_refused_replace == 1 and stats.pages == 17
     engine.check_invariants()
 
 

@@ -74,6 +74,7 @@ def test_unknown_pams_and_mismatched_shared_pools_are_errors() -> None:
     engine = arena_engine()
     with pytest.raises(Unsupported):
         engine.new_pool("a", pam="slab")
+    engine.authorize_shared(7, "a")
     engine.new_pool("a", shared_uuid=7, pam="zsmalloc")
     engine.connect("b")
     engine.authorize_shared(7, "b")

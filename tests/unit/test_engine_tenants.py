@@ -1,4 +1,4 @@
-"""Clients, isolation, leases and shared pools (DESIGN.md section 3, rules 6-8)."""
+"""Clients, isolation, leases and shared pools (docs/design.md §3, rules 6-8)."""
 
 from __future__ import annotations
 
@@ -150,8 +150,11 @@ def test_destroy_client_frees_pools_now() -> None:
 # --- shared pools --------------------------------------------------------------------
 
 
-def test_creator_uses_shared_pool_and_others_need_authorization() -> None:
+def test_creating_and_joining_a_shared_pool_both_need_a_grant() -> None:
     engine, _ = make_engine()
+    with pytest.raises(Forbidden):
+        engine.new_pool("a", shared_uuid=UUID)
+    engine.authorize_shared(UUID, "a")
     pool = engine.new_pool("a", shared_uuid=UUID)
     engine.put("a", pool, 1, 1, page(1))
     with pytest.raises(Forbidden):
@@ -171,6 +174,7 @@ def test_creator_uses_shared_pool_and_others_need_authorization() -> None:
 
 def test_authorization_before_the_client_exists() -> None:
     engine, _ = make_engine()
+    engine.authorize_shared(UUID, "a")
     engine.authorize_shared(UUID, "c")
     engine.new_pool("a", shared_uuid=UUID)
     engine.connect("c")
@@ -179,6 +183,7 @@ def test_authorization_before_the_client_exists() -> None:
 
 def test_authorization_is_per_uuid() -> None:
     engine, _ = make_engine()
+    engine.authorize_shared(UUID, "a")
     engine.authorize_shared(UUID + 1, "b")
     engine.new_pool("a", shared_uuid=UUID)
     with pytest.raises(Forbidden):
@@ -187,6 +192,7 @@ def test_authorization_is_per_uuid() -> None:
 
 def test_shared_exclusive_get_removes() -> None:
     engine, _ = make_engine()
+    engine.authorize_shared(UUID, "a")
     pool = engine.new_pool("a", shared_uuid=UUID)
     engine.put("a", pool, 1, 1, page(1))
     assert engine.get("a", pool, 1, 1, exclusive=True) == page(1)
@@ -195,6 +201,7 @@ def test_shared_exclusive_get_removes() -> None:
 
 def test_joining_twice_returns_the_same_id() -> None:
     engine, _ = make_engine()
+    engine.authorize_shared(UUID, "a")
     engine.authorize_shared(UUID, "b")
     engine.new_pool("a", shared_uuid=UUID)
     first = engine.new_pool("b", shared_uuid=UUID)
@@ -209,11 +216,48 @@ def test_joining_twice_returns_the_same_id() -> None:
 )
 def test_joining_with_other_flags_is_refused(flags: dict[str, object]) -> None:
     engine, _ = make_engine()
+    engine.authorize_shared(UUID, "a")
     engine.authorize_shared(UUID, "b")
     engine.new_pool("a", shared_uuid=UUID, codec="lzo")
     with pytest.raises(BadArgument):
         engine.new_pool("b", shared_uuid=UUID, **flags)  # type: ignore[arg-type]
     assert engine.new_pool("b", shared_uuid=UUID, codec="lzo") == 0
+
+
+def test_a_refusal_does_not_tell_whether_the_uuid_is_in_use() -> None:
+    """Squatting and probing: b may neither take a's UUID first nor learn it exists."""
+    engine, _ = make_engine()
+    engine.connect("c")
+    engine.authorize_shared(UUID, "a")
+    with pytest.raises(Forbidden) as free:
+        engine.new_pool("b", shared_uuid=UUID)  # not in use yet: b cannot squat it
+    pool = engine.new_pool("a", shared_uuid=UUID)
+    engine.put("a", pool, 1, 1, page(1))
+    with pytest.raises(Forbidden) as used:
+        engine.new_pool("b", shared_uuid=UUID, page_size=8192)  # in use, other flags
+    assert str(free.value) == str(used.value)
+    assert engine.pool_ids("b") == []
+
+
+def test_open_shared_pools_let_every_client_create_and_join() -> None:
+    engine, _ = make_engine(open_shared_pools=True)
+    pool = engine.new_pool("a", shared_uuid=UUID)
+    engine.put("a", pool, 1, 1, page(1))
+    joined = engine.new_pool("b", shared_uuid=UUID)
+    assert engine.get("b", joined, 1, 1) == page(1)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [{"page_size": 8192}, {"precompressed": True}, {"codec": "zstd"}],
+)
+def test_a_rejoin_with_other_flags_is_refused_too(flags: dict[str, object]) -> None:
+    engine, _ = make_engine(open_shared_pools=True)
+    pool = engine.new_pool("a", shared_uuid=UUID, codec="lzo")
+    with pytest.raises(BadArgument):
+        engine.new_pool("a", shared_uuid=UUID, **flags)  # type: ignore[arg-type]
+    assert engine.new_pool("a", shared_uuid=UUID) == pool
+    assert engine.pool_ids("a") == [pool]
 
 
 @pytest.mark.parametrize("uuid", [-1, UUID_LIMIT])
@@ -227,6 +271,7 @@ def test_uuid_range(uuid: int) -> None:
 
 def test_shared_pages_count_against_the_creator() -> None:
     engine, _ = make_engine()
+    engine.authorize_shared(UUID, "a")
     engine.authorize_shared(UUID, "b")
     pool = engine.new_pool("a", shared_uuid=UUID)
     joined = engine.new_pool("b", shared_uuid=UUID)
@@ -242,6 +287,7 @@ def test_shared_pages_count_against_the_creator() -> None:
 
 def test_shared_pool_lives_while_any_member_has_it() -> None:
     engine, _ = make_engine()
+    engine.authorize_shared(UUID, "a")
     engine.authorize_shared(UUID, "b")
     engine.new_pool("b")
     pool = engine.new_pool("a", shared_uuid=UUID)
@@ -253,7 +299,7 @@ def test_shared_pool_lives_while_any_member_has_it() -> None:
     assert engine.get("b", joined, 1, 1) == page(1)
     (pool_stats,) = [p for p in engine.statistics().pool_stats if p.shared]
     assert (pool_stats.client, pool_stats.pool_id) == ("b", joined)
-    # The creator may always come back, without an authorization, under a new id.
+    # The creator is still authorized: it may come back, under a new id.
     back = engine.new_pool("a", shared_uuid=UUID)
     assert back != pool
     assert engine.get("a", back, 1, 1) == page(1)
@@ -268,6 +314,7 @@ def test_shared_pool_lives_while_any_member_has_it() -> None:
 
 def test_lease_end_of_a_member_leaves_the_shared_pool() -> None:
     engine, clock = make_engine(lease_s=5.0)
+    engine.authorize_shared(UUID, "a")
     engine.authorize_shared(UUID, "b")
     pool = engine.new_pool("a", shared_uuid=UUID)
     joined = engine.new_pool("b", shared_uuid=UUID)

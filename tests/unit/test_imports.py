@@ -1,4 +1,4 @@
-"""Imports go one way (STYLE.md point 1), checked on the source tree's AST.
+"""Imports go one way (docs/design.md §9.1), checked on the source tree's AST.
 
 - ``tmem.proto`` imports only the standard library and itself;
 - ``tmemd.engine`` imports neither asyncio, uvloop, ``tmem.*`` (the protocol
@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Source folder -> the import name it installs as (pyproject's package-dir).
 PACKAGE_DIRS = {"proto": "tmem.proto", "client": "tmem.client", "tmemd": "tmemd"}
 ENGINE_FORBIDDEN_TOP = {"asyncio", "uvloop", "tmem"}
+#: Folders that are not sources: caches, and the copies that an in-tree
+#: ``pip install ./client`` leaves in ``client/build``.
+SKIPPED_PARTS = {"__pycache__", "build"}
 
 
 def within(name: str, prefix: str) -> bool:
@@ -144,7 +147,7 @@ def violations(source: str, importer: str, is_package: bool = False) -> list[str
 def source_files() -> list[Path]:
     files = []
     for folder in PACKAGE_DIRS:
-        files += [p for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts]
+        files += [p for p in (ROOT / folder).rglob("*.py") if not SKIPPED_PARTS & set(p.parts)]
     return sorted(files)
 
 

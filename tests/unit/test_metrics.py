@@ -1,6 +1,6 @@
 """The metrics collector over a real ``Engine``: names, labels and values.
 
-The names below are public contract (issue 5, the dashboard, the alert
+The names below are public contract (deploy/README.md, the dashboard, the alert
 rules): renaming one must fail here first.  Values are checked against the
 engine's own ``statistics()`` after driving it through put/get/flush,
 refusals and evictions, and against the text exposition as Prometheus will
@@ -12,14 +12,17 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterator
 from types import MappingProxyType
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+import tmemd.metrics
 from tmemd._latency import LATENCY_BUCKETS_S, LatencyRecorder
 from tmemd._metrics_proc import read_process_figures
 from tmemd.engine import Engine, EngineConfig, Refusal
@@ -38,9 +41,13 @@ EXPORTED = {
         "tmemd_leases_expired",
         "tmemd_connections_accepted",
         "tmemd_connections_refused",
+        "tmemd_connections_unauthenticated_closed",
+        "tmemd_auth_failures",
+        "tmemd_auth_throttled",
         "tmemd_network_received_bytes",
         "tmemd_network_sent_bytes",
         "tmemd_process_cpu_seconds",
+        "tmemd_metrics_errors",
     },
     "gauge": {
         "tmemd_stored_pages",
@@ -73,6 +80,7 @@ EXPORTED = {
         "tmemd_pools",
         "tmemd_connections",
         "tmemd_connections_max",
+        "tmemd_connections_unauthenticated",
         "tmemd_process_resident_memory_bytes",
         "tmemd_process_open_fds",
         "tmemd_process_max_fds",
@@ -97,6 +105,7 @@ ALLOWED_LABELS = {
     "version",
     "python",
     "le",
+    "group",
 }
 MEMORY = 1 << 20
 PAGE = 4096
@@ -402,6 +411,11 @@ def test_server_stats_of_reads_a_server_by_duck_typing() -> None:
             self.bytes_out = 22
             self.latency = LatencyRecorder()
             self.config = Config()
+            self.unauthenticated_connections = 1
+            self.hello_timeouts = 3
+            self.unauthenticated_evicted = 4
+            self.auth_failures = 5
+            self.auth_throttled = 6
 
     stats = server_stats_of(Server(), started_at=5.0)
     assert stats.connections == 4
@@ -409,6 +423,9 @@ def test_server_stats_of_reads_a_server_by_duck_typing() -> None:
     assert (stats.connections_total, stats.connections_refused) == (9, 1)
     assert (stats.bytes_in, stats.bytes_out, stats.max_connections) == (11, 22, 77)
     assert stats.started_at == 5.0 and stats.latency == ()
+    assert stats.unauthenticated == 1
+    assert dict(stats.unauthenticated_closed) == {"hello_timeout": 3, "evicted": 4}
+    assert (stats.auth_failures, stats.auth_throttled) == (5, 6)
 
 
 def test_scrape_is_cheap_enough_for_many_pools() -> None:
@@ -443,3 +460,44 @@ def test_op_labels_are_the_wire_opcode_names() -> None:
     from tmem.proto import Opcode
 
     assert set(PAGE_OPS) <= {op.name.lower() for op in Opcode}
+
+
+def test_every_pam_a_pool_may_name_exports_with_its_role() -> None:
+    engine, _ = make_engine(ephemeral_pam="zbud", persistent_pam="zsmalloc")
+    engine.connect("a")
+    for persistent in (False, True):
+        for pam in ("zbud", "xvmalloc", "zsmalloc", None):
+            pool = engine.new_pool(
+                "a",
+                persistent=persistent,
+                shared_uuid=None,
+                precompressed=False,
+                page_size=PAGE,
+                codec=None,
+                pam=pam,
+            )
+            assert engine.put("a", pool, 1, 0, page(pool)) is None
+    samples = scrape(engine)
+    roles = {s.labels["pam"]: s.labels["pool_kind"] for s in samples["tmemd_pam_objects"]}
+    assert roles == {"zbud": "ephemeral", "zsmalloc": "persistent", "xvmalloc": "named"}
+    assert sum(s.value for s in samples["tmemd_pam_objects"]) == 8
+
+
+def test_a_failing_group_is_left_out_counted_and_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(stats: object) -> Iterator[Metric]:
+        raise RuntimeError("a bug in one family")
+
+    groups = (*tmemd.metrics.ENGINE_GROUPS, ("broken", broken))
+    monkeypatch.setattr(tmemd.metrics, "ENGINE_GROUPS", groups)
+    engine, _ = make_engine()
+    registry = CollectorRegistry()
+    registry.register(TmemdCollector(engine.statistics, server_stats))
+    for scrapes in (1, 2):
+        text = generate_latest(registry).decode()
+        found = {fam.name: fam.samples for fam in text_string_to_metric_families(text)}
+        assert "tmemd_pools" in found and "tmemd_connections" in found
+        errors = {s.labels["group"]: s.value for s in found["tmemd_metrics_errors"]}
+        assert errors["broken"] == scrapes and errors["pools"] == 0
+    assert "a bug in one family" in caplog.text and "'broken'" in caplog.text

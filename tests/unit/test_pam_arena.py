@@ -141,3 +141,23 @@ def test_worked_example_of_the_docstring() -> None:
     assert arena.frames_warm == 416
     assert arena.madvise_calls == 14  # frames were freed in order: one run per round
     arena.check_invariants()
+
+
+def test_resize_moves_the_limit_within_the_mapping() -> None:
+    arena = Arena(64 * FRAME_BYTES, reserve_bytes=256 * FRAME_BYTES)
+    assert (arena.frames_total, arena.frames_reserved) == (64, 256)
+    frames = [arena.alloc_frame() for _ in range(64)]
+    assert arena.alloc_frame() is None
+    arena.resize(200 * FRAME_BYTES)
+    more = [arena.alloc_frame() for _ in range(136)]
+    assert None not in more and arena.alloc_frame() is None
+    arena.resize(100 * FRAME_BYTES)  # counted, not placed: used frames stay put
+    assert arena.frames_used == 200 and arena.frames_free < 0
+    for frame in [*frames, *more][:150]:
+        assert frame is not None
+        arena.free_frame(frame)
+    assert arena.frames_free == 50 and arena.alloc_frame() is not None
+    arena.check_invariants()
+    with pytest.raises(ValueError, match="mapping"):
+        arena.resize(257 * FRAME_BYTES)
+    arena.close()

@@ -91,19 +91,32 @@ def test_vectors_named_in_the_spec_exist() -> None:
 FRAMING_TAIL_BYTES = 48 + 16 + 53
 
 
-def worked_example_bytes() -> bytes:
-    """The hex of section 14's code blocks, with each elided page as zeros."""
-    out = bytearray()
-    for block in re.findall(r"```\n(.*?)```", section(14), re.DOTALL):
-        for line in block.splitlines():
+def worked_example_blocks(page: bytes = bytes(4096)) -> list[tuple[str, bytes]]:
+    """Section 14's code blocks in order, each as (direction, bytes): "→" for
+    client to server, "←" for server to client (the last arrow in the text
+    before the block), with each elided page as ``page``."""
+    text = section(14)
+    blocks: list[tuple[str, bytes]] = []
+    start = 0
+    for match in re.finditer(r"```\n(.*?)```", text, re.DOTALL):
+        arrows = re.findall(r"[→←]", text[start : match.start()])
+        start = match.end()
+        out = bytearray()
+        for line in match.group(1).splitlines():
             if line.strip() == "<4096 bytes>":
-                out += bytes(4096)
+                out += page
                 continue
             for token in line.split():
                 if not re.fullmatch(r"[0-9a-f]{2}", token):
                     break  # the rest of the line is a note
                 out.append(int(token, 16))
-    return bytes(out)
+        blocks.append((arrows[-1], bytes(out)))
+    return blocks
+
+
+def worked_example_bytes() -> bytes:
+    """The hex of section 14's code blocks, with each elided page as zeros."""
+    return b"".join(data for _, data in worked_example_blocks())
 
 
 def test_worked_example_decodes() -> None:

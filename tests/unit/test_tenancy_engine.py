@@ -1,5 +1,5 @@
 """Tenancy in the engine: fair eviction by weight, caps, freeze, settings,
-administrative flushes and shared-pool ownership (issue 4, items 3-7).
+administrative flushes and shared-pool ownership (docs/multi-tenancy.md).
 
 Sizes are exact: with codec "none" a random page is stored raw and charges
 4096 + BYTES_PAM_OVERHEAD bytes of the BytesPam, and 4096 stored bytes to
@@ -223,6 +223,7 @@ def test_lowering_a_cap_evicts_nothing_at_once() -> None:
 
 def test_shared_pages_count_against_the_owner_cap() -> None:
     engine = make_engine(100, "a", "b")
+    engine.authorize_shared(UUID, "a")
     engine.set_client_limits("a", ClientLimits(total_cap=2 * PAGE))
     engine.authorize_shared(UUID, "b")
     engine.new_pool("a", shared_uuid=UUID)
@@ -265,6 +266,7 @@ def test_frozen_client_puts_are_refused_and_gets_served() -> None:
 
 def test_frozen_member_cannot_put_into_a_shared_pool() -> None:
     engine = make_engine(100, "a", "b")
+    engine.authorize_shared(UUID, "a")
     engine.authorize_shared(UUID, "b")
     pool = engine.new_pool("a", shared_uuid=UUID)
     joined = engine.new_pool("b", shared_uuid=UUID)
@@ -395,6 +397,7 @@ def test_flush_ephemeral_is_bounded_per_call(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_revoke_shared_removes_access() -> None:
     engine = make_engine(100, "a", "b")
+    engine.authorize_shared(UUID, "a")
     engine.authorize_shared(UUID, "b")
     pool = engine.new_pool("a", shared_uuid=UUID)
     joined = engine.new_pool("b", shared_uuid=UUID)
@@ -404,8 +407,10 @@ def test_revoke_shared_removes_access() -> None:
         engine.get("b", joined, 0, 0)
     with pytest.raises(Forbidden):
         engine.new_pool("b", shared_uuid=UUID)
-    engine.revoke_shared(UUID, "a")  # the creator cannot be revoked
-    assert engine.get("a", pool, 0, 0) == raw_page(0)
+    engine.revoke_shared(UUID, "a")  # the creator loses access too: the pool goes
+    with pytest.raises(NoSuchPool):
+        engine.get("a", pool, 0, 0)
+    assert engine.statistics().pages == 0
     engine.revoke_shared(UUID, "nobody")  # nothing to withdraw: no error
     with pytest.raises(BadArgument):
         engine.revoke_shared(-1, "b")
@@ -414,6 +419,7 @@ def test_revoke_shared_removes_access() -> None:
 
 def test_owner_change_moves_the_charge_and_the_lru() -> None:
     engine = make_engine(6, "a", "b", "c")
+    engine.authorize_shared(UUID, "a")
     engine.authorize_shared(UUID, "b")
     engine.new_pool("b")  # so b's id for the shared pool differs from a's
     pool = engine.new_pool("a", shared_uuid=UUID)
@@ -449,3 +455,53 @@ def test_destroy_client_frees_its_pages() -> None:
 def test_pool_count_is_bounded() -> None:
     with pytest.raises(ValueError):
         EngineConfig(max_pools_per_client=(1 << 16) + 1)
+
+
+# --- the persistent fair share ------------------------------------------------------------
+
+
+def fill(engine: Engine, client: str, pool: int, base: int, pages: int) -> list[Refusal | None]:
+    return [engine.put(client, pool, 0, base + i, raw_page(base + i)) for i in range(pages)]
+
+
+def test_a_client_that_filled_the_share_leaves_room_for_the_next() -> None:
+    """a fills the persistent share alone; b's persistent puts are still accepted."""
+    engine = make_engine(100, "a", "b", persistent_max=0.5, persistent_accept=0.4)
+    stats = engine.statistics()
+    accept, maximum = stats.persistent_accept_bytes, stats.persistent_max_bytes
+    a = engine.new_pool("a", persistent=True)
+    results = fill(engine, "a", a, 0, 60)
+    alone = accept // PAGE  # a's line is the whole accept line
+    assert results == [None] * alone + [Refusal.PERSISTENT_FULL] * (60 - alone)
+    b = engine.new_pool("b", persistent=True)
+    room = (maximum - alone * PAGE) // PAGE  # the band, kept for the next client
+    assert room >= 1
+    assert fill(engine, "b", b, 100, room) == [None] * room
+    assert engine.put("b", b, 0, 200, raw_page(200)) is Refusal.PERSISTENT_FULL  # the maximum
+    assert engine.put("a", a, 0, 99, raw_page(99)) is Refusal.PERSISTENT_FAIR_SHARE
+    # What a flushes while the share is in the band goes to b, up to b's line.
+    for i in range(3):
+        assert engine.flush_page("a", a, 0, i)
+    assert engine.put("a", a, 0, 0, raw_page(0)) is Refusal.PERSISTENT_FAIR_SHARE
+    assert fill(engine, "b", b, 300, 3) == [None] * 3
+    assert client_stats(engine, "a").puts_refused_by_reason["persistent_fair_share"] == 2
+    engine.check_invariants()
+
+
+def test_lines_follow_weights_and_caps() -> None:
+    engine = make_engine(100, "a", "b", "c", persistent_max=1.0, persistent_accept=0.5)
+    accept = engine.statistics().persistent_accept_bytes
+    engine.set_client_limits("a", ClientLimits(weight=300))
+    engine.set_client_limits("c", ClientLimits(persistent_cap=2 * PAGE))
+    pools = {name: engine.new_pool(name, persistent=True) for name in "abc"}
+    fill(engine, "b", pools["b"], 0, 1)
+    # Under the accept line nobody is limited: a takes all of it.
+    a_pages = sum(r is None for r in fill(engine, "a", pools["a"], 100, 100))
+    assert a_pages == accept // PAGE - 1
+    # In the band, a is past its line (3/4 of the accept line), b is held to
+    # its line (1/4) and c to its cap, whatever its weight.
+    assert engine.put("a", pools["a"], 0, 99, raw_page(99)) is Refusal.PERSISTENT_FAIR_SHARE
+    b_pages = 1 + sum(r is None for r in fill(engine, "b", pools["b"], 200, 100))
+    assert b_pages == accept * 100 // 400 // PAGE
+    assert fill(engine, "c", pools["c"], 300, 3) == [None, None, Refusal.CLIENT_PERSISTENT_CAP]
+    engine.check_invariants()

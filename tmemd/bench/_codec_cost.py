@@ -3,7 +3,7 @@
 One target of the benchmark issue is "daemon CPU per op within 2x the
 codec's own cost", so the harness measures that cost itself, in-process,
 on the pages the servers are given, with the codecs as the daemon
-configures them (DESIGN.md §6): LZO1X-1 without python-lzo's header, an
+configures them (docs/design.md §6): LZO1X-1 without python-lzo's header, an
 lz4 block without stored size, zstd level 1 without content size or
 checksum.  Same-filled pages are left out, because the daemon stores them
 as their fill byte without compressing; ``ratio`` is original bytes over
@@ -33,7 +33,7 @@ __all__ = ["CodecCost", "measure_codecs"]
 REPEATS = 3
 #: Pages timed per pass: enough for a stable mean, a fraction of a second.
 SAMPLE_PAGES = 2_000
-#: zstd level of the daemon (DESIGN.md §6 measures zstd-1).
+#: zstd level the codec floors of docs/design.md §6 are stated for (zstd-1).
 ZSTD_LEVEL = 1
 #: python-lzo's level 1 is LZO1X-1, the codec zcache used.
 LZO_LEVEL = 1

@@ -3,7 +3,7 @@
 Why real pages: a compressing put costs what the codec costs on the page,
 and that depends on the bytes.  Random bytes never compress and repeated
 text compresses absurdly well; a tmem server sees code, text, databases and
-zero pages, so that is what the corpus holds (the mix of DESIGN.md §6).
+zero pages, so that is what the corpus holds (the mix of docs/design.md §6).
 
 How ``real_corpus(n, seed)`` builds it: for each kind it lists the kind's
 files (sorted, symlinks resolved, duplicates dropped), sizes them without
@@ -43,7 +43,7 @@ from ._config import PAGE_BYTES
 
 __all__ = ["KIND_SHARES", "Corpus", "precompress", "real_corpus", "synthetic_corpus"]
 
-#: Share of each kind: zero pages are ~10 % of real swap (DESIGN.md §5); the
+#: Share of each kind: zero pages are ~10 % of real swap (docs/design.md §5); the
 #: rest follows what a host's page cache holds, mostly code.
 KIND_SHARES: dict[str, float] = {
     "zero": 0.10,

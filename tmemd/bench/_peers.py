@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +112,12 @@ def peer_version(system: str) -> str | None:
 
 
 def _argv(
-    system: str, port: int, memory_bytes: int, codec: str, port_file: Path, busy_poll_us: int
+    system: str,
+    port: int,
+    memory_bytes: int,
+    codec: str,
+    port_file: Path,
+    busy_poll_us: int,
 ) -> list[str]:
     if system == "tmemd":
         return [sys.executable, "-m", "tmemd.cli", "--listen", "127.0.0.1:0",
@@ -147,12 +153,14 @@ def start_server(
     codec: str = "lz4",
     cpus: frozenset[int] | None = None,
     busy_poll_us: int = 0,
+    extra_args: Sequence[str] = (),
 ) -> Server:
     """Start ``system`` on a free loopback port and wait until it answers.
 
     ``codec`` is tmemd's default codec (pools name theirs anyway) and
     ``busy_poll_us`` its ``--busy-poll``; ``cpus`` pins the server and every
-    thread it starts to those CPUs.  Raises
+    thread it starts to those CPUs; ``extra_args`` go at the end of the
+    server's command line (tmemd's ``--auth-file``, memcached's ``-I``).  Raises
     ``RuntimeError`` with the log's tail when the server does not come up.
     """
     stamp = time.monotonic_ns()
@@ -161,7 +169,7 @@ def start_server(
     port = 0 if system == "tmemd" else free_port()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            _argv(system, port, memory_bytes, codec, port_file, busy_poll_us),
+            [*_argv(system, port, memory_bytes, codec, port_file, busy_poll_us), *extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             # Set between fork and exec, so threads the server starts inherit it.
             preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),

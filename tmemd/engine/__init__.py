@@ -1,6 +1,6 @@
 """The tmem engine: synchronous, deterministic, pure Python.
 
-The engine implements tmem's semantics (DESIGN.md section 3) over clients,
+The engine implements tmem's semantics (docs/design.md §3) over clients,
 pools, a per-pool page index, codecs and a PAM (page-addressable memory).
 It imports neither asyncio nor the wire format: the server edge calls it
 from its event loop, passing a clock and (optionally) codecs and PAMs in;
@@ -13,10 +13,11 @@ Reading order: ``_engine`` (the calls and the put/get paths), ``_admin``
 (the client, pool and administration calls), ``_registry`` (clients,
 pool-id namespaces, shared pools, leases), ``_policy`` (fair eviction and
 the persistent share), ``_tenancy`` (per-client weights, caps, freeze),
-``_state`` (live objects and the page token format), ``_index`` (the
-compact page index), ``_memory`` (the arena, its spaces, maintenance),
-``_space`` (per-handle LRU and reverse map), ``_same``, ``codecs``,
-``_pam``, ``pam`` (the arena PAMs) and ``_bytes_pam``, ``_stats``.
+``_snapshot`` (saving and restoring pools), ``_state`` (live objects and
+the page token format), ``_index`` (the compact page index),
+``_memory`` (the arena, its spaces, maintenance), ``_space`` (per-handle
+LRU and reverse map), ``_same``, ``codecs``, ``_pam``, ``pam`` (the arena
+PAMs) and ``_bytes_pam``, ``_stats``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from ._errors import (
 )
 from ._pam import Pam, PamFull, PamStats
 from ._policy import MAX_EVICTIONS_PER_PUT
+from ._snapshot import RestoreSummary, SaveSummary, StateError, StateTooBig
 from ._state import Eviction
 from ._stats import ClientStats, EngineStats, OpCounters, PoolStats
 from ._tenancy import MAX_FLUSH_PAGES_PER_CALL, ClientLimits, ClientSettings
@@ -98,6 +100,10 @@ __all__ = [
     "PamStats",
     "PoolStats",
     "Refusal",
+    "RestoreSummary",
+    "SaveSummary",
+    "StateError",
+    "StateTooBig",
     "TooManyPools",
     "Unsupported",
     "make_codecs",

@@ -53,11 +53,15 @@ class ClientCalls:
         page_size: int = 4096,
         codec: str | None = None,
         pam: str | None = None,
+        name: str | None = None,
     ) -> int:
         """Create a pool (or join the shared pool ``shared_uuid``); return its id.
 
         ``pam`` names the PAM of its pages ("zbud", "xvmalloc", "zsmalloc");
-        None: the daemon's default for the pool's kind.
+        None: the daemon's default for the pool's kind.  ``name`` names a
+        private pool: the client's pool of that name, if there is one, is
+        returned instead of a new one (``BadArgument`` if its flags differ),
+        and a named pool keeps a listing of its objects (``list_objects``).
         """
         return self._registry.new_pool(
             client,
@@ -67,18 +71,26 @@ class ClientCalls:
             page_size=page_size,
             codec=codec,
             pam=pam,
+            name=name,
         )
+
+    def list_objects(
+        self, client: str, pool_id: int, cursor: int, count: int, max_buckets: int
+    ) -> tuple[list[int], int]:
+        """A page of a named pool's object ids from ``cursor`` on, and the next
+        cursor (0: done); ``_listing`` states the bounds and the guarantee."""
+        return self._registry.list_objects(client, pool_id, cursor, count, max_buckets)
 
     def destroy_pool(self, client: str, pool_id: int) -> None:
         """Free a pool's pages (a shared pool: leave it; the last member frees it)."""
         self._registry.destroy_pool(client, pool_id)
 
     def authorize_shared(self, uuid: int, client: str) -> None:
-        """Let ``client`` (known yet or not) join the shared pool ``uuid``."""
+        """Let ``client`` (known yet or not) create or join the shared pool ``uuid``."""
         self._registry.authorize_shared(uuid, client)
 
     def revoke_shared(self, uuid: int, client: str) -> None:
-        """Withdraw ``authorize_shared``; a member (not the creator) leaves the pool."""
+        """Withdraw ``authorize_shared``; a member (the creator too) leaves the pool."""
         self._registry.revoke_shared(uuid, client)
 
     # --- tenancy and administration (rules in ``_tenancy``) ---------------

@@ -65,10 +65,10 @@ class EngineConfig:
 
     ``memory_bytes`` is THE memory limit: every stored page is charged to it
     through the PAM.  ``persistent_max`` and ``persistent_accept`` are
-    fractions of it: persistent puts are refused once persistent bytes would
-    pass ``persistent_max``, and accepted again only when they have dropped
-    below ``persistent_accept`` (hysteresis, as zswap's
-    ``accept_threshold_percent``, so the boundary does not flap page by page).
+    fractions of it: persistent bytes never pass ``persistent_max``; below
+    ``persistent_accept`` every persistent put is accepted, and above it each
+    client is held to its fair share (``_policy.PersistentShare``), so that
+    the first client to fill the share cannot starve the next.
 
     ``ephemeral_pam`` and ``persistent_pam`` name the arena PAMs (of
     ``PAM_NAMES``) that pools use unless they ask for another; naming either
@@ -90,6 +90,14 @@ class EngineConfig:
     ephemeral_pam: str | None = None
     persistent_pam: str | None = None
     dictionary_bytes: int = 0
+    #: True: every client may create and join any shared pool (the daemon
+    #: without an auth file, where every client is trusted).  False: both
+    #: need ``authorize_shared`` by an administrator first, since a UUID is
+    #: not a secret (``_registry`` has the rules).
+    open_shared_pools: bool = False
+    #: Bytes of address space the arena maps, so that ``set_memory`` can grow
+    #: the limit up to it without moving a frame (0: ``memory_bytes``).
+    memory_reserve_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.memory_bytes <= 0:
@@ -104,6 +112,10 @@ class EngineConfig:
         for pam in (self.ephemeral_pam, self.persistent_pam):
             if pam is not None and pam not in PAM_NAMES:
                 raise ValueError(f"no PAM {pam!r}; have {', '.join(PAM_NAMES)}")
+        if self.memory_reserve_bytes < 0:
+            raise ValueError(
+                f"memory_reserve_bytes must not be negative: {self.memory_reserve_bytes}"
+            )
         if self.dictionary_bytes < 0:
             raise ValueError(f"dictionary_bytes must not be negative, not {self.dictionary_bytes}")
         if not 1 <= self.max_pools_per_client <= 1 << POOL_ID_BITS:

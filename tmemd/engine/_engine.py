@@ -11,13 +11,14 @@ given; same-filled pages: the fill byte, kept in the same-filled store;
 otherwise the codec's output, or the raw page when that output is over 7/8
 of a page).  The old copy at that handle, if any, is removed *first*: its
 memory then helps the new copy fit, and if the new copy is refused the old
-one must go anyway (DESIGN.md 3.2: no stale page may be returned later).
+one must go anyway (docs/design.md §3.2: no stale page may be returned later).
 Then policy decides: a frozen client's put is refused before any of this
 (the old copy is flushed all the same); a persistent page must fit its
-client's persistent cap and the persistent share (``PersistentShare``); a
-page that would pass its client's total cap first evicts that client's own
-ephemeral pages (``_tenancy`` has the rules); the ledger must have room for
-the page's metadata, and the blob is stored through the ``Evictor``, which
+client's persistent cap and the persistent share, where each client is held
+to its fair share above the accept line (``PersistentShare``); a page that
+would pass its client's total cap first evicts that client's own ephemeral
+pages (``_tenancy`` has the rules); the ledger must have room for the page's
+metadata, and the blob is stored through the ``Evictor``, which
 evicts ephemeral pages, least recently used of the client most above its
 weighted share, until both fit or refuses with NO_MEMORY.  A refused put
 returns a ``Refusal``.  A stored ephemeral page is linked at the newest end
@@ -43,16 +44,21 @@ Administration (settings, freeze, flush_ephemeral) is delegated to
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from ._admin import ClientCalls
 from ._config import INDEX_LIMIT, OBJECT_ID_LIMIT, EngineConfig
 from ._errors import BadIndex, BadLength, BadObjectId, NoSuchClient, NoSuchPool, Refusal
+from ._index import IndexObject
 from ._invariants import check_engine
 from ._memory import Memory
 from ._pages import PageStorage
 from ._pam import Pam
 from ._policy import Evictor, PersistentShare, rehome_pages
 from ._registry import Registry
+from ._resize import set_memory
+from ._restore import load_state
+from ._snapshot import RestoreSummary, SaveSummary, dump_state
 from ._state import (
     ENC_BIG,
     ENC_COMPRESSED,
@@ -120,6 +126,7 @@ class Engine(ClientCalls, PageStorage):
             self._init_pool,
         )
         self._clients = self._registry.clients
+        self._share.clients = self._clients
         self._tenancy = Tenancy(self._clients, self._codecs, self._evictor)
         self._counters = Counters()
         self._refused_by_reason = [0] * len(Refusal)
@@ -162,19 +169,35 @@ class Engine(ClientCalls, PageStorage):
             return self._refuse(caller, pool, token, replaced=bool(old))
         obj = pool.index.insert(object_id, index, token)
         if not pool.persistent:
-            tenant = pool.tenant
-            if not tenant.lru_pages:
-                self._holders[tenant.name] = tenant
-            if encoding == ENC_SAME:
-                self._same.link(tenant, token >> VALUE_SHIFT, obj, index, 0)
-            else:
-                space = pool.space
-                size = len(blob)
-                stored = size if size <= space.max_object else space.stored_length(size)
-                space.link(tenant, token >> VALUE_SHIFT, obj, index, stored)
+            self._link(pool, obj, index, token, len(blob))
         pool.counters.puts_stored += 1
         caller.counters.puts_stored += 1
         self._counters.puts_stored += 1
+        return None
+
+    def _link(self, pool: Pool, obj: IndexObject | int, index: int, token: int, size: int) -> None:
+        """Make a just-indexed ephemeral page of a ``size``-byte blob its
+        client's newest, in its space's LRU."""
+        tenant = pool.tenant
+        if not tenant.lru_pages:
+            self._holders[tenant.name] = tenant
+        if token & ENC_MASK == ENC_SAME:
+            self._same.link(tenant, token >> VALUE_SHIFT, obj, index, 0)
+        else:
+            space = pool.space
+            stored = size if size <= space.max_object else space.stored_length(size)
+            space.link(tenant, token >> VALUE_SHIFT, obj, index, stored)
+
+    def _restore_page(
+        self, pool: Pool, object_id: int, index: int, blob: bytes, encoding: int
+    ) -> Refusal | None:
+        """Store a page's saved blob as it was stored (``_snapshot``): no codec runs."""
+        token = self._store(pool, blob, encoding)
+        if isinstance(token, Refusal):
+            return token
+        obj = pool.index.insert(object_id, index, token)
+        if not pool.persistent:
+            self._link(pool, obj, index, token, len(blob))
         return None
 
     def _refuse_frozen(
@@ -322,7 +345,7 @@ class Engine(ClientCalls, PageStorage):
         return build_statistics(
             self._registry.pools(),
             self._clients,
-            memory.pams(),
+            memory.pam_roles(),
             self._share,
             memory_used_bytes=memory.bytes_used(),
             metadata_bytes=memory.metadata_bytes(),
@@ -334,6 +357,30 @@ class Engine(ClientCalls, PageStorage):
             freed_by_destroy=self._freed_by_destroy,
             leases_expired=self._registry.leases_expired,
         )
+
+    def set_memory(self, nbytes: int) -> int:
+        """Move the memory limit to ``nbytes`` now, evicting ephemeral pages to
+        shrink; refuse (``BadArgument``) to go below the persistent pages.
+        Return the stored bytes evicted (rules in ``_resize``)."""
+        return set_memory(self, nbytes)
+
+    # --- saving and restoring (format and rules in ``_snapshot``) ----------
+
+    def save_state(
+        self,
+        write: Callable[[bytes], object],
+        *,
+        ephemeral: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> SaveSummary:
+        """Write the persistent pools (and ephemeral ones if asked), pages as
+        stored, to ``write``; ``extra`` (JSON values) comes back on restore."""
+        return dump_state(self, write, ephemeral=ephemeral, extra=extra)
+
+    def restore_state(self, read: Callable[[int], bytes]) -> RestoreSummary:
+        """Rebuild what ``save_state`` wrote, in this engine (no client yet);
+        raise ``StateError`` if it is damaged or ``StateTooBig``."""
+        return load_state(self, read)
 
     def check_invariants(self) -> None:
         """Walk every structure; raise ``AssertionError`` on any inconsistency (tests)."""

@@ -48,7 +48,8 @@ class Refusal(enum.IntEnum):
     UNSPECIFIED = 0
     #: Memory is full and no ephemeral page could be evicted to make room.
     NO_MEMORY = 1
-    #: Persistent pages reached ``persistent_max`` of memory (with hysteresis).
+    #: Persistent pages reached ``persistent_max`` of memory, or the accept
+    #: line for a client alone in the share (``_policy``).
     PERSISTENT_FULL = 2
     #: The client's cap on persistent stored bytes would be passed.
     CLIENT_PERSISTENT_CAP = 3
@@ -59,6 +60,9 @@ class Refusal(enum.IntEnum):
     FROZEN = 5
     #: An ephemeral put the policy chose not to keep.
     POLICY = 6
+    #: The persistent share is full and the client holds its fair share of it
+    #: (``_policy``), while other clients hold persistent pages too.
+    PERSISTENT_FAIR_SHARE = 7
 
 
 class ErrorCode(enum.IntEnum):

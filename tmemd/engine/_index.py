@@ -71,6 +71,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, final
 
+from ._listing import LISTING_BYTES_PER_OBJECT, ObjectListing
+
 __all__ = [
     "CHUNK_BITS",
     "CHUNK_BYTES",
@@ -180,7 +182,7 @@ class PageIndex:
     (its ``Pool``); ``ledger`` is charged for the index's memory.
     """
 
-    __slots__ = ("_objects", "_pages", "ledger", "owner", "relink")
+    __slots__ = ("_objects", "_pages", "ledger", "listing", "owner", "relink")
 
     def __init__(self, owner: object = None, ledger: Ledger | None = None) -> None:
         #: Object id -> its ``IndexObject``, or the entry of its one page.
@@ -195,6 +197,15 @@ class PageIndex:
         #: object keeps as ``oid``, and refers to the object from then on.
         #: None: nobody maps pages back, and objects need not know their ids.
         self.relink: Callable[[int, IndexObject], int] | None = None
+        #: The object ids again, for ``list_objects`` (``_listing``); only
+        #: named pools keep one (``keep_listing``), since it costs
+        #: ``LISTING_BYTES_PER_OBJECT`` per object.
+        self.listing: ObjectListing | None = None
+
+    def keep_listing(self) -> None:
+        """Keep a listing of the object ids from now on (an empty index only)."""
+        assert not self._objects, "a listing starts with its pool"
+        self.listing = ObjectListing()
 
     def __len__(self) -> int:
         """Pages indexed."""
@@ -236,6 +247,9 @@ class PageIndex:
                 objects[object_id] = entry
                 self._pages += 1
                 self.ledger.meta_bytes += PAGE_BYTES + INLINE_OBJECT_BYTES
+                if self.listing is not None:
+                    self.listing.add(object_id)
+                    self.ledger.meta_bytes += LISTING_BYTES_PER_OBJECT
                 return object_id
             # A second page: promote, in place (the key stays the first
             # page's id ``int``; a delete and an insert would leave a dead
@@ -294,6 +308,7 @@ class PageIndex:
             del self._objects[object_id]
             self._pages -= 1
             self.ledger.meta_bytes -= PAGE_BYTES + INLINE_OBJECT_BYTES
+            self._unlist(object_id)
             return obj & TOKEN_MASK
         chunks = obj.chunks
         leaf: IndexLeaf | None = obj if chunks is None else chunks.get(index >> CHUNK_BITS)
@@ -316,7 +331,13 @@ class PageIndex:
             if not chunks:
                 del self._objects[object_id]
                 ledger.meta_bytes -= OBJECT_BYTES
+                self._unlist(object_id)
         return token
+
+    def _unlist(self, object_id: int) -> None:
+        if self.listing is not None:
+            self.listing.remove(object_id)
+            self.ledger.meta_bytes -= LISTING_BYTES_PER_OBJECT
 
     def pop_object(self, object_id: int) -> list[int]:
         """Remove every page of one object; return their tokens."""
@@ -325,6 +346,7 @@ class PageIndex:
             return []
         tokens = self._tokens(obj)
         self._forget(obj, len(tokens))
+        self._unlist(object_id)
         return tokens
 
     def pop_all(self) -> list[int]:
@@ -334,6 +356,9 @@ class PageIndex:
             got = self._tokens(obj)
             self._forget(obj, len(got))
             tokens.extend(got)
+        if self.listing is not None:
+            self.ledger.meta_bytes -= len(self.listing) * LISTING_BYTES_PER_OBJECT
+            self.listing.clear()
         self._objects = {}
         return tokens
 
@@ -390,6 +415,8 @@ class PageIndex:
                 charged += OBJECT_BYTES
             else:
                 charged += OBJECT_BYTES + len(obj.chunks) * CHUNK_BYTES
+        if self.listing is not None:
+            charged += len(self.listing) * LISTING_BYTES_PER_OBJECT
         return charged
 
     def check_invariants(self) -> None:
@@ -404,6 +431,9 @@ class PageIndex:
                 assert {k >> CHUNK_BITS for k in keys} == {chunk}, "page in the wrong chunk"
             counted += len(keys)
         assert counted == self._pages, f"page count {self._pages} != {counted} indexed"
+        if self.listing is not None:
+            assert self.listing.ids() == set(self._objects), "listing differs from the index"
+            assert len(self.listing) == len(self._objects), "an object listed twice"
         for object_id, obj in self._objects.items():
             if type(obj) is IndexObject:
                 assert obj.index is self, f"object {object_id}: not in this index"

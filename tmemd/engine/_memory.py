@@ -92,6 +92,8 @@ def _heap_trimmer() -> Callable[[], None]:
     return trim
 
 
+#: A PAM's role by (ephemeral default, persistent default); neither: "named".
+_ROLES = {(True, True): "any", (True, False): "ephemeral", (False, True): "persistent"}
 #: All three encoding bits: a plain compressed page has exactly ENC_COMPRESSED.
 _ENCODING = 0b111
 
@@ -108,7 +110,9 @@ class Memory:
         if named is not None:
             if ephemeral is not None or persistent is not None:
                 raise ValueError("name arena PAMs in the config or pass PAM instances, not both")
-            self.arena = self.ledger = Arena(config.memory_bytes)
+            self.arena = self.ledger = Arena(
+                config.memory_bytes, reserve_bytes=config.memory_reserve_bytes
+            )
         else:
             self.ledger = MetaLedger()
         self.same_pam = SamePam(self.ledger)
@@ -157,6 +161,15 @@ class Memory:
     def pams(self) -> tuple[Pam, ...]:
         """Each PAM instance once (not the same-filled store)."""
         return tuple(space.pam for space in self.spaces[1:])
+
+    def pam_roles(self) -> tuple[tuple[Pam, str], ...]:
+        """Each PAM once with its role (``PamStats.role``).  Pools may name
+        any arena PAM, so there may be more PAMs than pool kinds."""
+        eph, per = self.defaults
+        return tuple(
+            (space.pam, _ROLES.get((space is eph, space is per), "named"))
+            for space in self.spaces[1:]
+        )
 
     def bytes_used(self) -> int:
         """Memory charged against the limit: PAM bytes, plus metadata with an arena."""
@@ -215,6 +228,15 @@ class Memory:
                 if len(samples) == DICTIONARY_SAMPLE_PAGES:
                     break
         return samples
+
+    def adopt_dictionary(self, pool: Pool, data: bytes) -> None:
+        """Give a restored zstd pool its saved dictionary, charged as ``_train`` does."""
+        with_dictionary = getattr(pool.codec, "with_dictionary", None)
+        if with_dictionary is None:
+            raise ValueError(f"pool {pool.pool_id}: codec {pool.codec_name!r} takes no dictionary")
+        pool.codec = with_dictionary(data)
+        pool.dictionary = DICT_TRAINED
+        self.ledger.meta_bytes += self.dictionary_bytes + DICTIONARY_CONTEXT_BYTES
 
     def forget(self, pool: Pool) -> None:
         """Uncharge what a destroyed pool held beyond its pages."""

@@ -57,7 +57,7 @@ class PageStorage:
         same = encoding == ENC_SAME
         size = 0 if same else len(blob)
         if pool.persistent:
-            refusal = self._admit_persistent(tenant, size) if size else self._admit_same()
+            refusal = self._admit_persistent(tenant, size) if size else self._admit_same(tenant)
             if refusal is not None:
                 return refusal
             incoming = 0
@@ -127,9 +127,9 @@ class PageStorage:
             space.pam.free(handle)
         return 0, 0
 
-    def _admit_same(self) -> Refusal | None:
+    def _admit_same(self, tenant: Client) -> Refusal | None:
         """A persistent same-filled page holds no bytes: only a full share refuses it."""
-        return None if self._share.admits(0) else Refusal.PERSISTENT_FULL
+        return self._share.admit(tenant, 0)
 
     def _admit_persistent(self, tenant: Client, size: int) -> Refusal | None:
         """The client's persistent cap, the global share, then the total cap
@@ -137,8 +137,9 @@ class PageStorage:
         cap = tenant.persistent_cap
         if cap is not None and tenant.persistent_bytes + size > cap:
             return Refusal.CLIENT_PERSISTENT_CAP
-        if not self._share.admits(size):
-            return Refusal.PERSISTENT_FULL
+        refusal = self._share.admit(tenant, size)
+        if refusal is not None:
+            return refusal
         cap = tenant.total_cap
         if cap is not None and not self._evictor.fit_cap(tenant, size, cap):
             return Refusal.CLIENT_TOTAL_CAP

@@ -41,6 +41,10 @@ class PamStats:
     capacity: int
     #: Frames (4 KiB) held; 0 for PAMs that do not use frames.
     frames: int = 0
+    #: The pool kinds it serves by default: ``ephemeral``, ``persistent``,
+    #: ``any`` (both), or ``named`` (only pools that asked for it by name).
+    #: Filled in by the engine (``Memory.pam_roles``); a PAM leaves it empty.
+    role: str = ""
 
 
 class Pam(abc.ABC):

@@ -16,7 +16,7 @@ Eviction (``Evictor``)
     ``flush_ephemeral`` and the caps, which count stored bytes, never take
     them.
 
-Fairness (DESIGN.md 5, after Xen's tmem client weights)
+Fairness (docs/design.md §5, after Xen's tmem client weights)
     Each round takes the least recently used page of the client *most above
     its weighted share* of ephemeral memory: the holder with the largest
     ``(ephemeral_bytes + pages * page_charge) / weight``, counting the page
@@ -42,22 +42,47 @@ Fairness (DESIGN.md 5, after Xen's tmem client weights)
 
 Persistent share (``PersistentShare``)
     Persistent bytes (the stored, compressed size of persistent pages) may
-    not pass ``persistent_max * memory_bytes``.  When a put would pass it,
-    the share is marked *full* and every persistent put is refused with
-    PERSISTENT_FULL until persistent bytes drop below
-    ``persistent_accept * memory_bytes``; then the mark clears and puts are
-    judged against the maximum again.  Worked example, memory 1 MiB, max
-    0.75, accept 0.70: at 786,000 persistent bytes a 1000-byte page would
-    reach 787,000 > 786,432, so it is refused and the share is full; pages
-    are refused until flushes bring persistent bytes under 734,003 (0.70 MiB).
-    This is zswap's ``accept_threshold_percent``: without it the boundary
-    flaps page by page.
+    not pass ``persistent_max * memory_bytes`` (the *maximum*); below
+    ``persistent_accept * memory_bytes`` (the *accept line*) every
+    persistent put is admitted.  Between the two lies the *band*.
+
+    Persistent pages are never evicted, so whoever fills the share first
+    keeps it: without a rule, one client fills it in about a second and
+    every other client's persistent puts are refused until it flushes.  So
+    a put that takes persistent bytes into the band is admitted only if its
+    client stays within its *line*: ``persistent_cap`` if an administrator
+    set one, else its fair share of the accept line, ``accept * weight /
+    W``, with ``W`` its own weight plus the weights of the other clients
+    that hold persistent pages.  Past its line a put is refused
+    (PERSISTENT_FAIR_SHARE, or PERSISTENT_FULL when no other client holds
+    persistent pages); past the maximum, always (PERSISTENT_FULL).
+
+    What follows: a client alone may fill the share up to the accept line
+    (its line is all of it), and the band stays free for the next client,
+    whose line is then half (equal weights) and who is below it: its puts
+    are accepted at once.  The first client is refused until it is back
+    under its line; what it flushes while persistent bytes stay in the band
+    goes to the newcomer.  A refusal costs nothing here (no writeback, as
+    zswap has), so the line needs no hysteresis of its own; ``full`` marks,
+    for the statistics, that the share refused a put, until persistent
+    bytes drop below the accept line, as zswap's accept threshold does.
+
+    Worked example, memory 1 MiB, max 0.75 (786,432 bytes), accept 0.70
+    (734,003): a (weight 100) alone puts 1000-byte pages; at 734,000 bytes
+    the next would pass its line 734,003 and is refused (PERSISTENT_FULL).
+    b (weight 100) arrives: W = 200, each line is 367,001.  b holds 0: its
+    pages go into the band, up to the maximum (52,432 bytes of room).  a
+    holds 734,000, past its line: PERSISTENT_FAIR_SHARE until it flushed
+    down to 367,001.  With weights a=300, b=100 the lines are 550,502 and
+    183,500.  The lines cost a scan of the clients, O(clients), only for
+    puts into the band.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from ._errors import Refusal
 from ._index import IndexObject, Ledger
 from ._pam import PamFull
 from ._space import Space
@@ -284,25 +309,51 @@ class Evictor:
 
 
 class PersistentShare:
-    """Persistent bytes against ``persistent_max`` with an accept threshold."""
+    """Persistent bytes against the maximum, and each client's line in the
+    band above the accept line (see the module docstring)."""
 
-    __slots__ = ("accept_bytes", "bytes", "full", "max_bytes")
+    __slots__ = ("accept_bytes", "bytes", "clients", "full", "max_bytes")
 
-    def __init__(self, memory_bytes: int, max_fraction: float, accept_fraction: float) -> None:
+    def __init__(
+        self,
+        memory_bytes: int,
+        max_fraction: float,
+        accept_fraction: float,
+        clients: Mapping[str, Client] | None = None,
+    ) -> None:
         self.max_bytes = int(memory_bytes * max_fraction)
         self.accept_bytes = int(memory_bytes * accept_fraction)
         #: Stored (compressed) bytes of every persistent page.
         self.bytes = 0
-        #: True from a refusal until persistent bytes drop below accept_bytes.
+        #: True from a refusal until persistent bytes drop below accept_bytes
+        #: (statistics only: the lines decide).
         self.full = False
+        #: Every live client, for the fair shares.
+        self.clients: Mapping[str, Client] = {} if clients is None else clients
 
-    def admits(self, size: int) -> bool:
-        """Whether a persistent page of ``size`` stored bytes may be stored now."""
-        if self.full:
-            if self.bytes >= self.accept_bytes:
-                return False
+    def admit(self, tenant: Client, size: int) -> Refusal | None:
+        """Whether ``tenant`` may store a persistent page of ``size`` stored bytes now."""
+        total = self.bytes + size
+        if self.full and self.bytes < self.accept_bytes:
             self.full = False
-        if self.bytes + size > self.max_bytes:
-            self.full = True
-            return False
-        return True
+        if total > self.accept_bytes:
+            line, others = self._line(tenant)
+            if tenant.persistent_bytes + size > line:
+                self.full = True
+                return Refusal.PERSISTENT_FAIR_SHARE if others else Refusal.PERSISTENT_FULL
+            if total > self.max_bytes:
+                self.full = True
+                return Refusal.PERSISTENT_FULL
+        return None
+
+    def _line(self, tenant: Client) -> tuple[int, bool]:
+        """``tenant``'s line in the band, and whether another client holds
+        persistent pages."""
+        weights = tenant.weight
+        others = False
+        for client in self.clients.values():
+            if client.persistent_bytes and client is not tenant:
+                weights += client.weight
+                others = True
+        cap = tenant.persistent_cap
+        return (self.accept_bytes * tenant.weight // weights if cap is None else cap), others

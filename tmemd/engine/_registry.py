@@ -18,14 +18,25 @@ doing nothing but making 10,000 pools a second, and it hurts no other name.
 
 Shared pools are ephemeral, named by a 128-bit UUID.  One ``Pool`` object
 appears in each member's table, under an id of that member's own choosing.
-The creator may always join; anyone else needs ``authorize_shared(uuid,
-name)`` first, because a UUID is not a secret.  ``destroy_pool`` by a member
-only leaves; the pages go when the last member leaves.  Pages are charged to
-the pool's owner: the creator, then the earliest-joined remaining member
-(``rehome`` moves the pages' charge and LRU entries when the owner leaves).
-``revoke_shared`` withdraws an authorization and makes the client leave the
-pool if it is a member (a revoked client must lose access, not just the
-right to join again); the creator cannot be revoked.
+Who may use a UUID: with ``open_shared_pools`` (no auth file: every client
+is trusted) anyone; otherwise only clients an administrator named with
+``authorize_shared(uuid, name)``, for creating the pool as for joining it.
+Creation needs the grant too, or anyone could squat a UUID before its
+rightful users and read what they put.  The grant is checked before the
+UUID is looked up, so an unauthorized client gets the same FORBIDDEN, with
+the same message, whether or not the pool exists: a refusal does not tell
+which UUIDs are in use.
+
+Joining compares the request with the pool: page size and PRECOMPRESSED
+must be the pool's, and a codec or PAM the request names (None: the
+default) must be the pool's, else ``BadArgument``.  A member that asks
+again gets the id it already has (a re-join opens nothing new).
+``destroy_pool`` by a member only leaves; the pages go when the last member
+leaves.  Pages are charged to the pool's owner: the creator, then the
+earliest-joined remaining member (``rehome`` moves the pages' charge and
+LRU entries when the owner leaves).  ``revoke_shared`` withdraws a grant
+and makes the client leave the pool if it is a member, creator or not (a
+revoked client must lose access, not just the right to join again).
 
 Leases: a client is created by its first ``connect``.  When its last
 connection closes, its lease starts; ``expire_leases()`` frees every client
@@ -149,7 +160,7 @@ class Registry:
 
     def new_pool(
         self,
-        name: str,
+        client_name: str,
         *,
         persistent: bool,
         shared_uuid: int | None,
@@ -157,8 +168,10 @@ class Registry:
         page_size: int,
         codec: str | None,
         pam: str | None = None,
+        name: str | None = None,
     ) -> int:
-        client = self.client(name)
+        pool_name = name
+        client = self.client(client_name)
         _check_page_size(page_size)
         if codec is not None and codec not in self._codecs:
             raise Unsupported(f"no codec {codec!r}; have {sorted(self._codecs)}")
@@ -167,9 +180,17 @@ class Registry:
                 raise Unsupported("shared pools are ephemeral only")
             if not 0 <= shared_uuid < UUID_LIMIT:
                 raise BadArgument(f"shared pool UUID {shared_uuid} is not a 128-bit value")
+            if pool_name is not None:
+                raise BadArgument("a shared pool is named by its UUID, not by a name")
+            self._check_grant(client_name, shared_uuid)
             existing = self._shared.get(shared_uuid)
             if existing is not None:
                 return self._join(client, existing, precompressed, page_size, codec, pam)
+        if pool_name is not None and pool_name in client.pool_names:
+            named = client.pools[client.pool_names[pool_name]]
+            if not _same_flags(named, persistent, precompressed, page_size, codec, pam):
+                raise BadArgument(f"pool {pool_name!r} exists with other flags")
+            return named.pool_id
         space = self._space_for(persistent, pam)
         pool_id = self._free_id(client)
         if codec is None:
@@ -185,9 +206,12 @@ class Registry:
             codec=self._codecs[codec],
             space=space,
             ledger=self._ledger,
+            name=pool_name,
         )
         self._init_pool(pool)
         client.pools[pool_id] = pool
+        if pool_name is not None:
+            client.pool_names[pool_name] = pool_id
         if shared_uuid is not None:
             self._shared[shared_uuid] = pool
         return pool_id
@@ -202,22 +226,22 @@ class Registry:
         pam: str | None,
     ) -> int:
         """Open an existing shared pool in ``client``'s id space."""
-        assert pool.shared_uuid is not None
+        if not _same_flags(pool, pool.persistent, precompressed, page_size, codec, pam):
+            raise BadArgument("shared pool exists with other flags, page size, codec or PAM")
         name = client.name
-        if name != pool.creator and name not in self._authorized.get(pool.shared_uuid, ()):
-            raise Forbidden(f"client {name!r} is not authorized for shared pool {pool.shared_uuid}")
         if name in pool.members:
             return pool.members[name]
-        if (
-            (precompressed, page_size) != (pool.precompressed, pool.page_size)
-            or (codec is not None and codec != pool.codec_name)
-            or (pam is not None and pam != pool.pam.name)
-        ):
-            raise BadArgument("shared pool exists with other flags, page size, codec or PAM")
         pool_id = self._free_id(client)
         client.pools[pool_id] = pool
         pool.members[name] = pool_id
         return pool_id
+
+    def _check_grant(self, name: str, uuid: int) -> None:
+        """Raise ``Forbidden`` unless ``name`` may use shared pool ``uuid``; the
+        message names only what the request named (never whether it exists)."""
+        if self._config.open_shared_pools or name in self._authorized.get(uuid, ()):
+            return
+        raise Forbidden(f"client {name!r} is not authorized for shared pool {uuid:032x}")
 
     def _free_id(self, client: Client) -> int:
         """The next never-used id of ``client``'s name (module docstring)."""
@@ -235,6 +259,8 @@ class Registry:
         if pool is None:
             raise NoSuchPool(f"client {name!r} has no pool {pool_id}")
         del pool.members[name]
+        if pool.name is not None:
+            del client.pool_names[pool.name]
         if pool.members:
             if pool.owner == name:
                 # Charge the pages to the earliest-joined remaining member.
@@ -260,8 +286,66 @@ class Registry:
             if not authorized:
                 del self._authorized[uuid]
         pool = self._shared.get(uuid)
-        if pool is not None and name in pool.members and name != pool.creator:
+        if pool is not None and name in pool.members:
             self.destroy_pool(name, pool.members[name])
+
+    def list_objects(
+        self, name: str, pool_id: int, cursor: int, count: int, max_buckets: int
+    ) -> tuple[list[int], int]:
+        pool = self.client(name).pools.get(pool_id)
+        if pool is None:
+            raise NoSuchPool(f"client {name!r} has no pool {pool_id}")
+        listing = pool.index.listing
+        if listing is None:
+            raise Unsupported(f"pool {pool_id} keeps no listing: only named pools do")
+        return listing.scan(cursor, count, max_buckets)
+
+    # --- restoring a saved state (``_snapshot``) ---------------------------
+
+    def adopt_client(self, name: str) -> Client:
+        """A client restored from a saved state: created without a connection,
+        its lease counted from now, so that it must reattach within the lease."""
+        if name in self.clients:
+            raise BadArgument(f"client {name!r} exists already")
+        client = self.clients[name] = Client(name, len(Refusal))
+        client.lease_deadline = self._idle[name] = self._clock() + self._config.lease_s
+        return client
+
+    def adopt_pool(self, pool: Pool) -> None:
+        """Put a restored pool in each member's table under its saved id."""
+        for name, pool_id in pool.members.items():
+            client = self.client(name)
+            if pool_id in client.pools:
+                raise BadArgument(f"client {name!r} has two pools {pool_id}")
+            client.pools[pool_id] = pool
+        if pool.name is not None:
+            owner = self.client(pool.owner)
+            if pool.name in owner.pool_names:
+                raise BadArgument(f"client {pool.owner!r} has two pools named {pool.name!r}")
+            owner.pool_names[pool.name] = pool.pool_id
+        if pool.shared_uuid is not None:
+            self._shared[pool.shared_uuid] = pool
+        self._init_pool(pool)
+
+    def pool_id_counters(self) -> dict[str, int]:
+        """Client name -> the id its next pool gets (a copy)."""
+        return dict(self.next_pool_ids)
+
+    def restore_pool_id_counters(self, counters: dict[str, int]) -> None:
+        """Set saved counters, after the pools are adopted: never below an id
+        in use, so that a restored daemon does not reuse one either."""
+        for name, counter in counters.items():
+            if not 0 <= counter <= POOL_ID_LIMIT:
+                raise BadArgument(f"pool id counter {counter} of {name!r} is out of range")
+            self.next_pool_ids[name] = counter
+        for client in self.clients.values():
+            if client.pools:
+                top = max(client.pools) + 1
+                self.next_pool_ids[client.name] = max(self.next_pool_ids.get(client.name, 0), top)
+
+    def authorizations(self) -> dict[int, list[str]]:
+        """Shared-pool UUID -> the names authorized to join it, sorted (a copy)."""
+        return {uuid: sorted(names) for uuid, names in self._authorized.items()}
 
     def pools(self) -> list[Pool]:
         """Every open pool once (a shared pool under its owner)."""
@@ -271,6 +355,24 @@ class Registry:
             for pool in client.pools.values()
             if pool.owner == client.name
         ]
+
+
+def _same_flags(
+    pool: Pool,
+    persistent: bool,
+    precompressed: bool,
+    page_size: int,
+    codec: str | None,
+    pam: str | None,
+) -> bool:
+    """Whether a request for a pool with these flags may open ``pool``
+    (codec and PAM None: any)."""
+    return (
+        (persistent, precompressed, page_size)
+        == (pool.persistent, pool.precompressed, pool.page_size)
+        and (codec is None or codec == pool.codec_name)
+        and (pam is None or pam == pool.pam.name)
+    )
 
 
 def _check_page_size(page_size: int) -> None:

@@ -134,6 +134,7 @@ class Pool:
         "dictionary",
         "index",
         "members",
+        "name",
         "original_bytes",
         "owner",
         "page_size",
@@ -162,7 +163,10 @@ class Pool:
         codec: Codec,
         space: Space,
         ledger: Ledger,
+        name: str | None = None,
     ) -> None:
+        #: The name its owner gave it (private pools only), or None.
+        self.name = name
         #: The client charged for the pages (its name, and the object itself so
         #: that the hot path reaches its gauges and LRU without a lookup).
         self.owner = owner.name
@@ -185,6 +189,8 @@ class Pool:
         #: Dictionary training: ``DICT_PENDING``, ``DICT_TRAINED`` or ``DICT_NONE``.
         self.dictionary = DICT_PENDING
         self.index = PageIndex(self, ledger)
+        if name is not None:
+            self.index.keep_listing()
         self.members: dict[str, int] = {owner.name: pool_id}
         self.counters = Counters()
         self.same_filled_pages = 0
@@ -240,6 +246,7 @@ class Client:
         "name",
         "persistent_bytes",
         "persistent_cap",
+        "pool_names",
         "pools",
         "refused_by_reason",
         "total_cap",
@@ -253,6 +260,8 @@ class Client:
         self.lease_deadline: float | None = None
         #: Pool id -> pool, in this client's id space.
         self.pools: dict[int, Pool] = {}
+        #: Pool name -> pool id, for its named (private) pools.
+        self.pool_names: dict[str, int] = {}
         self.counters = Counters()
         #: Refused puts, indexed by ``Refusal`` value.
         self.refused_by_reason = [0] * refusal_kinds

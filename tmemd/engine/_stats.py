@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from ._errors import Refusal
@@ -104,6 +104,8 @@ class PoolStats:
     stored_bytes: int
     #: Requests addressed to this pool, by any member.
     counters: OpCounters
+    #: The name the owner gave the pool (``new_pool(name=...)``), or None.
+    name: str | None
 
     @classmethod
     def of(cls, pool: Pool) -> PoolStats:
@@ -126,6 +128,7 @@ class PoolStats:
             original_bytes=pool.original_bytes,
             stored_bytes=pool.stored_bytes,
             counters=snapshot_counters(pool.counters),
+            name=pool.name,
         )
 
 
@@ -232,14 +235,15 @@ class EngineStats:
     pools: int
     client_stats: tuple[ClientStats, ...]
     pool_stats: tuple[PoolStats, ...]
-    #: Each distinct PAM's own view (one entry when both kinds share a PAM).
+    #: Each distinct PAM's own view with its role (one entry when both kinds
+    #: share a PAM; more when pools named other PAMs).
     pam_stats: tuple[PamStats, ...]
 
 
 def build_statistics(
     pools: list[Pool],
     clients: Mapping[str, Client],
-    pams: tuple[Pam, ...],
+    pams: tuple[tuple[Pam, str], ...],
     share: PersistentShare,
     *,
     memory_used_bytes: int,
@@ -282,5 +286,5 @@ def build_statistics(
         pools=len(pools),
         client_stats=tuple(ClientStats.of(client, owned[name]) for name, client in clients.items()),
         pool_stats=tuple(PoolStats.of(pool) for pool in pools),
-        pam_stats=tuple(pam.statistics() for pam in pams),
+        pam_stats=tuple(replace(pam.statistics(), role=role) for pam, role in pams),
     )

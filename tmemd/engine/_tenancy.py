@@ -22,7 +22,7 @@ Who sets them, and how long they last
 
 How caps are enforced (in ``Engine.put``)
     * A put while frozen is refused (FROZEN).  As for every refused put,
-      the old copy at that handle is flushed (DESIGN.md 3.2): the client
+      the old copy at that handle is flushed (docs/design.md §3.2): the client
       asked to replace it, so the old bytes are stale either way.
     * A persistent put that would pass ``persistent_cap`` is refused
       (CLIENT_PERSISTENT_CAP).
@@ -176,6 +176,20 @@ class Tenancy:
 
     def set_frozen(self, name: str, frozen: bool) -> None:
         self._known(name).frozen = frozen
+        self._push(name)
+
+    def table(self) -> dict[str, ClientSettings]:
+        """Every name's settings in the table (what a saved state keeps)."""
+        return {
+            name: ClientSettings(entry.limits, entry.codec, entry.frozen)
+            for name, entry in self._table.items()
+        }
+
+    def restore(self, name: str, settings: ClientSettings) -> None:
+        """Put saved settings back in the table and in the live client."""
+        if settings.codec is not None and settings.codec not in self._codecs:
+            raise Unsupported(f"no codec {settings.codec!r}; have {sorted(self._codecs)}")
+        self._table[name] = _Settings(settings.limits, settings.codec, settings.frozen)
         self._push(name)
 
     def flush_ephemeral(self, nbytes: int) -> int:

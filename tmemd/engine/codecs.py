@@ -73,7 +73,7 @@ RAW_THRESHOLD_NUMERATOR = 7
 RAW_THRESHOLD_DENOMINATOR = 8
 
 #: zstd level by default: 1 is the fastest standard level and the one
-#: DESIGN.md measures; the daemon picks its own (``--zstd-level``, docs/memory.md).
+#: docs/design.md §6 states; the daemon picks its own (``--zstd-level``, docs/memory.md).
 ZSTD_LEVEL = 1
 #: Id written into the frames of a trained codec: any id < 256 costs one
 #: header byte, and a frame without one was compressed before training.
@@ -167,6 +167,10 @@ class ZstdCodec:
             return None
         return TrainedZstdCodec(self, trained)
 
+    def with_dictionary(self, data: bytes) -> TrainedZstdCodec:
+        """The trained codec of a saved dictionary (``TrainedZstdCodec.dictionary``)."""
+        return TrainedZstdCodec(self, zstandard.ZstdCompressionDict(data))
+
 
 class TrainedZstdCodec:
     """A ``ZstdCodec`` with a dictionary; still decodes its plain frames."""
@@ -175,7 +179,10 @@ class TrainedZstdCodec:
 
     def __init__(self, plain: ZstdCodec, dictionary: zstandard.ZstdCompressionDict) -> None:
         self.plain = plain
-        self.dictionary_bytes = len(dictionary.as_bytes())
+        #: The dictionary as bytes: a saved state keeps it, since the pool's
+        #: pages cannot be read back without it.
+        self.dictionary = dictionary.as_bytes()
+        self.dictionary_bytes = len(self.dictionary)
         self._compressor = zstandard.ZstdCompressor(
             level=plain.level,
             dict_data=dictionary,

@@ -20,7 +20,7 @@ How: frames are in one of three states, one byte each in ``_state``:
 * *warm*: freed by a PAM but still resident, on the ``_warm`` stack.
 
 ``alloc_frame`` prefers warm frames (no page fault: writing into freshly
-faulted memory is up to 10x slower, DESIGN.md 6), then clean ones, then the
+faulted memory is up to 10x slower, docs/design.md §6), then clean ones, then the
 high-water mark.  ``free_frame`` pushes on ``_warm``; when more than
 ``keep_warm + release_batch`` frames are warm, the oldest ``release_batch``
 are sorted, cut into runs of consecutive frames and each run is given back
@@ -50,6 +50,12 @@ charged hands out at most 16_384 - 512 = 15_872 frames.  ``meta_bytes`` may
 briefly pass what is free (an array grew during a store): no frame is
 handed out until evictions or frees bring it back under the limit.
 
+Resizing: ``reserve_bytes`` maps more address space than the limit (with
+MAP_NORESERVE it costs no memory until touched), and ``resize`` moves the
+limit within it: ``frames_total`` is a *count* of frames that may be used
+or charged, not a bound on frame numbers, so a lower limit needs no frame
+to move.  The state bytes cover the highest limit ever set.
+
 Limits: frame numbers are u32 in every PAM's arrays; the in-band free-list
 links of xvmalloc and zsmalloc address 4-byte words and 16-byte slots, so
 those two PAMs refuse arenas above 16 GiB and 32 GiB respectively.
@@ -58,6 +64,7 @@ those two PAMs refuse arenas above 16 GiB and 32 GiB respectively.
 from __future__ import annotations
 
 import mmap
+import sys
 from array import array
 
 __all__ = [
@@ -83,6 +90,18 @@ RELEASE_BATCH_FRAMES = 256
 #: value kept as the "none" marker.
 MAX_FRAMES = (1 << 32) - 2
 
+#: MAP_NORESERVE: Python's ``mmap`` names it from 3.13 only; this is its value
+#: in Linux's generic ABI (x86-64, arm64).
+_LINUX_MAP_NORESERVE = 0x4000
+#: The mapping: private and anonymous; NORESERVE because frames beyond the
+#: limit (room for ``resize``) are address space only until handed out, and
+#: must not count against the kernel's overcommit limit.
+_MAP_FLAGS = (
+    mmap.MAP_PRIVATE
+    | mmap.MAP_ANONYMOUS
+    | getattr(mmap, "MAP_NORESERVE", _LINUX_MAP_NORESERVE if sys.platform == "linux" else 0)
+)
+
 _CLEAN = 0
 _USED = 1
 _WARM = 2
@@ -95,17 +114,21 @@ class Arena:
         self,
         size_bytes: int,
         *,
+        reserve_bytes: int = 0,
         keep_warm: int = KEEP_WARM_FRAMES,
         release_batch: int = RELEASE_BATCH_FRAMES,
     ) -> None:
         frames = size_bytes >> FRAME_SHIFT
-        if not 1 <= frames <= MAX_FRAMES:
+        reserved = max(frames, reserve_bytes >> FRAME_SHIFT)
+        if not 1 <= frames <= reserved <= MAX_FRAMES:
             raise ValueError(f"arena of {size_bytes} bytes: need 1..{MAX_FRAMES} frames")
         if keep_warm < 0 or release_batch < 1:
             raise ValueError("keep_warm must be >= 0 and release_batch >= 1")
         self.frames_total = frames
         self.size_bytes = frames << FRAME_SHIFT
-        self._map = mmap.mmap(-1, self.size_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        #: Frames mapped: ``resize`` may move the limit anywhere up to here.
+        self.frames_reserved = reserved
+        self._map = mmap.mmap(-1, reserved << FRAME_SHIFT, flags=_MAP_FLAGS)
         #: The whole mapping as bytes; PAMs copy objects in and out through it.
         self.view = memoryview(self._map)
         #: The mapping as u32 words, for in-band headers and free-list links.
@@ -143,6 +166,24 @@ class Arena:
         self._state[frame] = _USED
         self.frames_used += 1
         return frame
+
+    def resize(self, size_bytes: int) -> None:
+        """Move the limit to ``size_bytes`` (whole frames, within the mapping).
+
+        Frames are counted, not placed: frames in use above a lowered limit
+        stay where they are, and the arena hands out no frame until frees
+        bring the count under the limit (the engine evicts first).
+        """
+        frames = size_bytes >> FRAME_SHIFT
+        if not 1 <= frames <= self.frames_reserved:
+            raise ValueError(
+                f"arena of {size_bytes} bytes: need 1..{self.frames_reserved} frames "
+                "(the mapping made at start)"
+            )
+        if frames > len(self._state):
+            self._state.extend(bytes(frames - len(self._state)))
+        self.frames_total = frames
+        self.size_bytes = frames << FRAME_SHIFT
 
     def alloc_span(self, count: int) -> list[int] | None:
         """``count`` free frames (not necessarily adjacent), or ``None``: all or nothing."""
@@ -217,7 +258,7 @@ class Arena:
         assert len(clean) == len(self._clean), "a frame is on the clean stack twice"
         assert not warm & clean, "a frame is both warm and clean"
         used = 0
-        for frame in range(self.frames_total):
+        for frame in range(len(state)):
             s = state[frame]
             if frame >= self._hwm:
                 assert s == _CLEAN, f"frame {frame} above the high-water mark is not clean"

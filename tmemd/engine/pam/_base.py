@@ -59,7 +59,7 @@ class ArenaPam(Pam):
         self.charge_metadata = charge_metadata
         #: Bytes of grow-only arrays charged to the arena so far.
         self.meta_charged = 0
-        self.max_frames = arena.frames_total if max_frames is None else max_frames
+        self.max_frames = arena.frames_reserved if max_frames is None else max_frames
         self.frames_held = 0
         self.objects = 0
         self.bytes_stored = 0
@@ -79,7 +79,7 @@ class ArenaPam(Pam):
             # Growing by a quarter keeps growth O(1) amortised with at most
             # 25 % of the per-frame arrays unused; never past the arena.
             grown = self._covered + self._covered // 4
-            covered = min(max(top, grown, 64), self.arena.frames_total)
+            covered = min(max(top, grown, 64), self.arena.frames_reserved)
             self._charge((covered - self._covered) * self.FRAME_META_BYTES)
             self._covered = covered
             self._grow_to(covered)

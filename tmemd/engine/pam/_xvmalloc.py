@@ -82,7 +82,7 @@ class XvmallocPam(ArenaPam):
     def __init__(
         self, arena: Arena, max_frames: int | None = None, *, charge_metadata: bool = False
     ) -> None:
-        if arena.size_bytes > MAX_ARENA_BYTES:
+        if arena.frames_reserved << FRAME_SHIFT > MAX_ARENA_BYTES:
             raise ValueError("xvmalloc links address at most a 16 GiB arena")
         super().__init__(arena, max_frames, charge_metadata=charge_metadata)
         self._view = arena.view

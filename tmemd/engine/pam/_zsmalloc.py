@@ -98,7 +98,7 @@ class ZsmallocPam(ArenaPam):
         max_span_frames: int = DEFAULT_MAX_SPAN_FRAMES,
         charge_metadata: bool = False,
     ) -> None:
-        if arena.size_bytes > MAX_ARENA_BYTES:
+        if arena.frames_reserved << FRAME_SHIFT > MAX_ARENA_BYTES:
             raise ValueError("zsmalloc links address at most a 32 GiB arena")
         super().__init__(arena, max_frames, charge_metadata=charge_metadata)
         self.table = build_classes(max_span_frames)
