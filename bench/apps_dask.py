@@ -140,8 +140,9 @@ def main() -> None:
           f"{'spilled':>10} {'worker peak RSS':>16} {'daemon peak RSS':>16}")  # fmt: skip
     for r in results:
         daemon_rss = format_bytes(r["daemon_peak_rss"]) if "daemon_peak_rss" in r else "-"
+        spilled = format_bytes(r["spilled_bytes"])
         print(f"{r['system']:8} {r['persist_s']:10.1f} {r['groupby_s']:10.1f} "
-              f"{r['second_pass_s']:10.1f} {r['total_s']:9.1f} {format_bytes(r['spilled_bytes']):>10} "
+              f"{r['second_pass_s']:10.1f} {r['total_s']:9.1f} {spilled:>10} "
               f"{format_bytes(r['worker_peak_rss']):>16} {daemon_rss:>16}")  # fmt: skip
     print(f"tmemd / disk wall time: {tmem['total_s'] / disk['total_s']:.2f}x")
     if args.json:
