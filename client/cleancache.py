@@ -40,7 +40,7 @@ import ssl as _ssl
 import threading
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, cast
 
 from fsspec import AbstractFileSystem, filesystem
@@ -56,6 +56,7 @@ from ._blocks import (
     pad_block,
     shared_pool_uuid,
 )
+from ._cluster import DNS_PREFIX, server_key
 from ._pagecache import CacheStats, PageCache, PoolMaker
 from ._spec import parse_address
 from ._sync import Client
@@ -85,8 +86,9 @@ class TmemFileSystem(ChainedFileSystem):  # type: ignore[misc]  # fsspec is unty
     """A read cache in a tmemd ephemeral pool, layered over another filesystem.
 
     Options (``tmem={...}`` in a chained URL's storage options):
-    ``server`` ("host:port"; one daemon: a list waits for client-side
-    spreading over several servers), ``client_name``, ``token``, ``ssl``
+    ``server`` ("host:port", a list of them, or "dns:NAME:PORT": the cache's
+    pool then spans the servers, docs/multi-server.md), ``client_name``,
+    ``token``, ``ssl``
     (an ``ssl.SSLContext``, or True for the system's default context),
     ``block_size`` (the pool's page size: 4 to 64 KiB, a power of two,
     default 64 KiB), ``pool`` (None: a private pool of this client; a name:
@@ -114,7 +116,7 @@ class TmemFileSystem(ChainedFileSystem):  # type: ignore[misc]  # fsspec is unty
         target_protocol: str | None = None,
         target_options: Mapping[str, Any] | None = None,
         fs: AbstractFileSystem | None = None,
-        server: str | tuple[str, int] = DEFAULT_SERVER,
+        server: str | tuple[str, int] | list[str] = DEFAULT_SERVER,
         client_name: str | None = None,
         token: str | None = None,
         ssl: _ssl.SSLContext | bool | None = None,
@@ -128,8 +130,8 @@ class TmemFileSystem(ChainedFileSystem):  # type: ignore[misc]  # fsspec is unty
         super().__init__(**kwargs)
         if (fs is None) == (target_protocol is None):
             raise ValueError("give the source as target_protocol or as fs, not both")
-        if not isinstance(server, str | tuple):
-            raise TypeError("server is one 'host:port' (several servers are not supported yet)")
+        if not isinstance(server, str | tuple | list):
+            raise TypeError("server is 'host:port', a list of them or 'dns:NAME:PORT'")
         self.fs = fs if fs is not None else filesystem(target_protocol, **(target_options or {}))
         protocol = self.fs.protocol
         self.target_protocol = protocol if isinstance(protocol, str) else protocol[0]
@@ -138,7 +140,7 @@ class TmemFileSystem(ChainedFileSystem):  # type: ignore[misc]  # fsspec is unty
         if client is not None:
             self.cache = PageCache(client, block_size, shared_uuid)
         else:
-            key = (parse_address(server), client_name, token, ssl, timeout, block_size, pool)
+            key = (_server_key(server), client_name, token, ssl, timeout, block_size, pool)
             self.cache = _process_cache((os.getpid(), *key), shared_uuid)
         # Paths are the source's (``tmem::`` adds no prefix of its own); fsspec
         # calls the class's ``_strip_protocol`` while parsing a chained URL,
@@ -266,6 +268,17 @@ _PROCESS_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], PageCache] = (
     weakref.WeakValueDictionary()
 )
 _PROCESS_CACHES_LOCK = threading.Lock()
+
+
+def _server_key(server: str | tuple[str, int] | list[str]) -> Hashable:
+    """The servers of a ``server`` option, checked, as part of a cache key
+    (and as ``Client`` takes them): one address, a tuple of several, or a
+    ``dns:`` name."""
+    if isinstance(server, list):
+        return tuple(server_key(*parse_address(address)) for address in server)
+    if isinstance(server, str) and server.startswith(DNS_PREFIX):
+        return server
+    return parse_address(server)
 
 
 def _process_cache(key: tuple[Any, ...], shared_uuid: uuid.UUID | None) -> PageCache:
