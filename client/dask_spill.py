@@ -153,7 +153,7 @@ class TmemSpillBuffer(zict.Buffer[Hashable, Any]):
 
 def worker_data(
     *,
-    server: str,
+    server: str | list[str],
     target: int | str,
     client_name: str | None = None,
     token: str | None = None,
@@ -162,7 +162,9 @@ def worker_data(
     timeout: float = 5.0,
     worker_local_directory: str | None = None,
 ) -> TmemSpillBuffer:
-    """A dask worker's ``data`` mapping spilling to tmemd at ``server``.
+    """A dask worker's ``data`` mapping spilling to tmemd at ``server``
+    (``"host:port"``, a list of them or ``"dns:NAME:PORT"``: several servers,
+    docs/multi-server.md).
 
     ``target`` (bytes, or a size such as ``"1GiB"``) is how much the worker
     keeps in memory before it spills; ``fallback`` defaults to a folder in

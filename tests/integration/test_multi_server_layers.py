@@ -1,6 +1,7 @@
 """The layers above pages on a client of three daemons: ``client.mapping()``
-(named pools opened on every server, listings merged) and the ``tmem::``
-fsspec cache, through the public API only, as on one daemon."""
+(named pools opened on every server, listings merged), the ``tmem::``
+fsspec cache and the spill store, through the public API only, as on one
+daemon."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import fsspec
 
 from tmem.client import AsyncClient, Client
 from tmem.client.cleancache import TmemFileSystem
+from tmem.client.frontswap import SpillStore
 
 from ..conftest import Daemon
 
@@ -67,3 +69,18 @@ def test_fsspec_cache_over_three_servers(
     assert fs.cat_file(path) == data
     stats = fs.stats()
     assert stats["misses"] == 41 and stats["hits"] == 41 and stats["errors"] == 0
+
+
+def test_spill_store_over_three_servers(
+    daemon_factory: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    addresses = _three(daemon_factory)
+    values = {f"chunk-{n}": random.Random(n).randbytes(20_000 + n) for n in range(30)}
+    with Client(addresses, client_name="spill") as client:
+        store = SpillStore(client, "spill", tmp_path / "fallback")
+        store.update(values)
+        assert {key: store[key] for key in values} == values
+        del store["chunk-0"]
+        assert len(store) == len(values) - 1 and "chunk-0" not in store
+        stats = store.stats()
+        assert stats["far_keys"] == len(values) - 1 and stats["fallback_keys"] == 0
