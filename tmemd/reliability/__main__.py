@@ -41,7 +41,9 @@ without reading the replies while another client is served; *SIGTERM under load*
 with `--state-dir` in the middle of the load and starts it again, and every acknowledged
 persistent page must be back; *bad input* sends mutated valid frames and random bytes as
 another client (a frame counts as sent while its connection was open; a framing error
-closes it, as the protocol says); *overload* offers 16 times `--memory`.
+closes it, as the protocol says); *overload* offers 16 times `--memory`; *kill -9 with
+replicas=2* spreads a persistent pool with two replicas over three daemons, kills one with
+SIGKILL, starts it again empty and repairs, then kills another: every page must read back.
 """
 
 

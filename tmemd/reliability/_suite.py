@@ -1,4 +1,4 @@
-"""The suite: six measurements against real daemons, one table of figures.
+"""The suite: seven measurements against real daemons, one table of figures.
 
 Every row is a figure measured in this run, next to what it must be; a row
 whose figure breaks its bound marks the suite failed.  The parts, each on a
@@ -17,6 +17,9 @@ fresh daemon on 127.0.0.1 in a temporary directory:
 5. **Bad input**: ``fuzz_frames`` fuzzed frames against a live daemon
    (``_fuzz``).
 6. **Overload**: 16x memory oversubscription (``_overload``).
+7. **kill -9 with replicas**: three daemons, a persistent pool with
+   ``replicas=2``, one daemon killed, restarted empty and repaired, then
+   another killed (``_replicas``).
 
 ``SHORT`` runs in about a minute and a half (the test suite runs it);
 ``FULL`` in about eight (``make reliability``).
@@ -34,6 +37,7 @@ from ._fuzz import fuzz
 from ._harness import DaemonProcess, FaultProxy, Faults
 from ._load import LoadTotals, Worker, run_workers
 from ._overload import OVERHEAD_BYTES, oversubscribe
+from ._replicas import kill_with_replicas
 from ._slow import RSS_GROWTH_BOUND_BYTES, slow_reader
 
 __all__ = ["FULL", "SHORT", "Row", "SuiteConfig", "run_suite"]
@@ -51,10 +55,11 @@ class SuiteConfig:
     fuzz_frames: int
     overload_memory_bytes: int
     overload_factor: int = 16
+    replica_pages: int = 2048
     seed: int = 1
 
 
-FULL = SuiteConfig("full", 8, 90.0, 90.0, 60.0, 1_000_000, 64 * MIB)
+FULL = SuiteConfig("full", 8, 90.0, 90.0, 60.0, 1_000_000, 64 * MIB, replica_pages=16_384)
 SHORT = SuiteConfig("short", 4, 10.0, 10.0, 10.0, 60_000, 16 * MIB)
 
 
@@ -217,6 +222,29 @@ def slow_readers(cfg: SuiteConfig, workdir: Path) -> list[Row]:
     return rows + _finish(part, daemon)
 
 
+def replicas_kill(cfg: SuiteConfig, workdir: Path) -> list[Row]:
+    daemons = [_daemon(workdir, f"replica-{n}", "--memory", "128MiB") for n in range(3)]
+    try:
+        totals = kill_with_replicas(daemons, cfg.replica_pages, cfg.seed)
+    finally:
+        statuses = [d.stop() for d in daemons]
+    part = "kill -9 with replicas=2 (1 of 3, then another)"
+    crashes = sum(d.tracebacks() for d in daemons)
+    rows = [
+        Row(part, "persistent pages stored / refused", f"{totals.stored} / {totals.refused}",
+            "> 0 stored", totals.stored > 0),
+        Row(part, "pages read back wrong", str(totals.wrong), "0", totals.wrong == 0),
+        Row(part, "pages missing after a kill", str(totals.missing), "0", totals.missing == 0),
+        Row(part, "copies repaired on the restarted daemon", str(totals.repaired), "> 0",
+            totals.repaired > 0),
+        Row(part, "client errors", str(totals.errors), "0", totals.errors == 0),
+        Row(part, "daemon tracebacks", str(crashes), "0", crashes == 0),
+        Row(part, "daemon exit statuses", " ".join(map(str, statuses)), "0 0 0",
+            statuses == [0, 0, 0]),
+    ]  # fmt: skip
+    return rows
+
+
 PARTS: list[Callable[[SuiteConfig, Path], list[Row]]] = [
     load_held,
     faults_survived,
@@ -224,6 +252,7 @@ PARTS: list[Callable[[SuiteConfig, Path], list[Row]]] = [
     sigterm_under_load,
     bad_input,
     overload,
+    replicas_kill,
 ]
 
 
