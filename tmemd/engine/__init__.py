@@ -22,7 +22,6 @@ PAMs) and ``_bytes_pam``, ``_stats``.
 
 from __future__ import annotations
 
-from ._bytes_pam import BYTES_PAM_OVERHEAD, BytesPam
 from ._config import (
     DEFAULT_PAGE_BYTES,
     DEFAULT_WEIGHT,
@@ -52,13 +51,13 @@ from ._errors import (
     TooManyPools,
     Unsupported,
 )
-from ._pam import Pam, PamFull, PamStats
 from ._policy import MAX_EVICTIONS_PER_PUT
 from ._snapshot import RestoreSummary, SaveSummary, StateError, StateTooBig
 from ._state import Eviction
 from ._stats import ClientStats, EngineStats, OpCounters, PoolStats
 from ._tenancy import MAX_FLUSH_PAGES_PER_CALL, ClientLimits, ClientSettings
 from .codecs import CODECS, Codec, make_codecs
+from .pam import BYTES_PAM_OVERHEAD, BytesPam, Pam, PamFull, PamStats
 
 __all__ = [
     "BYTES_PAM_OVERHEAD",

@@ -53,7 +53,6 @@ from ._index import IndexObject
 from ._invariants import check_engine
 from ._memory import Memory
 from ._pages import PageStorage
-from ._pam import Pam
 from ._policy import Evictor, PersistentShare, rehome_pages
 from ._registry import Registry
 from ._resize import set_memory
@@ -74,6 +73,7 @@ from ._state import (
 from ._stats import EngineStats, build_statistics
 from ._tenancy import Tenancy
 from .codecs import CODECS, Codec
+from .pam import Pam
 
 __all__ = ["Engine"]
 

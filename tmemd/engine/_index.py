@@ -69,8 +69,9 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol, final
+from typing import final
 
+from ._ledger import Ledger, MetaLedger
 from ._listing import LISTING_BYTES_PER_OBJECT, ObjectListing
 
 __all__ = [
@@ -83,8 +84,6 @@ __all__ = [
     "TOKEN_MASK",
     "IndexLeaf",
     "IndexObject",
-    "Ledger",
-    "MetaLedger",
     "PageIndex",
 ]
 
@@ -116,38 +115,6 @@ OBJECT_BYTES = 256
 #: Bytes charged per chunk of a split object: an ``IndexLeaf`` (48), its
 #: array (64), its entry in the object's chunk dict and its key (~60).
 CHUNK_BYTES = 176
-
-
-class Ledger(Protocol):
-    """Where metadata bytes are charged, beside the frames in use: the arena
-    (``pam.Arena``) or a ``MetaLedger``."""
-
-    meta_bytes: int
-    frames_used: int
-    size_bytes: int
-
-    def room_for(self, meta_bytes: int) -> bool:
-        """Whether ``meta_bytes`` more metadata fit within the limit."""
-        ...
-
-
-#: A limit no engine reaches: a ``MetaLedger`` only counts.
-_UNBOUNDED_BYTES = 1 << 62
-
-
-class MetaLedger:
-    """A ledger that counts metadata but bounds nothing (PAMs that charge
-    their own bytes, such as ``BytesPam``, do the bounding)."""
-
-    __slots__ = ("frames_used", "meta_bytes", "size_bytes")
-
-    def __init__(self) -> None:
-        self.meta_bytes = 0
-        self.frames_used = 0
-        self.size_bytes = _UNBOUNDED_BYTES
-
-    def room_for(self, meta_bytes: int) -> bool:
-        return True
 
 
 class IndexLeaf:

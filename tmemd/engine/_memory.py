@@ -34,15 +34,13 @@ import ctypes
 import ctypes.util
 from collections.abc import Callable, Iterable
 
-from ._bytes_pam import choose_pams
 from ._config import MAX_PAGE_BYTES, EngineConfig
 from ._errors import Unsupported
-from ._index import PAGE_BYTES, Ledger, MetaLedger
-from ._pam import Pam
-from ._same import SamePam
+from ._index import PAGE_BYTES
+from ._ledger import Ledger, MetaLedger
 from ._space import HANDLE_BYTES, Space
 from ._state import DICT_NONE, DICT_PENDING, DICT_TRAINED, ENC_COMPRESSED, VALUE_SHIFT, Pool
-from .pam import ARENA_PAM_NAMES, FRAME_BYTES, Arena, make_arena_pam
+from .pam import ARENA_PAM_NAMES, FRAME_BYTES, Arena, Pam, SamePam, choose_pams, make_arena_pam
 
 __all__ = [
     "DICTIONARY_CONTEXT_BYTES",

@@ -19,7 +19,8 @@ from __future__ import annotations
 from functools import partial
 
 from ._errors import Refusal
-from ._index import OBJECT_BYTES, PAGE_BYTES, IndexObject, Ledger
+from ._index import OBJECT_BYTES, PAGE_BYTES, IndexObject
+from ._ledger import Ledger
 from ._policy import Evictor, PersistentShare, page_pool
 from ._space import Space
 from ._state import (

@@ -83,10 +83,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from ._errors import Refusal
-from ._index import IndexObject, Ledger
-from ._pam import PamFull
+from ._index import IndexObject
+from ._ledger import Ledger
 from ._space import Space
 from ._state import ENC_MASK, ENC_SAME, VALUE_SHIFT, Client, Eviction, Pool
+from .pam import PamFull
 
 __all__ = [
     "EVICT_BATCH_PAGES",

@@ -59,7 +59,7 @@ from ._errors import (
     TooManyPools,
     Unsupported,
 )
-from ._index import Ledger
+from ._ledger import Ledger
 from ._space import Space
 from ._state import Client, Pool
 from .codecs import Codec

@@ -30,10 +30,11 @@ from __future__ import annotations
 import enum
 
 from ._config import DEFAULT_WEIGHT
-from ._index import Ledger, PageIndex
-from ._pam import Pam
+from ._index import PageIndex
+from ._ledger import Ledger
 from ._space import MAX_SPACES, Space
 from .codecs import Codec, raw_threshold_bytes
+from .pam import Pam
 
 __all__ = [
     "DICT_NONE",

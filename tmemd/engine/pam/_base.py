@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from array import array
 
-from .._pam import Pam, PamFull, PamStats
 from ._arena import FRAME_BYTES, Arena
+from ._pam import Pam, PamFull, PamStats
 
 __all__ = ["NIL", "ArenaPam", "extend_to"]
 

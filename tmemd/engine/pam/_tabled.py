@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from array import array
 
-from .._pam import Pam, PamStats
 from ._base import ArenaPam
+from ._pam import Pam, PamStats
 
 __all__ = ["TABLE_HANDLE_BYTES", "TabledPam"]
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from array import array
 
-from ._index import Ledger
+from .._ledger import Ledger
 from ._pam import Pam, PamStats
 
 __all__ = ["SAME_HANDLE_BYTES", "SamePam"]
