@@ -114,7 +114,9 @@ class Memory:
         else:
             self.ledger = MetaLedger()
         self.same_pam = SamePam(self.ledger)
-        self.spaces = [Space(0, self.same_pam, self.ledger, 1)]
+        #: The same-filled store's space: every pool's same-filled pages.
+        self.same_space = Space(0, self.same_pam, self.ledger, 1)
+        self.spaces = [self.same_space]
         self._by_name: dict[str, Space] = {}
         if named is not None:
             eph = self._arena_space(config.ephemeral_pam or named)
