@@ -49,7 +49,7 @@ from typing import Final
 from ._config import INDEX_LIMIT, OBJECT_ID_LIMIT
 from ._errors import BadIndex, BadLength, BadObjectId, Refusal
 from ._freeing import PageFreer, free_blob
-from ._index import OBJECT_BYTES, PAGE_BYTES, IndexObject
+from ._index import OBJECT_BYTES, PAGE_BYTES
 from ._memory import Memory
 from ._policy import Evictor, PersistentShare
 from ._space import Space
@@ -124,41 +124,19 @@ class PageStore:
         old = pool.index.delete(object_id, index)
         if old:
             self._freer.release(pool, old)
-        token = self._store(pool, blob, encoding)
-        if isinstance(token, Refusal):
-            return self._refuse(caller, pool, token, replaced=bool(old))
-        obj = pool.index.insert(object_id, index, token)
-        if not pool.persistent:
-            self._link(pool, obj, index, token, len(blob))
+        refusal = self._store(pool, object_id, index, blob, encoding)
+        if refusal is not None:
+            return self._refuse(caller, pool, refusal, replaced=bool(old))
         pool.counters.puts_stored += 1
         caller.counters.puts_stored += 1
         self._counters.puts_stored += 1
         return None
 
-    def _link(self, pool: Pool, obj: IndexObject | int, index: int, token: int, size: int) -> None:
-        """Make a just-indexed ephemeral page of a ``size``-byte blob its
-        client's newest, in its space's LRU."""
-        tenant = pool.tenant
-        if not tenant.lru_pages:
-            self._holders[tenant.name] = tenant
-        if token & ENC_MASK == ENC_SAME:
-            self._same.link(tenant, token >> VALUE_SHIFT, obj, index, 0)
-        else:
-            space = pool.space
-            stored = size if size <= space.max_object else space.stored_length(size)
-            space.link(tenant, token >> VALUE_SHIFT, obj, index, stored)
-
     def restore_page(
         self, pool: Pool, object_id: int, index: int, blob: bytes, encoding: int
     ) -> Refusal | None:
         """Store a page's saved blob as it was stored (``_snapshot``): no codec runs."""
-        token = self._store(pool, blob, encoding)
-        if isinstance(token, Refusal):
-            return token
-        obj = pool.index.insert(object_id, index, token)
-        if not pool.persistent:
-            self._link(pool, obj, index, token, len(blob))
-        return None
+        return self._store(pool, object_id, index, blob, encoding)
 
     def _refuse_frozen(
         self, caller: Client, pool: Pool, object_id: int, index: int, size: int
@@ -203,8 +181,16 @@ class PageStore:
 
     # --- storing a blob: admission, space, accounting -------------------------
 
-    def _store(self, pool: Pool, blob: bytes, encoding: int) -> int | Refusal:
-        """Admit, store and count a blob; return its token or the refusal."""
+    def _store(
+        self, pool: Pool, object_id: int, index: int, blob: bytes, encoding: int
+    ) -> Refusal | None:
+        """Admit, store, count and index a blob; return the refusal, if any.
+
+        It never returns a token: a union of ``int`` and ``Refusal`` (an
+        ``IntEnum``) is plain ``int`` to mypy, and compiled code (mypyc)
+        then unboxes the refusal into an int that no ``isinstance`` tells
+        from a token.
+        """
         tenant = pool.tenant
         same = encoding == ENC_SAME
         size = 0 if same else len(blob)
@@ -229,7 +215,8 @@ class PageStore:
             # A persistent same-filled page holds no bytes: only a full share refused it.
             token = make_token(self._same.pam.store(blob), ENC_SAME)
             pool.account(token, 0, 1)
-            return token
+            self._index(pool, object_id, index, token, 0)
+            return None
         space = pool.space
         if size <= space.max_object:
             handle = self._evictor.store(space, blob, tenant, incoming)
@@ -243,7 +230,22 @@ class PageStore:
             return Refusal.NO_MEMORY
         token = make_token(handle, encoding)
         self._freer.count(pool, token, stored, 1)
-        return token
+        self._index(pool, object_id, index, token, stored)
+        return None
+
+    def _index(self, pool: Pool, object_id: int, index: int, token: int, stored: int) -> None:
+        """Index a stored page; an ephemeral one becomes its client's newest
+        of ``stored`` bytes in its space's LRU."""
+        obj = pool.index.insert(object_id, index, token)
+        if pool.persistent:
+            return
+        tenant = pool.tenant
+        if not tenant.lru_pages:
+            self._holders[tenant.name] = tenant
+        if token & ENC_MASK == ENC_SAME:
+            self._same.link(tenant, token >> VALUE_SHIFT, obj, index, 0)
+        else:
+            pool.space.link(tenant, token >> VALUE_SHIFT, obj, index, stored)
 
     def _store_big(
         self, space: Space, blob: bytes, tenant: Client, incoming: int

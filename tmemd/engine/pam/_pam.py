@@ -19,6 +19,8 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 __all__ = ["Pam", "PamFull", "PamStats"]
 
 
@@ -47,6 +49,9 @@ class PamStats:
     role: str = ""
 
 
+# A plug point: PAMs written elsewhere (tests, plugged-in stores) subclass
+# it, also when the engine is compiled.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Pam(abc.ABC):
     """Storage for compressed pages behind opaque integer handles."""
 
