@@ -78,6 +78,7 @@ class Engine:
         persistent_pam: Pam | None = None,
     ) -> None:
         self._config = config
+        self._clock = clock
         self._codecs: Mapping[str, Codec] = CODECS if codecs is None else codecs
         if config.default_codec not in self._codecs:
             raise ValueError(f"default codec {config.default_codec!r} is not in the codec table")
@@ -94,7 +95,7 @@ class Engine:
             memory.spaces, memory.ledger, self._freer, page_charge=memory.page_charge
         )
         self._registry = Registry(
-            config, clock, self._codecs, memory, self._clients, self._freer, self._evictor
+            config, self._codecs, memory, self._clients, self._freer, self._evictor
         )
         self._tenancy = Tenancy(self._clients, self._codecs, self._evictor)
         self._pages = PageStore(memory, self._share, self._evictor, self._freer, self._totals)
@@ -170,11 +171,11 @@ class Engine:
 
     def disconnect(self, client: str) -> None:
         """Count a closed connection; at zero connections the lease starts."""
-        self._registry.disconnect(client)
+        self._registry.disconnect(client, self._clock())
 
     def expire_leases(self) -> list[str]:
         """Free every client whose lease ended by now; return their names."""
-        return self._registry.expire_leases()
+        return self._registry.expire_leases(self._clock())
 
     def destroy_client(self, client: str) -> None:
         """Free all of ``client``'s pools now; forget it unless it is connected."""

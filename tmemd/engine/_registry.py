@@ -40,14 +40,15 @@ revoked client must lose access, not just the right to join again).
 
 Leases: a client is created by its first ``connect``.  When its last
 connection closes, its lease starts; ``expire_leases()`` frees every client
-whose lease ended by ``clock()`` (the daemon calls it periodically), and a
+whose lease ended by ``now`` (the engine passes its clock's time; the
+daemon calls it periodically), and a
 reconnect before that cancels the lease, so a host that reconnects finds its
 swap pages again.  Only clients whose last connection closed are scanned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 from ._config import MAX_PAGE_BYTES, MIN_PAGE_BYTES, POOL_ID_LIMIT, UUID_LIMIT, EngineConfig
@@ -113,7 +114,6 @@ class Registry:
     def __init__(
         self,
         config: EngineConfig,
-        clock: Callable[[], float],
         codecs: Mapping[str, Codec],
         spaces: PoolSpaces,
         clients: dict[str, Client],
@@ -121,7 +121,6 @@ class Registry:
         rehomer: Rehomer,
     ) -> None:
         self._config = config
-        self._clock = clock
         self._codecs = codecs
         self._spaces = spaces
         self._freer = freer
@@ -154,17 +153,16 @@ class Registry:
         self._idle.pop(name, None)
         return client if created else None
 
-    def disconnect(self, name: str) -> None:
+    def disconnect(self, name: str, now: float) -> None:
         client = self.client(name)
         if client.connections == 0:
             raise BadArgument(f"client {name!r} has no connection to close")
         client.connections -= 1
         if client.connections == 0:
-            client.lease_deadline = self._clock() + self._config.lease_s
+            client.lease_deadline = now + self._config.lease_s
             self._idle[name] = client.lease_deadline
 
-    def expire_leases(self) -> list[str]:
-        now = self._clock()
+    def expire_leases(self, now: float) -> list[str]:
         expired = [name for name, deadline in self._idle.items() if deadline <= now]
         for name in expired:
             self.destroy_client(name)
@@ -329,13 +327,13 @@ class Registry:
 
     # --- restoring a saved state (``_snapshot``) ---------------------------
 
-    def adopt_client(self, name: str) -> Client:
+    def adopt_client(self, name: str, now: float) -> Client:
         """A client restored from a saved state: created without a connection,
         its lease counted from now, so that it must reattach within the lease."""
         if name in self.clients:
             raise BadArgument(f"client {name!r} exists already")
         client = self.clients[name] = Client(name, len(Refusal))
-        client.lease_deadline = self._idle[name] = self._clock() + self._config.lease_s
+        client.lease_deadline = self._idle[name] = now + self._config.lease_s
         return client
 
     def adopt_pool(self, pool: Pool) -> None:

@@ -69,7 +69,8 @@ class _Restorer:
                 f"of this memory is {share.max_bytes} bytes"
             )
         registry = engine._registry
-        self.clients = [registry.adopt_client(str(name)) for name in meta["clients"]]
+        now = engine._clock()
+        self.clients = [registry.adopt_client(str(name), now) for name in meta["clients"]]
         self._pools: dict[int, Pool] = {}
         for entry in meta["pools"]:
             pool = self._pool(entry)
