@@ -97,7 +97,9 @@ class Engine:
         self._registry = Registry(
             config, self._codecs, memory, self._clients, self._freer, self._evictor
         )
-        self._tenancy = Tenancy(self._clients, self._codecs, self._evictor)
+        self._tenancy = Tenancy(
+            self._clients, self._codecs, self._evictor, config.max_flush_pages_per_call
+        )
         self._pages = PageStore(memory, self._share, self._evictor, self._freer, self._totals)
 
     @property
@@ -267,7 +269,7 @@ class Engine:
 
     def flush_ephemeral(self, nbytes: int) -> int:
         """Evict ephemeral pages fairly until ``nbytes`` stored bytes are freed
-        (at most ``MAX_FLUSH_PAGES_PER_CALL`` pages); return the bytes freed."""
+        (at most ``config.max_flush_pages_per_call`` pages); return the bytes freed."""
         return self._tenancy.flush_ephemeral(nbytes)
 
     def freeable(self) -> int:

@@ -12,7 +12,7 @@ counter outlives ``destroy_pool`` and the client's lease.  A handle kept
 across a destroy or a lease expiry therefore answers BAD_POOL instead of
 reaching whatever pool got the same id next: the id alone names the pool,
 no generation has to travel with it.  The counter costs one small int per
-client name that ever made a pool.  A name that made ``POOL_ID_LIMIT``
+client name that ever made a pool.  A name that made ``pool_id_limit``
 (2^32 - 1) pools has used up its ids and gets TOO_MANY_POOLS: five days of
 doing nothing but making 10,000 pools a second, and it hurts no other name.
 
@@ -51,7 +51,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from ._config import MAX_PAGE_BYTES, MIN_PAGE_BYTES, POOL_ID_LIMIT, UUID_LIMIT, EngineConfig
+from ._config import MAX_PAGE_BYTES, MIN_PAGE_BYTES, UUID_LIMIT, EngineConfig
 from ._errors import (
     BadArgument,
     Forbidden,
@@ -273,7 +273,7 @@ class Registry:
         if len(client.pools) >= self._config.max_pools_per_client:
             raise TooManyPools(f"client {client.name!r} has {len(client.pools)} pools open")
         pool_id = self.next_pool_ids.get(client.name, 0)
-        if pool_id >= POOL_ID_LIMIT:
+        if pool_id >= self._config.pool_id_limit:
             raise TooManyPools(f"client {client.name!r} has used every pool id of this daemon")
         self.next_pool_ids[client.name] = pool_id + 1
         return pool_id
@@ -359,7 +359,7 @@ class Registry:
         """Set saved counters, after the pools are adopted: never below an id
         in use, so that a restored daemon does not reuse one either."""
         for name, counter in counters.items():
-            if not 0 <= counter <= POOL_ID_LIMIT:
+            if not 0 <= counter <= self._config.pool_id_limit:
                 raise BadArgument(f"pool id counter {counter} of {name!r} is out of range")
             self.next_pool_ids[name] = counter
         for client in self.clients.values():
