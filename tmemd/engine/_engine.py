@@ -17,8 +17,9 @@ a callback into the engine, and the construction order below has no cycle:
   pages fairly until they fit (it chooses; the freer removes); the
   registry's ``Rehomer`` when a shared pool changes owner.
 * ``Registry`` (``_registry``): clients, pool-id namespaces, shared pools,
-  leases; tells the freer and the rehomer what concerns pages, and returns
-  a new client to the engine, which applies its settings.
+  leases (the engine gives it the time: it holds no clock); tells the freer
+  and the rehomer what concerns pages, and returns a new client to the
+  engine, which applies its settings.
 * ``Tenancy`` (``_tenancy``): per-name settings, freeze, administrative
   flushes (through the evictor).
 * ``PageStore`` (``_pages``): put, get and flush on a resolved pool, the

@@ -69,7 +69,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from typing import Protocol, final
+from typing import Any, Protocol, cast, final
 
 from ._ledger import Ledger, MetaLedger
 from ._listing import LISTING_BYTES_PER_OBJECT, ObjectListing
@@ -229,13 +229,17 @@ class PageIndex:
         obj = objects.get(object_id)
         if type(obj) is not IndexObject:
             if obj is None:
-                objects[object_id] = entry
+                # One object for the key and for the caller's reverse map:
+                # compiled code holds ``object_id`` unboxed and would box
+                # it anew for each (a second ``int`` per page).
+                key: Any = object_id
+                objects[key] = entry
                 self._pages += 1
                 self.ledger.meta_bytes += PAGE_BYTES + INLINE_OBJECT_BYTES
                 if self.listing is not None:
                     self.listing.add(object_id)
                     self.ledger.meta_bytes += LISTING_BYTES_PER_OBJECT
-                return object_id
+                return cast("IndexObject | int", key)
             # A second page: promote, in place (the key stays the first
             # page's id ``int``; a delete and an insert would leave a dead
             # entry in the dict until it next resizes).

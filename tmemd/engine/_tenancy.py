@@ -47,6 +47,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 from ._config import DEFAULT_WEIGHT, MAX_FLUSH_PAGES_PER_CALL, MAX_WEIGHT
 from ._errors import BadArgument, NoSuchClient, Unsupported
 from ._policy import Evictor
@@ -66,6 +68,11 @@ __all__ = [
 FLUSH_BATCH_PAGES = 16
 
 
+# Built from values not known to be ints yet (the auth file, the state
+# file): a plain class, so that compiled code does not check the fields'
+# types in ``__init__`` (a TypeError) before ``__post_init__`` can refuse
+# them with BadArgument, as the interpreted build does.
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class ClientLimits:
     """A client's weight and byte caps (None: no cap)."""
@@ -75,13 +82,15 @@ class ClientLimits:
     total_cap: int | None = None
 
     def __post_init__(self) -> None:
-        weight = self.weight
+        # Read as objects (getattr): compiled, reading ``self.weight`` as an
+        # ``int`` would convert a bool to a plain int before the check.
+        weight: object = getattr(self, "weight")  # noqa: B009
         if not isinstance(weight, int) or isinstance(weight, bool):
             raise BadArgument(f"weight must be an integer, not {weight!r}")
         if not 1 <= weight <= MAX_WEIGHT:
             raise BadArgument(f"weight {weight} is not in [1, {MAX_WEIGHT}]")
         for name in ("persistent_cap", "total_cap"):
-            cap = getattr(self, name)
+            cap: object = getattr(self, name)
             if cap is None:
                 continue
             if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:

@@ -46,7 +46,7 @@ def extend_to(arr: array[int], items: int, fill: int) -> None:
 class ArenaPam(Pam):
     """Frame accounting common to the arena PAMs (subclasses do placement)."""
 
-    name = "arena"
+    NAME = "arena"
     #: Bytes of per-frame arrays per frame covered (``_grow_to``).
     FRAME_META_BYTES = 0
 

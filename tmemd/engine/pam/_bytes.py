@@ -40,7 +40,7 @@ BYTES_PAM_OVERHEAD = 128
 class BytesPam(Pam):
     """A dict of ``bytes`` objects bounded by a byte budget."""
 
-    name = "bytes"
+    NAME = "bytes"
 
     def __init__(self, capacity_bytes: int) -> None:
         if capacity_bytes <= 0:

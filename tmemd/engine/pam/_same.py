@@ -34,7 +34,7 @@ SAME_HANDLE_BYTES = 6
 class SamePam(Pam):
     """Fill bytes of same-filled pages, behind reusable handles."""
 
-    name = "same"
+    NAME = "same"
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
