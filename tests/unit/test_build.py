@@ -99,4 +99,3 @@ def test_describe_names_the_interpreted_modules_of_a_mixed_build() -> None:
     info = BuildInfo(["a.b"], ["a.c"])
     assert info.kind == "mixed"
     assert "a.c" in info.describe() and "1 of 2" in info.describe()
-
