@@ -50,13 +50,16 @@ class PamStats:
 
 
 # A plug point: PAMs written elsewhere (tests, plugged-in stores) subclass
-# it, also when the engine is compiled.  Not an ``abc.ABC``: compiled, the
-# native subclasses of an ABC share its ``isinstance`` cache, so that
-# ``isinstance(zbud, ZsmallocPam)`` answers True once ``isinstance(zbud,
-# Pam)`` was asked.  The methods a PAM must have raise NotImplementedError.
+# it, also when the engine is compiled.
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Pam:
-    """Storage for compressed pages behind opaque integer handles."""
+    """Storage for compressed pages behind opaque integer handles.
+
+    A plain base class, not ``abc.ABC``: mypyc-compiled subclasses of an
+    ABC share its ``isinstance`` cache, so a zbud PAM tested as
+    ``ZsmallocPam`` would say yes (docs/build.md).  The methods a PAM must
+    define raise NotImplementedError here.
+    """
 
     #: The PAM's name, as pools name it: a class constant (a subclass sets
     #: its own, also an interpreted one, as ``name = ...`` or ``NAME = ...``).
