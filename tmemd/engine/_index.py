@@ -68,7 +68,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol, cast, final
 
 from ._ledger import Ledger, MetaLedger
@@ -122,10 +122,12 @@ class Relinker(Protocol):
     """Whoever maps pages back to their objects (an ephemeral pool's
     ``_state.ReverseMap``), told when an inline object is promoted."""
 
-    def relink(self, token: int, obj: IndexObject) -> int:
+    def relink(self, token: int, obj: IndexObject) -> object:
         """The page under ``token`` (the object's first) now belongs to
         ``obj``: refer to ``obj`` from now on and return the id ``int`` held
-        for that page until now (the dict key itself)."""
+        for that page until now (the dict key itself).  Typed ``object`` so
+        that compiled code hands the very object over instead of unboxing
+        the int and boxing a copy."""
         ...
 
 
@@ -248,7 +250,7 @@ class PageIndex:
             obj.ents.append(first)
             self.ledger.meta_bytes += OBJECT_BYTES - INLINE_OBJECT_BYTES
             if self.relinker is not None:
-                obj.oid = self.relinker.relink(first & TOKEN_MASK, obj)
+                obj.oid = cast("int | None", self.relinker.relink(first & TOKEN_MASK, obj))
         leaf: IndexLeaf = obj
         if obj.chunks is not None:
             leaf = self._chunk(obj, index)
@@ -423,11 +425,14 @@ class PageIndex:
         if self.listing is not None:
             assert self.listing.ids() == set(self._objects), "listing differs from the index"
             assert len(self.listing) == len(self._objects), "an object listed twice"
-        for object_id, obj in self._objects.items():
+        # Keys as objects: compiled, an ``int`` key would be unboxed and
+        # boxed anew, and the identity below would not hold.
+        entries: Iterable[tuple[object, IndexObject | int]] = self._objects.items()
+        for key, obj in entries:
             if type(obj) is IndexObject:
-                assert obj.index is self, f"object {object_id}: not in this index"
+                assert obj.index is self, f"object {key}: not in this index"
                 # With a ``relinker``, every object got its key ``int`` as ``oid``.
-                oid = None if self.relinker is None else object_id
-                assert obj.oid is oid, f"object {object_id}: its id is not its key"
+                oid = None if self.relinker is None else key
+                assert obj.oid is oid, f"object {key}: its id is not its key"
                 split = obj.chunks is not None
-                assert not split or (obj.chunks and not obj.ents), f"split object {object_id}"
+                assert not split or (obj.chunks and not obj.ents), f"split object {key}"

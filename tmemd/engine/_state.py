@@ -157,12 +157,14 @@ class ReverseMap:
         self._space = space
         self._same = same
 
-    def relink(self, token: int, obj: IndexObject) -> int:
-        """Point the page's slot at ``obj``; return the id it held (the index's key)."""
+    def relink(self, token: int, obj: IndexObject) -> object:
+        """Point the page's slot at ``obj``; return the id it held (the index's
+        key itself: ``object_id`` is never narrowed to ``int``, which compiled
+        code would unbox and box anew)."""
         space = self._same if token & ENC_MASK == ENC_SAME else self._space
         handle = token >> VALUE_SHIFT
         object_id = space.objs[handle]
-        assert type(object_id) is int, f"handle {handle}: no one-page object's id"
+        assert _is_id(object_id), f"handle {handle}: no one-page object's id"
         space.objs[handle] = obj
         return object_id
 
@@ -340,3 +342,9 @@ class Client:
         self.lru_tail = [0] * MAX_SPACES
         self.lru_count = [0] * MAX_SPACES
         self.lru_pages = 0
+
+
+def _is_id(value: object) -> bool:
+    """Whether a reverse-map slot holds an object id (a check that, unlike
+    ``type(value) is int`` inline, narrows nothing: see ``ReverseMap.relink``)."""
+    return type(value) is int
