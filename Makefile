@@ -6,6 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+# pip says only what went wrong: one -q still relays setuptools' notice that
+# a strict editable install was made (it always is here, by design), and the
+# version check is noise on every `make run`.
+PIP_QUIET := -qq --disable-pip-version-check
 
 .PHONY: run test dev lint typecheck system-deps test-deps bench reliability clean
 
@@ -32,14 +36,14 @@ test-deps:
 
 $(STAMP): pyproject.toml | system-deps
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=strict
+	$(BIN)/pip install $(PIP_QUIET) --upgrade pip setuptools wheel
+	$(BIN)/pip install $(PIP_QUIET) -e '.[test]' --config-settings editable_mode=strict
 	@touch $@
 
 # Re-link the editable install: strict mode links files one by one, so a
 # new module needs this (cheap, no downloads).
 dev: $(STAMP)
-	@$(BIN)/pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
+	@$(BIN)/pip install $(PIP_QUIET) --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
 
 run: dev
 	$(BIN)/tmemd $(ARGS)
