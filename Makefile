@@ -53,7 +53,7 @@ lint: dev
 	$(BIN)/ruff format --check tmemd proto client tests bench
 
 typecheck: dev
-	$(BIN)/mypy -p tmemd -p tmem.proto -p tmem.client
+	$(BIN)/mypy -p tmemd -p tmem.proto -p tmem.client -p tmem.bench
 
 test: test-deps dev
 	$(BIN)/python -m pytest tests $(ARGS)
