@@ -24,14 +24,8 @@ SCRIPTS = sorted(p.stem for p in (ROOT / "bench").glob("[!_]*.py"))
 HELP_TIMEOUT_S = 60
 
 
-def test_the_scripts_are_found() -> None:
-    assert {"density", "server_path", "codecs"} <= set(SCRIPTS)
-
-
-@pytest.mark.parametrize("script", SCRIPTS)
-@pytest.mark.parametrize("how", ["file", "module"])
-def test_script_help(script: str, how: str) -> None:
-    target = [f"bench/{script}.py"] if how == "file" else ["-m", f"tmem.bench.{script}"]
+def _help(*target: str) -> str:
+    """stdout of ``python TARGET --help`` run from the repository's root."""
     done = subprocess.run(
         [sys.executable, *target, "--help"],
         cwd=ROOT,
@@ -40,16 +34,19 @@ def test_script_help(script: str, how: str) -> None:
         timeout=HELP_TIMEOUT_S,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage:"), done.stdout
+    return done.stdout
+
+
+def test_the_scripts_are_found() -> None:
+    assert {"density", "server_path", "codecs", "micro"} <= set(SCRIPTS)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("how", ["file", "module"])
+def test_script_help(script: str, how: str) -> None:
+    target = [f"bench/{script}.py"] if how == "file" else ["-m", f"tmem.bench.{script}"]
+    assert _help(*target).startswith("usage:")
 
 
 def test_harness_help_as_a_module() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "tmem.bench", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=HELP_TIMEOUT_S,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage: tmemd-bench"), done.stdout
+    assert _help("-m", "tmem.bench").startswith("usage: tmemd-bench")
