@@ -77,7 +77,8 @@ typecheck: dev
 # invariant tests again against the interpreted one (the same sources
 # loaded as Python: tmem.proto._build).
 ENGINE_TESTS := tests/property/test_engine_model.py tests/property/test_engine_pam_model.py \
-	tests/property/test_pam_models.py tests/unit/test_engine.py tests/unit/test_build.py
+	tests/property/test_pam_models.py tests/unit/test_engine.py tests/unit/test_engine_pam_index.py \
+	tests/unit/test_build.py
 test: test-deps dev
 	TMEMD_EXPECT_BUILD=compiled $(BIN)/python -m pytest tests $(ARGS)
 	TMEMD_PURE_PYTHON=1 TMEMD_EXPECT_BUILD=interpreted $(BIN)/python -m pytest -q $(ENGINE_TESTS)
