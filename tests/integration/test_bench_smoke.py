@@ -6,6 +6,8 @@ and that every tmemd get returned exactly the bytes put (``wrong == 0``, and
 every get of a stored page hit: 256 pages fit the servers many times over,
 so nothing may be evicted).  The matrix is small (about 20 cases of a few
 hundred requests), so the figures mean nothing; only their presence does.
+A second, smaller run compares the compiled and interpreted builds
+(``--builds``), and ``bench/server_path.py --builds`` prints both.
 """
 
 from __future__ import annotations
@@ -130,15 +132,27 @@ def test_bench_compares_the_builds(tmp_path: Path) -> None:
     assert "put d64 c1 lz4/ephemeral server CPU per op, compiled: codec " in done.stdout
 
 
-def test_each_daemon_runs_the_build_it_is_named_after(tmp_path: Path) -> None:
+def test_the_interpreted_daemon_runs_the_interpreted_build(tmp_path: Path) -> None:
     from tmem.bench._builds import build_kind
     from tmem.bench._peers import start_server
 
-    for build in ("interpreted", "compiled"):
-        # at info level the daemon's startup line names the build it runs
-        server = start_server("tmemd", tmp_path, 64 << 20, extra_args=["--log-level", "info"],
-                              build=build)  # fmt: skip
-        try:
-            assert build_kind(server.log_tail()) == build, server.log_tail()
-        finally:
-            server.stop()
+    # at info level the daemon's startup line names the build it runs
+    server = start_server("tmemd", tmp_path, 64 << 20, extra_args=["--log-level", "info"],
+                          build="interpreted")  # fmt: skip
+    try:
+        assert build_kind(server.log_tail()) == "interpreted", server.log_tail()
+    finally:
+        server.stop()
+
+
+def test_server_path_prints_both_builds() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tmem.bench.server_path", "--builds", "compiled,interpreted",
+         "--pages", "64", "--repeat", "1", "--codec", "lz4"],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert "put = codec +" in header and "get = codec +" in header
+    assert [row.split()[:2] for row in rows] == [["compiled", "lz4"], ["interpreted", "lz4"]]
+    assert all(row.endswith(" µs") for row in rows)
