@@ -18,6 +18,7 @@ build it names, and refuses a run whose rows would carry the wrong name.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -34,6 +35,7 @@ __all__ = [
     "build_kind",
     "check_builds",
     "daemon_env",
+    "parse_builds",
 ]
 
 COMPILED = "compiled"
@@ -49,6 +51,14 @@ _KIND_RE = re.compile(r",\s*(compiled|interpreted|mixed) build")
 
 class BuildMismatch(RuntimeError):
     """The installed tmemd cannot run a build that was asked for."""
+
+
+def parse_builds(text: str) -> tuple[str, ...]:
+    """``--builds``' value: a comma-separated list of ``BUILDS``, each once."""
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not names or any(name not in BUILDS for name in names):
+        raise argparse.ArgumentTypeError(f"builds are a list of {', '.join(BUILDS)}, not {text!r}")
+    return names
 
 
 def daemon_env(build: str | None, base: Mapping[str, str] | None = None) -> dict[str, str] | None:

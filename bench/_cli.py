@@ -29,9 +29,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ._builds import BuildMismatch, check_builds
+from ._builds import BuildMismatch, check_builds, parse_builds
 from ._codec_cost import CodecCost, measure_codecs
-from ._config import BUILDS, PAGE_BYTES, PLACEMENTS, BenchConfig, build_cases, quick_config
+from ._config import PAGE_BYTES, PLACEMENTS, BenchConfig, build_cases, quick_config
 from ._corpus import Corpus, real_corpus, synthetic_corpus
 from ._peers import peer_version
 from ._proc import split_cpus
@@ -94,14 +94,6 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _builds(text: str) -> tuple[str, ...]:
-    names = _names(text)
-    unknown = [name for name in names if name not in BUILDS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"builds are a list of {', '.join(BUILDS)}, not {text!r}")
-    return tuple(dict.fromkeys(names))
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tmemd-bench",
@@ -141,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--builds",
-        type=_builds,
+        type=parse_builds,
         help="tmemd builds, each its own tmemd variant: compiled,interpreted (default compiled; "
         "interpreted runs the daemon with TMEMD_PURE_PYTHON=1, label `interp`)",
     )

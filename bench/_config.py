@@ -39,10 +39,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._builds import BUILDS, COMPILED, INTERPRETED
+from ._builds import COMPILED, INTERPRETED
 
 __all__ = [
-    "BUILDS",
     "CLIENT_CODEC",
     "CODECS",
     "CONNECTIONS",

@@ -64,4 +64,3 @@ def test_the_harness_refuses_before_measuring(
     err = capsys.readouterr().err
     assert "tmemd-bench: cannot measure the compiled build" in err and "mixed build" in err
     assert not (tmp_path / "out").exists()
-
