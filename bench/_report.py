@@ -28,7 +28,7 @@ daemon's CPU per op beyond the codec, ``codec + X µs``, where X is
 (compress for a put, decompress for a get).  Worked example: 0.5 s of
 server CPU over 50,000 puts is 10.0 µs per put; lz4 compresses in 7.5 µs, so
 "codec + 2.5 µs".  At depth 64 that X has the compiled hot path's goal: at
-most 2.5 µs per put and 1.5 µs per get (docs/build.md); at other depths it
+most 2.5 µs per put and 1.5 µs per get (docs/design.md §6); at other depths it
 is a figure only (wake-ups and syscalls dominate at depth 1).
 """
 

@@ -14,7 +14,7 @@ runs this script again once per build, each in a subprocess whose
 environment picks the build (``_builds.daemon_env``) and which reports the
 build it really ran, and prints one table: both builds' µs per op, the
 codec's own cost, and the daemon's own part as "codec + X µs", the form of
-the compiled hot path's goal (docs/build.md).
+the compiled hot path's goal (docs/design.md §6).
 
     .venv/bin/python bench/server_path.py --codec lz4 --pages 20000
     .venv/bin/python bench/server_path.py --codec lz4 --builds compiled,interpreted
