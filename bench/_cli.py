@@ -2,13 +2,15 @@
 
 A run: parse flags into a ``BenchConfig`` (``--quick`` first picks the small
 matrix, explicit flags then override it), drop peers this machine lacks,
-build the page corpus, time the codecs on it, run every case against a
-fresh server, and write ``results.json`` and the PNG charts into ``--out``;
-the table and the targets go to stdout, the progress bar to stderr.
+check that tmemd runs each build asked for (``_builds``), build the page
+corpus, time the codecs on it, run every case against a fresh server, and
+write ``results.json`` and the PNG charts into ``--out``; the table and the
+targets go to stdout, the progress bar to stderr.
 
 Exit status: 0 when every case ran and every get returned the right bytes;
 1 when a get returned wrong bytes or a tmemd case failed (a failed peer case
-is reported but does not fail the run); 2 for bad flags.
+is reported but does not fail the run); 2 for bad flags, or a build asked
+for that the installed tmemd does not run (nothing is measured then).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ._builds import BuildMismatch, check_builds, parse_builds
 from ._codec_cost import CodecCost, measure_codecs
 from ._config import PAGE_BYTES, PLACEMENTS, BenchConfig, build_cases, quick_config
 from ._corpus import Corpus, real_corpus, synthetic_corpus
@@ -129,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="tmemd --busy-poll values in µs, each its own tmemd variant, e.g. 0,200 (default 0)",
     )
     p.add_argument(
+        "--builds",
+        type=parse_builds,
+        help="tmemd builds, each its own tmemd variant: compiled,interpreted (default compiled; "
+        "interpreted runs the daemon with TMEMD_PURE_PYTHON=1, label `interp`)",
+    )
+    p.add_argument(
         "--servers",
         type=_ints,
         help="tmemd daemons behind one client, each count its own case, e.g. 1,2 (each daemon "
@@ -148,6 +157,7 @@ _FLAG_FIELDS = {
     "corpus_pages": "corpus_pages", "synthetic": "synthetic", "memory": "memory_bytes",
     "seed": "seed", "charts": "charts", "placement": "placement", "repeat": "repeat",
     "busy_poll": "busy_poll", "servers": "servers", "replicas": "replicas",
+    "builds": "builds",
 }  # fmt: skip
 
 
@@ -216,6 +226,7 @@ def run(config: BenchConfig, out_dir: Path, command: str) -> dict[str, Any]:
     probe = Progress(len(cases))
     systems = available_systems(config.systems, probe)
     cases = [case for case in cases if case.system in systems]
+    builds = check_builds(config.builds) if "tmemd" in systems else {}
     progress = Progress(len(cases))
     corpus = _corpus(config, progress)
     costs = measure_codecs(corpus.pages, config.codecs)
@@ -232,7 +243,7 @@ def run(config: BenchConfig, out_dir: Path, command: str) -> dict[str, Any]:
                                                          time.localtime(started)),
             "duration_s": round(time.time() - started, 1), "machine": _machine(),
             "loadavg_before": load_before, "loadavg_after": _loadavg(),
-            "versions": _versions(), "config": dataclasses.asdict(config),
+            "versions": _versions(), "builds": builds, "config": dataclasses.asdict(config),
             "systems": systems, "page_bytes": PAGE_BYTES, "cpus": _placement(config),
             "corpus": {"pages": len(corpus), "synthetic": corpus.synthetic, "kinds": corpus.kinds},
             "codec_cost_us": _costs_json(costs), "method": list(METHOD_NOTES),
@@ -255,7 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
     command = " ".join(["tmemd-bench", *argv])
-    report = run(config, Path(args.out), command)
+    try:
+        report = run(config, Path(args.out), command)
+    except BuildMismatch as exc:
+        print(f"tmemd-bench: {exc}", file=sys.stderr)
+        return 2
     print(format_table(report["results"]))
     if report["targets"]:
         print("\ntargets:")

@@ -14,13 +14,18 @@ The matrix is the product of the configured lists with three rules:
   measured once, not once per codec (their codec column reads ``"client-lz4"``).
 * **scale** cases (``BenchConfig.scale``) add ``get_hit`` at depth 1 and one
   connection with 10^3 ... 10^6 pages stored, for the "p99 get latency does
-  not grow with the store" target; tmemd runs them with lz4 ephemeral pools.
+  not grow with the store" target; tmemd runs them with lz4 ephemeral pools,
+  the first busy-poll value and the first build.
 
 Every timed loop is bounded twice: by ``ops_per_connection`` requests and by
 ``duration_s`` seconds, whichever comes first.
 
 tmemd runs once per ``busy_poll`` value (its ``--busy-poll``; 0 and 200 µs
-by default), each a variant of its own (``tmemd lz4/ephemeral bp200``).
+by default), and once per build (``BenchConfig.builds``: the compiled build
+only by default; ``interpreted`` runs the daemon with ``TMEMD_PURE_PYTHON=1``,
+docs/build.md), each a variant of its own (``tmemd lz4/ephemeral bp200``,
+``tmemd lz4/ephemeral interp``).  The builds are the innermost loop, so the
+two rows of one variant run back to back.
 
 Worked example: ``--quick`` is 2 workloads x 2 depths x 1 connection count,
 lz4 ephemeral for tmemd with and without busy polling: 4 cases per peer and
@@ -34,11 +39,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._builds import COMPILED, INTERPRETED
+
 __all__ = [
     "CLIENT_CODEC",
     "CODECS",
     "CONNECTIONS",
     "DEPTHS",
+    "INTERPRETED_TAG",
     "MIXED_GET_PERCENT",
     "NO_VARIANT",
     "PAGES_PER_OBJECT",
@@ -85,6 +93,9 @@ PLACEMENTS = ("split", "shared")
 NO_VARIANT = "-"
 #: The codec column of a precompressed pool: the client did the work.
 CLIENT_CODEC = "client-lz4"
+#: What a label adds for the interpreted build; the compiled build, the one
+#: ``make dev`` installs, keeps the label it always had.
+INTERPRETED_TAG = " interp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,16 +119,21 @@ class Case:
     servers: int = 0
     #: ``new_pool(replicas=)`` of a persistent pool in a ``servers`` case.
     replicas: int = 1
+    #: tmemd's build, ``compiled`` or ``interpreted`` (``_builds``).
+    build: str = NO_VARIANT
 
     @property
     def label(self) -> str:
         """The system as a chart legend names it: ``tmemd lz4/ephemeral``,
-        ``tmemd lz4/ephemeral bp200`` (with ``--busy-poll 200``), ``redis``."""
+        ``tmemd lz4/ephemeral bp200`` (with ``--busy-poll 200``), ``tmemd
+        lz4/ephemeral interp`` (the interpreted build), ``redis``."""
         if self.system != "tmemd":
             return self.system
         poll = f" bp{self.busy_poll_us}" if self.busy_poll_us else ""
         if self.servers:
             poll += f" x{self.servers}" + (f" r{self.replicas}" if self.replicas > 1 else "")
+        if self.build == INTERPRETED:
+            poll += INTERPRETED_TAG
         if self.pool == "precompressed":
             return f"tmemd precompressed{poll}"
         return f"tmemd {self.codec}/{self.pool}{poll}"
@@ -171,6 +187,9 @@ class BenchConfig:
     servers: tuple[int, ...] = ()
     #: ``--replicas`` of persistent pools in ``servers`` cases.
     replicas: int = 1
+    #: tmemd's builds (``_builds.BUILDS``), each its own tmemd variant; the
+    #: compiled one alone by default, as ``make dev`` installs it.
+    builds: tuple[str, ...] = (COMPILED,)
 
     def replace(self, **changes: Any) -> BenchConfig:
         """A copy with some fields changed."""
@@ -194,21 +213,23 @@ def quick_config(base: BenchConfig | None = None) -> BenchConfig:
     )
 
 
-def _tmemd_variants(config: BenchConfig) -> Iterator[tuple[str, str, int, int]]:
+_Variant = tuple[str, str, int, int, str]
+
+
+def _tmemd_variants(config: BenchConfig) -> Iterator[_Variant]:
     for servers in config.servers or (0,):
         for poll in config.busy_poll:
             for pool in config.pools:
-                if pool == "precompressed":
-                    yield pool, CLIENT_CODEC, poll, servers
-                else:
-                    for codec in config.codecs:
-                        yield pool, codec, poll, servers
+                codecs = (CLIENT_CODEC,) if pool == "precompressed" else config.codecs
+                for codec in codecs:
+                    for build in config.builds:
+                        yield pool, codec, poll, servers, build
 
 
-def _variants(system: str, config: BenchConfig) -> Sequence[tuple[str, str, int, int]]:
+def _variants(system: str, config: BenchConfig) -> Sequence[_Variant]:
     if system == "tmemd":
         return list(_tmemd_variants(config))
-    return [(NO_VARIANT, NO_VARIANT, 0, 0)]
+    return [(NO_VARIANT, NO_VARIANT, 0, 0, NO_VARIANT)]
 
 
 def build_cases(config: BenchConfig) -> list[Case]:
@@ -221,19 +242,23 @@ def build_cases(config: BenchConfig) -> list[Case]:
         for depth in depths:
             for conns in config.connections:
                 for system in config.systems:
-                    for pool, codec, poll, servers in _variants(system, config):
+                    for pool, codec, poll, servers, build in _variants(system, config):
                         replicas = config.replicas if pool == "persistent" and servers else 1
                         cases.append(
                             Case(
                                 system, workload, depth, conns, config.stored, pool, codec,
                                 busy_poll_us=poll, servers=servers, replicas=replicas,
+                                build=build,
                             )
                         )  # fmt: skip
     for stored in config.scale:
         for system in config.systems:
             pool, codec = ("ephemeral", "lz4") if system == "tmemd" else (NO_VARIANT,) * 2
-            poll = config.busy_poll[0] if system == "tmemd" and config.busy_poll else 0
+            tmemd = system == "tmemd"
+            poll = config.busy_poll[0] if tmemd and config.busy_poll else 0
+            build = config.builds[0] if tmemd and config.builds else NO_VARIANT
             cases.append(
-                Case(system, "get_hit", 1, 1, stored, pool, codec, scale=True, busy_poll_us=poll)
-            )
+                Case(system, "get_hit", 1, 1, stored, pool, codec, scale=True,
+                     busy_poll_us=poll, build=build)
+            )  # fmt: skip
     return cases

@@ -7,7 +7,8 @@ the run's work directory, quoted when it fails to start.
 
 * **tmemd** starts as a user starts it, ``python -m tmemd.cli --listen
   127.0.0.1:0 --port-file F --memory M --codec C``, and is ready when the
-  port file appears (the daemon writes it once listening).  The harness
+  port file appears (the daemon writes it once listening).  Its environment
+  picks its build (``_builds.daemon_env``: compiled or interpreted).  The harness
   never imports the daemon's internals: it talks through ``tmem.client``.
 * **memcached** (Debian's): ``-l 127.0.0.1 -p PORT -U 0 -m MB -t 2`` (two
   worker threads for two cores), plus ``-u root`` when run as root, which
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._builds import daemon_env
 from ._proc import free_port
 
 __all__ = ["START_TIMEOUT_S", "Server", "find_peer", "peer_version", "start_server"]
@@ -154,13 +156,16 @@ def start_server(
     cpus: frozenset[int] | None = None,
     busy_poll_us: int = 0,
     extra_args: Sequence[str] = (),
+    build: str | None = None,
 ) -> Server:
     """Start ``system`` on a free loopback port and wait until it answers.
 
     ``codec`` is tmemd's default codec (pools name theirs anyway) and
     ``busy_poll_us`` its ``--busy-poll``; ``cpus`` pins the server and every
     thread it starts to those CPUs; ``extra_args`` go at the end of the
-    server's command line (tmemd's ``--auth-file``, memcached's ``-I``).  Raises
+    server's command line (tmemd's ``--auth-file``, memcached's ``-I``);
+    ``build`` (``compiled`` or ``interpreted``) sets tmemd's environment so
+    that it runs that build (None: the caller's environment).  Raises
     ``RuntimeError`` with the log's tail when the server does not come up.
     """
     stamp = time.monotonic_ns()
@@ -171,6 +176,7 @@ def start_server(
         proc = subprocess.Popen(
             [*_argv(system, port, memory_bytes, codec, port_file, busy_poll_us), *extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=daemon_env(build),
             # Set between fork and exec, so threads the server starts inherit it.
             preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
         )  # fmt: skip

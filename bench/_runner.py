@@ -121,7 +121,8 @@ def _run_case(
     try:
         for cpus in server_cpus:
             servers.append(start_server(case.system, workdir, share, codec, cpus,
-                                        busy_poll_us=case.busy_poll_us))  # fmt: skip
+                                        busy_poll_us=case.busy_poll_us,
+                                        build=case.build))  # fmt: skip
     except (OSError, RuntimeError) as exc:
         for server in servers:
             server.stop()

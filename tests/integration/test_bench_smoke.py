@@ -6,6 +6,8 @@ and that every tmemd get returned exactly the bytes put (``wrong == 0``, and
 every get of a stored page hit: 256 pages fit the servers many times over,
 so nothing may be evicted).  The matrix is small (about 20 cases of a few
 hundred requests), so the figures mean nothing; only their presence does.
+A second, smaller run compares the compiled and interpreted builds
+(``--builds``), and ``bench/server_path.py --builds`` prints both.
 """
 
 from __future__ import annotations
@@ -97,3 +99,60 @@ def test_servers_are_pinned_with_all_their_threads(tmp_path: Path) -> None:
                 assert os.sched_getaffinity(int(tid)) == server_cpus, (system, tid)
         finally:
             server.stop()
+
+
+#: The smallest run that compares the builds: tmemd alone, puts and gets at
+#: depth 64, a compiled and an interpreted daemon for each.
+BUILDS_ARGS = [
+    "--systems", "tmemd", "--workloads", "put,get_hit", "--pools", "ephemeral",
+    "--codecs", "lz4", "--depths", "64", "--connections", "1", "--processes", "1",
+    "--stored", "128", "--scale", "none", "--duration", "0.3", "--ops", "128",
+    "--corpus-pages", "128", "--synthetic", "--memory", "64MiB", "--busy-poll", "0",
+    "--builds", "compiled,interpreted", "--no-charts",
+]  # fmt: skip
+
+
+def test_bench_compares_the_builds(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "tmem.bench", *BUILDS_ARGS, "--out", str(out)],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((out / "results.json").read_text())
+    assert set(report["meta"]["builds"]) == {"compiled", "interpreted"}
+    assert "interpreted build" in report["meta"]["builds"]["interpreted"]
+    rows = {(r["label"], r["workload"]): r for r in report["results"]}
+    for workload in ("put", "get_hit"):
+        assert rows["tmemd lz4/ephemeral", workload]["build"] == "compiled"
+        assert rows["tmemd lz4/ephemeral interp", workload]["build"] == "interpreted"
+    assert all(r["error"] is None and r["wrong"] == 0 for r in rows.values()), rows
+    assert "tmemd lz4/ephemeral interp" in done.stdout  # the table
+    assert "put d64 c1 lz4/ephemeral interpreted / compiled pages/s" in done.stdout
+    assert "put d64 c1 lz4/ephemeral server CPU per op, compiled: codec " in done.stdout
+
+
+def test_the_interpreted_daemon_runs_the_interpreted_build(tmp_path: Path) -> None:
+    from tmem.bench._builds import build_kind
+    from tmem.bench._peers import start_server
+
+    # at info level the daemon's startup line names the build it runs
+    server = start_server("tmemd", tmp_path, 64 << 20, extra_args=["--log-level", "info"],
+                          build="interpreted")  # fmt: skip
+    try:
+        assert build_kind(server.log_tail()) == "interpreted", server.log_tail()
+    finally:
+        server.stop()
+
+
+def test_server_path_prints_both_builds() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tmem.bench.server_path", "--builds", "compiled,interpreted",
+         "--pages", "64", "--repeat", "1", "--codec", "lz4"],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert "put = codec +" in header and "get = codec +" in header
+    assert [row.split()[:2] for row in rows] == [["compiled", "lz4"], ["interpreted", "lz4"]]
+    assert all(row.endswith(" µs") for row in rows)

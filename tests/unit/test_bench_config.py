@@ -7,7 +7,14 @@ from collections import Counter
 
 import pytest
 
-from tmem.bench import BenchConfig, build_cases, build_parser, config_from_args, quick_config
+from tmem.bench import (
+    BenchConfig,
+    Case,
+    build_cases,
+    build_parser,
+    config_from_args,
+    quick_config,
+)
 from tmem.bench._cli import _ints, _size
 from tmem.bench._config import CLIENT_CODEC, NO_VARIANT
 
@@ -139,3 +146,47 @@ def test_servers_make_a_case_per_daemon_count() -> None:
     labels = {c.label for c in cases}
     assert "tmemd lz4/ephemeral x2" in labels and "tmemd lz4/persistent x2 r2" in labels
     assert all(c.servers == 0 for c in build_cases(quick_config()))
+
+
+def test_builds_are_tmemd_variants_run_back_to_back() -> None:
+    args = build_parser().parse_args(
+        ["--quick", "--busy-poll", "0", "--builds", "compiled,interpreted"]
+    )
+    config = config_from_args(args)
+    assert config.builds == ("compiled", "interpreted")
+    cases = build_cases(config)
+    tmemd = [c for c in cases if c.system == "tmemd"]
+    assert {(c.label, c.build) for c in tmemd} == {
+        ("tmemd lz4/ephemeral", "compiled"),
+        ("tmemd lz4/ephemeral interp", "interpreted"),
+    }
+    assert len(tmemd) == 2 * 4  # two builds x (put, get_hit) x depths 1, 64
+    # the two builds of one variant run one after the other
+    order = [(c.workload, c.depth, c.build) for c in tmemd]
+    assert order[:2] == [("put", 1, "compiled"), ("put", 1, "interpreted")]
+    assert {c.build for c in cases if c.system != "tmemd"} == {NO_VARIANT}
+
+
+def test_builds_default_to_compiled_with_todays_labels() -> None:
+    config = config_from_args(build_parser().parse_args(["--quick"]))
+    assert config.builds == ("compiled",)
+    tmemd = [c for c in build_cases(config) if c.system == "tmemd"]
+    assert {c.build for c in tmemd} == {"compiled"}
+    assert not any("interp" in c.label for c in tmemd)
+
+
+def test_builds_label_after_the_other_variant_marks() -> None:
+    case = Case("tmemd", "put", 64, 1, 10, "ephemeral", "lz4", busy_poll_us=200,
+                servers=2, build="interpreted")  # fmt: skip
+    assert case.label == "tmemd lz4/ephemeral bp200 x2 interp"
+    scale = quick_config().replace(scale=(1_000,), builds=("interpreted", "compiled"))
+    (first,) = [c for c in build_cases(scale) if c.scale and c.system == "tmemd"]
+    assert first.build == "interpreted"  # the scale cases use the first build
+
+
+@pytest.mark.parametrize("text", ["fast", "compiled,cython", ""])
+def test_unknown_builds_are_refused(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["--builds", text])
+    assert exc.value.code == 2
+    assert "compiled, interpreted" in capsys.readouterr().err

@@ -21,7 +21,8 @@ def _result(
     system: str, workload: str, depth: int, pages_per_s: float, p99_s: float, **kw: Any
 ) -> CaseResult:
     pool, codec = ("ephemeral", "lz4") if system == "tmemd" else ("-", "-")
-    case = Case(system, workload, depth, 1, 1000, pool, codec, kw.pop("scale", False))
+    build = kw.pop("build", "compiled" if system == "tmemd" else "-")
+    case = Case(system, workload, depth, 1, 1000, pool, codec, kw.pop("scale", False), build=build)
     pages = int(pages_per_s)  # over one second
     lat = array("d", [p99_s / 2] * 98 + [p99_s] * 2)
     thread = ThreadResult(ops=pages, pages=pages, hits=pages if "get" in workload else 0,
@@ -86,6 +87,64 @@ def test_targets_met_and_missed() -> None:
     assert got["tmemd get p99 at 1000000 stored vs 1000"] == (1.1, True)
     text = format_targets(targets(records, costs))
     assert "MISSED put d1 c1 lz4/ephemeral p99 vs memcached" in text
+
+
+def test_both_builds_add_speed_and_cpu_beyond_the_codec() -> None:
+    records = _records([
+        _result("tmemd", "put", 64, 50_000, 0.002, cpu=0.5),
+        _result("tmemd", "put", 64, 25_000, 0.004, cpu=0.5, build="interpreted"),
+        _result("tmemd", "get_hit", 64, 100_000, 0.001, cpu=0.2),
+        _result("tmemd", "get_hit", 64, 80_000, 0.001, cpu=0.2, build="interpreted"),
+        _result("tmemd", "put", 1, 10_000, 0.000_100, cpu=0.2),
+        _result("tmemd", "put", 1, 8_000, 0.000_100, cpu=0.2, build="interpreted"),
+        _result("tmemd", "get_hit", 1, 10_000, 0.000_100, cpu=0.01),
+    ])  # fmt: skip
+    assert [r["build"] for r in records[:2]] == ["compiled", "interpreted"]
+    assert records[1]["label"] == "tmemd lz4/ephemeral interp"
+    costs = {"lz4": CodecCost(compress_us=7.5, decompress_us=1.0, ratio=2.0)}
+    items = targets(records, costs)
+    got = {t["target"]: (t["value"], t["goal"], t["met"]) for t in items}
+    # the existing ratios stay per variant, the interpreted one named as such
+    assert "put d64 c1 lz4/ephemeral interp server CPU/op vs codec" in got
+    assert got["put d64 c1 lz4/ephemeral interpreted / compiled pages/s"] == (0.5, None, None)
+    assert got["get_hit d64 c1 lz4/ephemeral interpreted / compiled pages/s"] == (0.8, None, None)
+    # 0.5 s / 50,000 puts = 10 µs, lz4 compresses in 7.5: codec + 2.5 µs, the goal
+    put = "put d64 c1 lz4/ephemeral server CPU per op, compiled"
+    assert got[put] == (2.5, "<= codec + 2.5 µs", True)
+    # 0.2 s / 100,000 gets = 2 µs, decompress 1 µs: codec + 1.0 µs against 1.5
+    get = "get_hit d64 c1 lz4/ephemeral server CPU per op, compiled"
+    assert got[get] == (1.0, "<= codec + 1.5 µs", True)
+    # depth 1: a figure without a goal; 20 µs - 7.5 µs
+    assert got["put d1 c1 lz4/ephemeral server CPU per op, compiled"] == (12.5, None, None)
+    # a compiled case without an interpreted twin adds nothing
+    assert not any(t.startswith("get_hit d1") and "compiled" in t for t in got)
+    lines = format_targets(items).splitlines()
+    assert f"met    {put}: codec + 2.50 µs (goal <= codec + 2.5 µs)" in lines
+    assert "info   put d64 c1 lz4/ephemeral interpreted / compiled pages/s: 0.50" in lines
+    assert "info   put d1 c1 lz4/ephemeral server CPU per op, compiled: codec + 12.50 µs" in lines
+
+
+def test_cpu_beyond_the_codec_missed_or_below_a_tick() -> None:
+    records = _records([
+        _result("tmemd", "put", 64, 50_000, 0.002, cpu=0.6),
+        _result("tmemd", "put", 64, 40_000, 0.002, cpu=0.6, build="interpreted"),
+        _result("tmemd", "get_hit", 64, 100_000, 0.001, cpu=0.0),
+        _result("tmemd", "get_hit", 64, 90_000, 0.001, cpu=0.0, build="interpreted"),
+    ])  # fmt: skip
+    costs = {"lz4": CodecCost(compress_us=7.5, decompress_us=1.25, ratio=2.0)}
+    text = format_targets(targets(records, costs))
+    # 12 µs - 7.5 µs
+    assert "MISSED put d64 c1 lz4/ephemeral server CPU per op, compiled: codec + 4.50 µs" in text
+    # no CPU tick in a tiny phase: shown as it is, without "+ -"
+    assert "compiled: codec - 1.25 µs (goal <= codec + 1.5 µs)" in text
+
+
+def test_one_build_reports_as_before() -> None:
+    records = _records([_result("tmemd", "put", 64, 50_000, 0.002, cpu=0.5)])
+    costs = {"lz4": CodecCost(compress_us=7.5, decompress_us=1.0, ratio=2.0)}
+    assert [t["target"] for t in targets(records, costs)] == [
+        "put d64 c1 lz4/ephemeral server CPU/op vs codec"
+    ]
 
 
 def test_table_has_a_line_per_case() -> None:
