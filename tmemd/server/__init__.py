@@ -37,18 +37,18 @@ import secrets
 import time
 from typing import Any
 
-from tmem.proto import MAX_REQUEST_PAYLOAD_BYTES, NO_OPCODE, Opcode, Status
+from tmem.proto import MAX_REQUEST_PAYLOAD_BYTES, NO_OPCODE, Status
 
 from .._admission import Admission
 from .._backlog import ReplyBacklog
-from .._handlers import HandlerContext
+from .._dispatch import Dispatch
 from .._latency import LatencyRecorder
+from .._session import HandlerContext
 from .._throttle import AuthThrottle
 from ..config import DaemonConfig
 from ..engine import MAX_PAGE_BYTES, MIN_PAGE_BYTES, Engine
 from ._connection import (
     MAX_REPLY_BACKLOG_BYTES,
-    OP_NAMES,
     WRITE_BUFFER_HIGH_BYTES,
     WRITE_BUFFER_LOW_BYTES,
     Connection,
@@ -69,8 +69,6 @@ DRAIN_POLL_S = 0.05
 #: How often the sweeper checks timeouts and leases.  Timeouts are therefore
 #: enforced with this much slack, which is fine for values of seconds.
 SWEEP_INTERVAL_S = 0.5
-_PUT = int(Opcode.PUT_PAGE)
-_GET = int(Opcode.GET_PAGE)
 
 
 def hello_limits(config: DaemonConfig, engine: Engine) -> dict[str, Any]:
@@ -106,9 +104,8 @@ class Server:
         self.busy_poll_s = config.busy_poll / 1e6
         self.spin_until = 0.0
         self.spinning = False
-        #: Held by connections: put/get latency is recorded inline.
-        self.put_latency = self.latency.series(OP_NAMES[_PUT])
-        self.get_latency = self.latency.series(OP_NAMES[_GET])
+        #: What every connection's bursts share (``tmemd._dispatch``).
+        self.dispatch = Dispatch(ctx, self.latency)
         self.bytes_in = 0
         #: Connections accepted and refused since start (for metrics).
         self.connections_total = 0
