@@ -462,8 +462,8 @@ class ClientCore:
                 self._dispatch(cast(Response, frame), completed)
         except RemoteProtocolError as exc:
             self._fail_all(TmemProtocolError(f"garbled reply stream: {exc}"), completed)
-        except TmemError as exc:
-            self._fail_all(exc, completed)
+        except TmemError as error:  # another name: mypyc gives one name one type per function
+            self._fail_all(error, completed)
         return completed
 
     def connection_lost(self, exc: BaseException | None = None) -> list[Call[Any]]:

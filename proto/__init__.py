@@ -8,6 +8,9 @@ traffic.
 
 from __future__ import annotations
 
+# First, before any compiled module: with TMEMD_PURE_PYTHON=1 importing
+# ``_build`` makes the compiled modules load from their sources.
+from . import _build as _build
 from ._codec import (
     NEED_DATA,
     NeedData,

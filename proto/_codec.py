@@ -35,7 +35,7 @@ packs only the fixed header and the caller writes ``[header, payload]`` with
 from __future__ import annotations
 
 import struct
-from typing import Final, Generic, TypeVar
+from typing import ClassVar, Final, Generic, TypeVar
 
 from ._constants import (
     MAX_REQUEST_PAYLOAD_BYTES,
@@ -79,7 +79,7 @@ COMPACT_THRESHOLD_BYTES = 256 << 10
 class NeedData:
     """Sentinel type: the buffer holds no complete frame yet."""
 
-    _instance: NeedData | None = None
+    _instance: ClassVar[NeedData | None] = None
 
     def __new__(cls) -> NeedData:
         if cls._instance is None:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tmem.proto._build import build_info
+
 from . import __version__
 from ._auth import AuthTable, load_auth_file
 from ._logging import setup_logging
@@ -53,13 +55,27 @@ log = logging.getLogger("tmemd")
 MIN_METRICS_TOKEN_CHARS = 16
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the version and the build, found out only when asked
+    (it imports every hot-path module to see which were compiled)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(f"tmemd {__version__}, {build_info().describe()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tmemd",
         description="Networked transcendent memory: compressed far memory for many hosts.",
         argument_default=None,
     )
-    p.add_argument("--version", action="version", version=f"tmemd {__version__}")
+    p.add_argument(
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        help="print the version and which build runs (compiled or interpreted), then exit",
+    )
     p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags")
     p.add_argument(
         "--listen",
@@ -349,8 +365,10 @@ async def serve(config: DaemonConfig, secrets: _Secrets) -> int:
     )
     host, port = await server.start(ssl=tls)
     log.info(
-        "tmemd %s (server_id %s) listening on %s:%d%s, memory %d bytes, codec %s, PAMs %s/%s, %s",
+        "tmemd %s, %s (server_id %s) listening on %s:%d%s, memory %d bytes, codec %s, "
+        "PAMs %s/%s, %s",
         __version__,
+        build_info().describe(),
         server.server_id,
         host,
         port,

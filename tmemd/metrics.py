@@ -88,6 +88,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from tmem.proto._build import build_info
+
 from . import __version__
 from ._latency import LATENCY_BUCKETS_S, LatencySnapshot
 from ._metrics_engine import ENGINE_GROUPS
@@ -329,9 +331,11 @@ def process_families(started_at: float) -> Iterator[Metric]:
     yield _gauge("tmemd_process_max_fds", "File descriptor limit (soft).", proc.max_fds)
     yield _gauge("tmemd_process_start_time_seconds", "Unix time the daemon started.", started_at)
     info = GaugeMetricFamily(
-        "tmemd_build_info", "Always 1; labels name the build.", labels=["version", "python"]
+        "tmemd_build_info",
+        "Always 1; labels name the build (build: compiled, interpreted or mixed).",
+        labels=["version", "python", "build"],
     )
-    info.add_metric([__version__, platform.python_version()], 1)
+    info.add_metric([__version__, platform.python_version(), build_info().kind], 1)
     yield info
 
 

@@ -104,6 +104,7 @@ ALLOWED_LABELS = {
     "page_size",
     "version",
     "python",
+    "build",
     "le",
     "group",
 }

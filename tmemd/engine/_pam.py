@@ -47,39 +47,52 @@ class PamStats:
     role: str = ""
 
 
-class Pam(abc.ABC):
-    """Storage for compressed pages behind opaque integer handles."""
+class Pam:
+    """Storage for compressed pages behind opaque integer handles.
+
+    A plain base class, not ``abc.ABC``: mypyc-compiled subclasses of an
+    ABC share its ``isinstance`` cache, so a zbud PAM tested as
+    ``ZsmallocPam`` would say yes (docs/build.md).  The abstract methods
+    still mark what a PAM must define, for mypy and for a reader.
+    """
 
     name: str = "pam"
 
     @abc.abstractmethod
     def store(self, data: bytes | bytearray | memoryview) -> int:
         """Copy ``data`` in; return its handle (never 0) or raise ``PamFull``."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def load(self, handle: int) -> bytes:
         """The bytes stored under ``handle``."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def free(self, handle: int) -> int:
         """Release ``handle`` (it may be reused by a later ``store``); return
         the length that was stored under it."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def stored_size(self, handle: int) -> int:
         """Length of the bytes stored under ``handle``."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def bytes_used(self) -> int:
         """Memory charged to this PAM now (what counts against the limit)."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def statistics(self) -> PamStats:
         """A frozen snapshot for metrics and benchmarks."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def check_invariants(self) -> None:
         """Walk every internal structure; raise ``AssertionError`` on corruption."""
+        raise NotImplementedError
 
     def reclaim(self) -> list[int] | None:
         """Free one whole reclaim unit and return the handles it held.
