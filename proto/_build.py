@@ -45,6 +45,10 @@ COMPILED_MODULES: tuple[str, ...] = (
     "tmem.proto._errors",
     # tmem.client: the sans-IO core every call goes through.
     "tmem.client._core",
+    # tmemd: the daemon's answer to a read burst and its request handlers.
+    "tmemd._dispatch",
+    "tmemd._handlers",
+    "tmemd._session",
     # tmemd.engine: tmem semantics, index, policy, codecs.
     "tmemd.engine._bytes_pam",
     "tmemd.engine._config",
