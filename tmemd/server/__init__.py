@@ -88,12 +88,19 @@ def hello_limits(config: DaemonConfig, engine: Engine) -> dict[str, Any]:
 class Server:
     """Owns the listening socket, the live connections and the sweeper."""
 
-    def __init__(self, config: DaemonConfig, engine: Engine, ctx: HandlerContext) -> None:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        engine: Engine,
+        ctx: HandlerContext,
+        backlog: ReplyBacklog | None = None,
+    ) -> None:
         self.config = config
         self.engine = engine
         self.ctx = ctx
         self.connections: set[Connection] = set()
-        self.backlog = ReplyBacklog(WRITE_BUFFER_HIGH_BYTES, MAX_REPLY_BACKLOG_BYTES)
+        #: The reply budgets; tests pass a small one to exercise backpressure.
+        self.backlog = backlog or ReplyBacklog(WRITE_BUFFER_HIGH_BYTES, MAX_REPLY_BACKLOG_BYTES)
         self.admission: Admission[Connection] = Admission(
             config.max_connections, config.max_unauthenticated, config.hello_timeout
         )
@@ -243,9 +250,7 @@ class Server:
         written, so a client sees whole replies and then the end of the
         stream, never a reset in the middle of a reply.
         """
-        self.draining = True
-        for conn in self.connections:
-            conn.drain_owed = conn.decoder.buffered_bytes
+        self.begin_drain()
         if self._server is not None:
             self._server.close()
         log.info("draining %d connections for up to %g s", len(self.connections), timeout_s)
@@ -253,6 +258,13 @@ class Server:
         while self.connections and not hurry.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(DRAIN_POLL_S)
         await self.close()
+
+    def begin_drain(self) -> None:
+        """Answer BUSY to every request read from now on; what each
+        connection has read already is still served."""
+        self.draining = True
+        for conn in self.connections:
+            conn.drain_owed = conn.decoder.buffered_bytes
 
     async def close(self) -> None:
         """Stop listening, close every connection, stop the sweeper."""
