@@ -3,8 +3,9 @@
 Clients put, get and flush pages in pools on this daemon over the binary
 protocol of ``tmem.proto``; the daemon compresses the pages into a fixed
 memory arena.  Layers, from the socket inward: ``server`` (asyncio edge),
-``_handlers`` (wire to engine), ``engine`` (pure tmem semantics, policy,
-codecs and PAMs).  ``cli`` starts it all; ``ctl`` administers it.
+``_dispatch`` (one read burst answered, without I/O), ``_handlers`` (wire to
+engine), ``engine`` (pure tmem semantics, policy, codecs and PAMs).
+``cli`` starts it all; ``ctl`` administers it.
 """
 
 from __future__ import annotations
