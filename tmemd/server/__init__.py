@@ -158,6 +158,15 @@ class Server:
         bound = self._server.sockets[0].getsockname()
         return str(bound[0]), int(bound[1])
 
+    def received(self, nbytes: int, now: float) -> None:
+        """A connection read ``nbytes`` at ``now``: count them, and keep
+        polling for ``--busy-poll`` after this read."""
+        self.bytes_in += nbytes
+        if self.busy_poll_s:
+            self.spin_until = now + self.busy_poll_s
+            if not self.spinning:
+                self.start_spinning()
+
     def start_spinning(self) -> None:
         """Busy-poll until ``spin_until`` (``--busy-poll``).
 

@@ -109,14 +109,8 @@ class Connection(asyncio.Protocol):
         self.server.admit(self)
 
     def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        self.last_rx = now
-        server = self.server
-        if server.busy_poll_s:
-            server.spin_until = now + server.busy_poll_s
-            if not server.spinning:
-                server.start_spinning()
-        server.bytes_in += len(data)
+        self.last_rx = time.monotonic()
+        self.server.received(len(data), self.last_rx)
         try:
             self.decoder.feed(data)
         except RemoteProtocolError as exc:
