@@ -16,7 +16,7 @@ if os.environ.get("TMEMD_PURE_PYTHON", "") not in ("", "0"):
     # The interpreted build was asked for: importing tmem.proto first puts
     # its source-first finder in place before any compiled module loads
     # (tmem.proto._build; without the variable the engine loads no tmem.*).
-    import tmem.proto  # noqa: F401
+    from tmem.proto import _build  # noqa: F401
 
 __version__ = "0.1.0"
 __all__ = ["__version__"]
