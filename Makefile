@@ -6,6 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+# pip says only what went wrong: one -q still relays setuptools' notice that
+# a strict editable install was made (it always is here, by design), and the
+# version check is noise on every `make run`.
+PIP_QUIET := -qq --disable-pip-version-check
 
 .PHONY: run test dev lint typecheck system-deps test-deps bench reliability clean
 
@@ -34,10 +38,10 @@ system-deps:
 test-deps:
 	$(call install_debs,$(TEST_DEBS))
 
-PIP := $(BIN)/pip install -q --disable-pip-version-check
+PIP := $(BIN)/pip install $(PIP_QUIET)
 # Every source the build reads: a change to any of them rebuilds (a compiled
 # module's .so would otherwise shadow its edited .py).
-BUILD_INPUTS := setup.py pyproject.toml $(shell find tmemd proto client -name '*.py' 2>/dev/null)
+BUILD_INPUTS := setup.py pyproject.toml $(shell find tmemd proto client bench -name '*.py' 2>/dev/null)
 # TMEMD_PURE_PYTHON=1 makes `make dev` install the interpreted build.
 BUILT := $(VENV)/.built-$(if $(filter-out 0,$(TMEMD_PURE_PYTHON)),interpreted,compiled)
 
@@ -67,7 +71,7 @@ lint: dev
 	$(BIN)/ruff format --check tmemd proto client tests bench setup.py
 
 typecheck: dev
-	$(BIN)/mypy -p tmemd -p tmem.proto -p tmem.client
+	$(BIN)/mypy -p tmemd -p tmem.proto -p tmem.client -p tmem.bench
 
 # The suite against the compiled build, then the engine's model and
 # invariant tests again against the interpreted one (the same sources

@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 from dask.utils import format_bytes, parse_bytes
 
+from tmem.bench._peers import start_server
 from tmem.client.dask_spill import worker_data
-from tmemd.bench._peers import start_server
 
 #: Rows per partition: ~24 MB a partition with the columns below.
 ROWS_PER_PARTITION = 1_000_000

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import msgpack
 
+from tmem.bench._peers import Server, start_server
 from tmem.proto import Opcode, Request, Response, ResponseDecoder, Status, encode
 from tmemd._auth import hash_token
-from tmemd.bench._peers import Server, start_server
 
 #: The daemon's arena: no page is stored here, the smallest will do.
 DAEMON_MEMORY_BYTES = 16 << 20

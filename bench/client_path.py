@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
-from tmem.client._core import ClientCore
+from tmem.bench._corpus import real_corpus
+from tmem.client._core import BatchCall, Call, ClientCore
 from tmem.client._spec import PoolInfo, check_handle, check_page
 from tmem.proto import Opcode, Response, Status, encode
-from tmemd.bench._corpus import real_corpus
 
 INFO = PoolInfo(0, persistent=True)
 
@@ -31,6 +32,33 @@ def _replies(opcode: Opcode, first: int, pages: list[bytes] | None, count: int) 
     )
 
 
+def _puts(core: ClientCore, start: int, chunk: list[bytes], batched: bool, reply: bytes) -> None:
+    """PUT_PAGE of ``chunk`` under object 1 from index ``start``, answered by ``reply``."""
+    items = [(*check_handle(1, start + k), check_page(INFO, p)) for k, p in enumerate(chunk)]
+    if batched:
+        calls: list[Call[Any]] | list[BatchCall[Any]] = [core.put_batch(INFO, items)]
+    else:
+        calls = [core.put(INFO, *item) for item in items]
+    _finish(core, calls, reply)
+
+
+def _gets(core: ClientCore, start: int, chunk: list[bytes], batched: bool, reply: bytes) -> None:
+    """GET_PAGE of the pages ``_puts`` put, answered by ``reply``."""
+    items = [check_handle(1, start + k) for k in range(len(chunk))]
+    if batched:
+        calls: list[Call[Any]] | list[BatchCall[Any]] = [core.get_batch(INFO, items, False)]
+    else:
+        calls = [core.get(INFO, *item, False) for item in items]
+    _finish(core, calls, reply)
+
+
+def _finish(core: ClientCore, calls: list[Call[Any]] | list[BatchCall[Any]], reply: bytes) -> None:
+    core.data_to_send()
+    core.receive_data(reply)
+    for call in calls:
+        call.result()
+
+
 def measure(pages: list[bytes], batch: int, batched: bool, repeat: int) -> tuple[float, float]:
     """Fastest µs per op over ``repeat`` passes: (put, get)."""
     best = [float("inf"), float("inf")]
@@ -39,34 +67,12 @@ def measure(pages: list[bytes], batch: int, batched: bool, repeat: int) -> tuple
         spent = [0.0, 0.0]
         for start in range(0, len(pages) - batch + 1, batch):
             chunk = pages[start : start + batch]
-            for slot, opcode in enumerate((Opcode.PUT_PAGE, Opcode.GET_PAGE)):
+            for slot, (opcode, run) in enumerate(
+                ((Opcode.PUT_PAGE, _puts), (Opcode.GET_PAGE, _gets))
+            ):
                 reply = _replies(opcode, core._next_id, chunk if slot else None, batch)
                 t0 = time.thread_time()
-                if slot == 0:
-                    items = [
-                        (*check_handle(1, start + k), check_page(INFO, p))
-                        for k, p in enumerate(chunk)
-                    ]
-                else:
-                    items = [check_handle(1, start + k) for k in range(batch)]
-                if batched:
-                    call = (
-                        core.put_batch(INFO, items)
-                        if slot == 0
-                        else core.get_batch(INFO, items, False)
-                    )
-                    core.data_to_send()
-                    core.receive_data(reply)
-                    call.result()
-                else:
-                    calls = [
-                        core.put(INFO, *item) if slot == 0 else core.get(INFO, *item, False)
-                        for item in items
-                    ]
-                    core.data_to_send()
-                    core.receive_data(reply)
-                    for one in calls:
-                        one.result()
+                run(core, start, chunk, batched, reply)
                 spent[slot] += time.thread_time() - t0
         ops = (len(pages) // batch) * batch
         best = [min(b, s / ops * 1e6) for b, s in zip(best, spent, strict=True)]
@@ -79,7 +85,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    pages = real_corpus(args.pages, 1).pages
+    pages = real_corpus(args.pages).pages
     print(f"{'path':22} {'put µs/op':>10} {'get µs/op':>10}")
     for name, batched in (("one Call per page", False), ("one BatchCall", True)):
         put, get = measure(pages, args.batch, batched, args.repeat)

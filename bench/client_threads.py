@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tmem.bench._peers import start_server
 from tmem.client import Client, Pool
-from tmemd.bench._peers import start_server
 
 #: The daemon's arena: every thread's pages fit many times over.
 MEMORY_BYTES = 256 << 20

@@ -6,58 +6,23 @@ bytes, pages compressing above 7/8 are stored raw), and the cost of a whole
 ``Engine.put`` + ``Engine.get`` on the same pages, so the lead can quote the
 floors of a compressing put and get (docs/design.md §6).
 
-Pages: by default a small self-contained sample, deterministic (sorted file
-lists, fixed seed): 4 KiB chunks of shared libraries, executables, Python
-sources and plain-text docs, plus 10% zero pages.  ``--corpus`` uses the
-shared benchmark corpus (``bench/corpus.py``) instead.
+Pages: the benchmarks' corpus (``bench/_corpus.py``), so the floors quoted
+are those of the pages every other benchmark here measures.
 
-Usage: ``python bench/codecs.py [--pages N] [--rounds R] [--corpus]``.
+Usage: ``python bench/codecs.py [--pages N] [--rounds R]``.
 Timings are the best of R rounds (the least disturbed by the VM).
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import os
-import random
-import sys
-import sysconfig
 import time
 from collections.abc import Callable
 
+from tmem.bench._config import PAGE_BYTES
+from tmem.bench._corpus import real_corpus
 from tmemd.engine import CODECS, Engine, EngineConfig
 from tmemd.engine.codecs import raw_threshold_bytes
-
-PAGE = 4096
-SEED = 4096
-#: Share of zero pages (about what real swap holds, docs/design.md §5).
-ZERO_SHARE = 0.10
-SOURCES = {
-    "library": "/usr/lib/x86_64-linux-gnu/*.so*",
-    "executable": "/usr/bin/*",
-    "python": os.path.join(sysconfig.get_paths()["stdlib"], "*.py"),
-    "text": "/usr/share/doc/*/*[!z]",  # skip .gz, already compressed
-}
-
-
-def sample_pages(n: int) -> list[bytes]:
-    """``n`` pages: equal shares of each source kind, 10% zeros, shuffled."""
-    rng = random.Random(SEED)
-    zeros = int(n * ZERO_SHARE)
-    per_kind = (n - zeros) // len(SOURCES)
-    pages = [bytes(PAGE)] * zeros
-    for pattern in SOURCES.values():
-        files = sorted(p for p in glob.glob(pattern) if os.path.isfile(p) and os.path.getsize(p))
-        chunks: list[bytes] = []
-        for path in rng.sample(files, min(len(files), 400)):
-            with open(path, "rb") as fh:
-                data = fh.read(64 * PAGE)
-            for offset in range(0, len(data), PAGE):
-                chunks.append(data[offset : offset + PAGE].ljust(PAGE, b"\0"))
-        pages += rng.sample(chunks, min(per_kind, len(chunks)))
-    rng.shuffle(pages)
-    return pages
 
 
 def best_us_per_page(run: Callable[[], object], pages: int, rounds: int) -> float:
@@ -71,18 +36,18 @@ def best_us_per_page(run: Callable[[], object], pages: int, rounds: int) -> floa
 
 def codec_row(name: str, pages: list[bytes], rounds: int) -> str:
     codec = CODECS[name]
-    varied = [p for p in pages if p != p[:1] * PAGE]
+    varied = [p for p in pages if p != p[:1] * PAGE_BYTES]
     blobs = [codec.compress(p) for p in varied]
     compress_us = best_us_per_page(lambda: [codec.compress(p) for p in varied], len(varied), rounds)
     decompress_us = best_us_per_page(
-        lambda: [codec.decompress(b, PAGE) for b in blobs], len(blobs), rounds
+        lambda: [codec.decompress(b, PAGE_BYTES) for b in blobs], len(blobs), rounds
     )
-    limit = raw_threshold_bytes(PAGE)
-    stored = sum(len(b) if len(b) <= limit else PAGE for b in blobs)
+    limit = raw_threshold_bytes(PAGE_BYTES)
+    stored = sum(len(b) if len(b) <= limit else PAGE_BYTES for b in blobs)
     raw = sum(len(b) > limit for b in blobs)
     put_us, get_us = engine_us(name, pages, rounds)
     return (
-        f"{name:5} {compress_us:9.2f} {decompress_us:9.2f} {len(pages) * PAGE / stored:7.2f}"
+        f"{name:5} {compress_us:9.2f} {decompress_us:9.2f} {len(pages) * PAGE_BYTES / stored:7.2f}"
         f" {100 * raw / len(pages):6.1f}% {put_us:8.2f} {get_us:8.2f}"
     )
 
@@ -108,8 +73,10 @@ def engine_us(codec: str, pages: list[bytes], rounds: int) -> tuple[float, float
 
 
 def same_fill_row(pages: list[bytes], rounds: int) -> str:
-    eq_us = best_us_per_page(lambda: [p == p[:1] * PAGE for p in pages], len(pages), rounds)
-    count_us = best_us_per_page(lambda: [p.count(p[:1]) == PAGE for p in pages], len(pages), rounds)
+    eq_us = best_us_per_page(lambda: [p == p[:1] * PAGE_BYTES for p in pages], len(pages), rounds)
+    count_us = best_us_per_page(
+        lambda: [p.count(p[:1]) == PAGE_BYTES for p in pages], len(pages), rounds
+    )
     return f"same-fill check: == {eq_us:.2f} us/page, count {count_us:.2f} us/page"
 
 
@@ -117,17 +84,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pages", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--corpus", action="store_true", help="use bench/corpus.py's pages")
     args = parser.parse_args()
-    if args.corpus:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from corpus import load_corpus  # type: ignore[import-not-found]  # bench/ is no package
-
-        pages = load_corpus(args.pages)
-    else:
-        pages = sample_pages(args.pages)
-    zeros = sum(p == p[:1] * PAGE for p in pages)
-    print(f"{len(pages)} pages of {PAGE} bytes, {zeros} same-filled; best of {args.rounds}")
+    pages = real_corpus(args.pages).pages
+    zeros = sum(p == p[:1] * PAGE_BYTES for p in pages)
+    print(f"{len(pages)} pages of {PAGE_BYTES} bytes, {zeros} same-filled; best of {args.rounds}")
     print("codec  comp us  decomp us   ratio    raw   put us   get us")
     for name in ("lzo", "lz4", "zstd", "none"):
         print(codec_row(name, pages, args.rounds))

@@ -2,7 +2,7 @@
 
 What it prints (a script for the docs, not a timed test):
 
-1. The corpus (``bench/corpus.py``) and, per codec, the *ideal* ratio: what a
+1. The corpus (``bench/_corpus.py``) and, per codec, the *ideal* ratio: what a
    packer that wastes nothing would reach, page by page under the engine's
    rules (same-filled pages cost 0 bytes, a page compressing above 7/8 is
    kept raw).  zstd is given at level 1 (the issue's reference) and at the
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import random
 import signal
 import subprocess
@@ -47,10 +46,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from corpus import CODE_HEAVY_SHARES, PAGE_BYTES, load_corpus
-
+from tmem.bench._config import PAGE_BYTES
+from tmem.bench._corpus import EQUAL_SHARES, KIND_SHARES, real_corpus
 from tmem.client import Client
 from tmemd.engine import Engine, EngineConfig, make_codecs
 
@@ -111,7 +108,9 @@ def swap_slot(offset: int) -> tuple[int, int]:
     return offset & 15, offset >> 4
 
 
-def through_daemon(pages: list[bytes], pam: str, codec: str, args: argparse.Namespace) -> dict:
+def through_daemon(
+    pages: list[bytes], pam: str, codec: str, args: argparse.Namespace
+) -> dict[str, Any]:
     """One fresh daemon: put every page, read RSS, get every page back."""
     n = len(pages)
     memory = n * PAGE_BYTES + (256 << 20)
@@ -294,7 +293,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--meta-pages", type=int, default=0, help="also measure metadata per page")
     ap.add_argument("--churn", action="store_true", help="also measure after swap-like churn")
     ap.add_argument(
-        "--code-heavy", action="store_true", help="the corpus's earlier mix (30%% libraries)"
+        "--equal-shares",
+        action="store_true",
+        help="the six kinds of files weighted equally (docs/memory.md's mix)",
     )
     ap.add_argument(
         "--speed",
@@ -352,7 +353,7 @@ def print_metadata(pages: list[bytes], count: int) -> None:
 def main() -> None:
     args = parse_args()
     t0 = time.perf_counter()
-    pages = load_corpus(args.pages, shares=CODE_HEAVY_SHARES if args.code_heavy else None)
+    pages = real_corpus(args.pages, shares=EQUAL_SHARES if args.equal_shares else KIND_SHARES).pages
     zero = sum(page == page[:1] * PAGE_BYTES for page in pages)
     print(
         f"corpus: {len(pages)} pages ({len(pages) * PAGE_BYTES / 2**20:.0f} MiB), "

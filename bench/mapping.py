@@ -1,7 +1,7 @@
 """``client.mapping()`` set/get throughput next to redis-py and pymemcache.
 
 Starts tmemd, Debian's redis-server and memcached on free loopback ports
-(``tmemd.bench._peers``, as ``tmemd-bench`` does), then for each value size
+(``tmem.bench._peers``, as ``tmemd-bench`` does), then for each value size
 stores ``count`` distinct random values one call at a time and reads them
 back, timing each phase with a wall clock: MB/s = value bytes / seconds.
 For the small sizes a batch row does the same through the batch forms
@@ -32,8 +32,8 @@ from typing import Any
 import redis
 from pymemcache.client.base import Client as MemcacheClient  # type: ignore[import-untyped]
 
+from tmem.bench._peers import Server, peer_version, start_server
 from tmem.client import Client
-from tmemd.bench._peers import Server, peer_version, start_server
 
 #: Value sizes of the table.
 SIZES = (4 << 10, 64 << 10, 4 << 20, 64 << 20)

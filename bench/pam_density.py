@@ -1,6 +1,6 @@
 """Density and speed of the arena PAMs on real pages (a script; prints figures).
 
-For each codec (LZO1X-1, lz4, zstd-1) the corpus (``bench/corpus.py``) is
+For each codec (LZO1X-1, lz4, zstd-1) the corpus (``bench/_corpus.py``) is
 compressed once: same-filled pages are skipped (they take no frame) and a
 page compressing above 7/8 of 4 KiB is kept raw.  Then each PAM stores every
 compressed page into a fresh arena, and we print per PAM and codec:
@@ -21,7 +21,7 @@ after ``compact()``), metadata bytes per stored object
 10^5 and 10^6 objects, and the cost of one ``madvise`` per freed frame
 against the arena's batched release.
 
-Usage: ``python bench/pam_density.py [--pages N] [--meta 100000,1000000]``.
+Usage: ``python bench/pam_density.py [--pages N] [--meta 100000,1000000] [--equal-shares]``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import argparse
 import gc
 import os
 import random
-import sys
 import time
 import tracemalloc
 from array import array
@@ -40,13 +39,13 @@ import lz4.block
 import lzo
 import zstandard
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from corpus import DEFAULT_PAGES, PAGE_BYTES, load_corpus
-
+from tmem.bench._config import PAGE_BYTES
+from tmem.bench._corpus import EQUAL_SHARES, KIND_SHARES, real_corpus
 from tmemd.engine.pam import Arena, ArenaPam, XvmallocPam, ZbudPam, ZsmallocPam
 
+#: Default corpus size: 50_000 pages is ~195 MiB, enough that the per-class
+#: tails of an allocator do not dominate, small enough to build in seconds.
+DEFAULT_PAGES = 50_000
 #: Pages compressing above this are stored raw (the engine's rule).
 RAW_ABOVE_BYTES = PAGE_BYTES * 7 // 8
 
@@ -246,8 +245,13 @@ def main() -> None:
         default="100000,1000000",
         help="object counts for the metadata measurement ('' to skip)",
     )
+    parser.add_argument(
+        "--equal-shares",
+        action="store_true",
+        help="the six kinds of files weighted equally (docs/memory.md's mix)",
+    )
     args = parser.parse_args()
-    pages = load_corpus(args.pages)
+    pages = real_corpus(args.pages, shares=EQUAL_SHARES if args.equal_shares else KIND_SHARES).pages
     print(f"corpus: {len(pages)} pages ({len(pages) * PAGE_BYTES / 2**20:.0f} MiB)\n")
     density_table(pages)
     churn(compress_all(pages[:20_000], CODECS["lzo"]))

@@ -22,10 +22,10 @@ import threading
 import time
 from pathlib import Path
 
+from tmem.bench._peers import start_server
+from tmem.bench._proc import rss_bytes
 from tmem.client import Client
 from tmem.proto import Opcode, Request, Response, ResponseDecoder, Status, encode
-from tmemd.bench._peers import start_server
-from tmemd.bench._proc import rss_bytes
 from tmemd.config import parse_size
 
 #: Pages stored per pool; GETs cycle over them.

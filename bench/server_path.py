@@ -18,8 +18,8 @@ import asyncio
 import time
 from typing import Any
 
+from tmem.bench._corpus import real_corpus
 from tmem.proto import Opcode, PoolSpec, Request, encode, encode_pool_flags
-from tmemd.bench._corpus import real_corpus
 from tmemd.cli import make_engine
 from tmemd.config import DaemonConfig
 from tmemd.engine import CODECS
@@ -110,7 +110,7 @@ def main() -> None:
     ap.add_argument("--ephemeral", action="store_true")
     ap.add_argument("--repeat", type=int, default=3, help="fresh runs; the fastest is kept")
     args = ap.parse_args()
-    pages = real_corpus(args.pages, 1).pages  # tmemd-bench's corpus of real file pages
+    pages = real_corpus(args.pages).pages
     print(
         f"{'codec':6} {'put µs':>8} {'get µs':>8} {'compress':>9} {'decompress':>10} "
         f"{'put/codec':>9} {'get/codec':>9}"

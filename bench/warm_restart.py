@@ -1,7 +1,7 @@
 """Warm restart speed and size at 1 GiB of pages (a script; prints figures).
 
 An engine like the daemon's (one arena, zsmalloc for persistent pools) is
-filled with ``--gib`` GiB of real 4 KiB pages (``bench/corpus.py``; each
+filled with ``--gib`` GiB of real 4 KiB pages (``bench/_corpus.py``; each
 corpus page is put under several handles, so the corpus stays small while
 the state is big) in persistent pools, then saved to a state directory
 exactly as ``--state-dir`` does (``tmemd/_statedir.py``: temporary file,
@@ -22,15 +22,12 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from corpus import PAGE_BYTES, load_corpus
-
+from tmem.bench._config import PAGE_BYTES
+from tmem.bench._corpus import real_corpus
 from tmemd._statedir import restore_state, save_state, state_path
 from tmemd.engine import Engine, EngineConfig, make_codecs
 
@@ -93,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     pages = int(args.gib * (1 << 30)) // PAGE_BYTES
     memory = int(args.gib * (1 << 30) * 1.1) + (64 << 20)
-    corpus = load_corpus(min(CORPUS_PAGES, pages))
+    corpus = real_corpus(min(CORPUS_PAGES, pages)).pages
     engine = make_engine(memory, args.codec)
     t0 = time.perf_counter()
     fill(engine, pages, corpus)

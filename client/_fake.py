@@ -18,7 +18,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from tmem.proto import RefuseReason, Status, decode_pool_flags, is_client_name
+from tmem.proto import (
+    CLIENT_NAME_CHARS,
+    MAX_CLIENT_NAME_CHARS,
+    RefuseReason,
+    Status,
+    decode_pool_flags,
+    is_client_name,
+)
 
 from ._errors import BadArgument, BadPool, Forbidden, TooManyPools, Unsupported
 from ._spec import Page, PoolInfo, info_from_spec, pool_spec
@@ -146,7 +153,10 @@ class FakeServer:
         """CONTROL ``open_pool``: the client's pool ``name``, created if missing."""
         spec = decode_pool_flags(flags)
         if spec.shared or not is_client_name(name):
-            raise BadArgument(Status.BAD_ARGUMENT, "a private pool and a 1-64 character name")
+            raise BadArgument(
+                Status.BAD_ARGUMENT,
+                f"a private pool and a name of 1-{MAX_CLIENT_NAME_CHARS} of [{CLIENT_NAME_CHARS}]",
+            )
         names = self._names.setdefault(client, {})
         if name in names:
             info = self.pool(client, names[name]).info

@@ -34,7 +34,12 @@ from collections.abc import AsyncIterator, Iterable, Iterator, MutableMapping
 from collections.abc import Mapping as AbcMapping
 from typing import Any, Protocol
 
-from tmem.proto import encode_pool_flags, is_client_name
+from tmem.proto import (
+    CLIENT_NAME_CHARS,
+    MAX_CLIENT_NAME_CHARS,
+    encode_pool_flags,
+    is_client_name,
+)
 
 from ._errors import Refused
 from ._mapping_format import Key, tag_key
@@ -97,7 +102,9 @@ class AsyncMappingClient(Protocol):
 
 def _open_args(name: str, persistent: bool, page_size: int) -> dict[str, Any]:
     if not isinstance(name, str) or not is_client_name(name):
-        raise ValueError(f"mapping name {name!r} is not 1-64 of [A-Za-z0-9._-]")
+        raise ValueError(
+            f"mapping name {name!r} is not 1-{MAX_CLIENT_NAME_CHARS} of [{CLIENT_NAME_CHARS}]"
+        )
     spec, _ = pool_spec(
         persistent=persistent, codec="none", page_size=page_size, precompressed=True
     )

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, SupportsIndex
 
 from tmem.proto import (
+    CLIENT_NAME_CHARS,
     DEFAULT_PAGE_SIZE,
     INDEX_LIMIT,
     MAX_CLIENT_NAME_CHARS,
@@ -66,7 +67,7 @@ Page = bytes | bytearray | memoryview
 #: Client names go into logs and metric labels, so the daemon keeps them short
 #: and printable (``tmem.proto.is_client_name``); the same rule here reports a
 #: bad name before connecting.
-_NAME_UNSAFE_RE = re.compile(r"[^A-Za-z0-9._-]")
+_NAME_UNSAFE_RE = re.compile(f"[^{CLIENT_NAME_CHARS}]")
 #: Shared pools are named by a 128-bit UUID (Xen's tmem ABI).
 UUID_LIMIT = 1 << 128
 
@@ -110,7 +111,8 @@ def check_client_name(name: str) -> str:
         raise TypeError(f"client_name must be a str, not {type(name).__name__}")
     if not is_client_name(name):
         raise ValueError(
-            f"client_name {name!r} must be 1-{MAX_CLIENT_NAME_CHARS} characters of A-Za-z0-9._-"
+            f"client_name {name!r} must be 1-{MAX_CLIENT_NAME_CHARS} characters"
+            f" of [{CLIENT_NAME_CHARS}]"
         )
     return name
 

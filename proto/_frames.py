@@ -1,9 +1,9 @@
 """The two frame types of the protocol, as frozen values.
 
 A frame is a header plus an opaque payload.  Frames are ``NamedTuple``s:
-immutable like a frozen dataclass, but built in a third of the time (0.34
-against 0.74 µs measured here), which matters at one frame per page on both
-ends of the wire.  The payload is kept as whatever
+immutable like a frozen dataclass, but built in a fraction of its time
+(docs/bench/micro.md), which matters at one frame per page on both ends of
+the wire.  The payload is kept as whatever
 bytes-like object the decoder or the caller handed in (``bytes`` or a
 ``memoryview``), so that a 4 KiB page crosses the codec without a copy.
 Meaning (is this page length right for that pool?) is not checked here: the

@@ -35,7 +35,7 @@ def test_ruff_clean() -> None:
 
 def test_mypy_strict_clean() -> None:
     result = subprocess.run(
-        [_tool("mypy"), "-p", "tmemd", "-p", "tmem.proto", "-p", "tmem.client"],
+        [_tool("mypy"), "-p", "tmemd", "-p", "tmem.proto", "-p", "tmem.client", "-p", "tmem.bench"],
         cwd=ROOT,
         capture_output=True,
         text=True,

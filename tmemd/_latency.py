@@ -1,8 +1,9 @@
 """Server-side op latency, as cumulative-histogram counters.
 
-prometheus_client's ``Histogram.observe`` takes a lock and costs about a
-microsecond; on a path whose whole budget is a few microseconds we keep
-plain per-op bucket counters instead and let the metrics collector turn
+prometheus_client's ``Histogram.observe`` takes a lock and costs several
+times a plain bucket bump (docs/bench/micro.md); on a path where every
+microsecond of the daemon's own work shows, we keep plain per-op bucket
+counters instead and let the metrics collector turn
 them into a histogram family at scrape time (the custom-collector pattern
 of prometheus/client_python).  Latency here is the time the daemon spends
 on one request, decoding to encoded reply, not the network round trip.
@@ -15,9 +16,10 @@ from dataclasses import dataclass
 
 __all__ = ["LATENCY_BUCKETS_S", "LatencyRecorder", "LatencySnapshot"]
 
-#: Upper bounds in seconds.  A compressing put costs ~5-15 µs and a get
-#: ~2-10 µs on the reference machine, so the buckets are dense from 5 µs to
-#: 1 ms and sparse past it (only stalls land there).
+#: Upper bounds in seconds.  A compressing put or a get costs the daemon a
+#: few to a few tens of microseconds (docs/bench/README.md, the server path
+#: without the network), so the buckets are dense from 5 µs to 1 ms and
+#: sparse past it (only stalls land there).
 LATENCY_BUCKETS_S: tuple[float, ...] = (
     5e-6,
     10e-6,
@@ -59,7 +61,7 @@ class LatencyRecorder:
         """The live bucket counts and one-element sum of ``op``.
 
         The daemon's put/get path holds these and does the bisect and adds
-        itself, saving the call and two dict lookups per op (~0.3 µs).
+        itself, saving the call and two dict lookups per op (docs/bench/micro.md).
         """
         counts = self._counts.get(op)
         if counts is None:

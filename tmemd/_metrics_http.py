@@ -159,10 +159,10 @@ class _MetricsHttp:
     async def _exposition(self) -> bytes:
         """Collect on the loop (a consistent snapshot), format in a worker thread.
 
-        Formatting is the costly half (about 6 us per sample in
-        prometheus_client: 46 ms for 512 pools, against 14 ms to collect)
-        and reads only the frozen families, so it may leave the loop; the
-        loop then keeps serving pages, sharing the GIL in 5 ms slices.
+        Formatting is the costly part (a few times the collection,
+        docs/bench/micro.md) and reads only the frozen families, so it may
+        leave the loop; the loop then keeps serving pages, sharing the GIL
+        in 5 ms slices.
         """
         families = _Collected(list(self.registry.collect()))
         loop = asyncio.get_running_loop()

@@ -37,8 +37,9 @@ the clients connected now or within their lease (at most
 ``--max-connections`` connected at once).  Per-pool families therefore have
 at most (clients x 64) series each, and the others a handful per client.  A
 shared pool appears once, under the client charged for it.  Cost: about
-15 series per pool; a scrape of 512 pools (7,900 lines) takes ~14 ms of
-event-loop time to collect and ~46 ms of a worker thread to format.
+15 series per pool; a scrape of hundreds of pools takes tens of milliseconds
+of event-loop time to collect and a few times that in a worker thread to
+format (docs/bench/micro.md has the figures).
 
 A scrape never fails because of what a client did
 -------------------------------------------------

@@ -1,5 +1,5 @@
 """tmemd-bench end to end: a tiny matrix against a real tmemd (and the peers
-when installed), run as a user runs it (``python -m tmemd.bench``).
+when installed), run as a user runs it (``python -m tmem.bench``).
 
 Checks the JSON's shape, that every system that is installed was measured,
 and that every tmemd get returned exactly the bytes put (``wrong == 0``, and
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tmemd.bench._peers import find_peer
+from tmem.bench._peers import find_peer
 
 #: Bound on the whole harness run: about 30 fresh servers, each up for well
 #: under a second on a 2-core box.
@@ -34,7 +34,7 @@ ARGS = [
 def test_bench_smoke(tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "tmemd.bench", *ARGS, "--out", str(out)],
+        [sys.executable, "-m", "tmem.bench", *ARGS, "--out", str(out)],
         capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
         env={**os.environ, "MPLBACKEND": "Agg"},
     )  # fmt: skip
@@ -80,8 +80,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
 
 
 def test_servers_are_pinned_with_all_their_threads(tmp_path: Path) -> None:
-    from tmemd.bench._peers import start_server
-    from tmemd.bench._proc import split_cpus
+    from tmem.bench._peers import start_server
+    from tmem.bench._proc import split_cpus
 
     split = split_cpus()
     if split is None:

@@ -18,8 +18,7 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from tmemd.engine._pam import PamFull
-from tmemd.engine.pam import FRAME_BYTES, Arena, XvmallocPam, ZbudPam, ZsmallocPam
+from tmemd.engine.pam import FRAME_BYTES, Arena, PamFull, XvmallocPam, ZbudPam, ZsmallocPam
 from tmemd.engine.pam._base import ArenaPam
 
 SETTINGS = settings(max_examples=100, stateful_step_count=50, deadline=None)

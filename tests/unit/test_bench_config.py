@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from tmemd.bench import BenchConfig, build_cases, build_parser, config_from_args, quick_config
-from tmemd.bench._cli import _ints, _size
-from tmemd.bench._config import CLIENT_CODEC, NO_VARIANT
+from tmem.bench import BenchConfig, build_cases, build_parser, config_from_args, quick_config
+from tmem.bench._cli import _ints, _size
+from tmem.bench._config import CLIENT_CODEC, NO_VARIANT
 
 
 def test_quick_matrix_compares_all_three_on_put_and_get() -> None:
@@ -101,8 +101,8 @@ def test_sizes_and_lists() -> None:
 def test_missing_peer_is_named_and_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
-    from tmemd.bench import _runner
-    from tmemd.bench._progress import Progress
+    from tmem.bench import _runner
+    from tmem.bench._progress import Progress
 
     monkeypatch.setattr(_runner, "find_peer", lambda system: None)
     stream = io.StringIO()

@@ -6,9 +6,9 @@ import os
 
 import lz4.block
 
-from tmemd.bench import real_corpus, synthetic_corpus
-from tmemd.bench._corpus import KIND_SHARES, precompress
-from tmemd.bench._proc import cpu_seconds, free_port, rss_bytes, split_cpus
+from tmem.bench import real_corpus, synthetic_corpus
+from tmem.bench._corpus import EQUAL_SHARES, KIND_SHARES, precompress
+from tmem.bench._proc import cpu_seconds, free_port, rss_bytes, split_cpus
 
 ZERO = bytes(4096)
 
@@ -38,6 +38,13 @@ def test_real_corpus_mix_and_determinism() -> None:
     assert corpus.pages == real_corpus(n, seed=3).pages
     # real files: many distinct pages, not one page repeated
     assert len(set(corpus.pages)) > n // 2
+
+
+def test_real_corpus_takes_another_mix() -> None:
+    equal = real_corpus(200, seed=3, shares=EQUAL_SHARES)
+    assert sorted(equal.kinds.values()) == [20, 30, 30, 30, 30, 30, 30]
+    default = real_corpus(200, seed=3)
+    assert max(default.kinds.values()) == default.kinds["library"] == 60
 
 
 def test_precompress_is_lz4_or_the_page() -> None:

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from tmemd.bench import Case, ThreadResult
-from tmemd.bench._config import PAGES_PER_OBJECT
-from tmemd.bench._drivers import Driver, object_keys
-from tmemd.bench._load import FLUSH_STORE_FACTOR, LoadPlan, _preload, page_for, timed_loop
+from tmem.bench import Case, ThreadResult
+from tmem.bench._config import PAGES_PER_OBJECT
+from tmem.bench._drivers import Driver, object_keys
+from tmem.bench._load import FLUSH_STORE_FACTOR, LoadPlan, _preload, page_for, timed_loop
 
 PAGES = [bytes([i]) * 4096 for i in range(1, 50)]
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from tmemd.bench import Case, ThreadResult, aggregate
-from tmemd.bench._charts import write_charts
-from tmemd.bench._codec_cost import CodecCost, measure_codecs
-from tmemd.bench._report import case_record, compare, format_table, format_targets, targets
-from tmemd.bench._runner import CaseResult
+from tmem.bench import Case, ThreadResult, aggregate
+from tmem.bench._charts import write_charts
+from tmem.bench._codec_cost import CodecCost, measure_codecs
+from tmem.bench._report import case_record, compare, format_table, format_targets, targets
+from tmem.bench._runner import CaseResult
 
 
 def _result(
@@ -135,8 +135,8 @@ def test_failed_cases_are_not_compared() -> None:
 def test_repeat_keeps_the_median_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import io
 
-    from tmemd.bench import BenchConfig, _runner
-    from tmemd.bench._progress import Progress
+    from tmem.bench import BenchConfig, _runner
+    from tmem.bench._progress import Progress
 
     speeds = iter([5_000.0, 1_000.0, 3_000.0])
 

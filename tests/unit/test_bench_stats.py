@@ -7,8 +7,8 @@ from array import array
 
 import pytest
 
-from tmemd.bench import ThreadResult, aggregate, percentile
-from tmemd.bench._stats import summarize_latency
+from tmem.bench import ThreadResult, aggregate, percentile
+from tmem.bench._stats import summarize_latency
 
 
 def test_percentile_nearest_rank() -> None:

@@ -17,7 +17,7 @@ from tmem.client._spec import (
     pool_spec,
     uuid_int,
 )
-from tmem.proto import CodecId, PoolSpec, encode_pool_flags
+from tmem.proto import CodecId, PoolSpec, encode_pool_flags, is_client_name
 
 
 @pytest.mark.parametrize(
@@ -80,8 +80,7 @@ def test_pool_spec_checks_what_the_server_would_refuse() -> None:
 
 def test_default_client_name_is_acceptable() -> None:
     name = default_client_name()
-    assert 0 < len(name) <= 64
-    assert all(ch.isalnum() or ch in "._-" for ch in name)
+    assert is_client_name(name)
 
 
 @pytest.mark.parametrize(

@@ -461,11 +461,8 @@ def test_pool_ids_survive_the_lease() -> None:
         engine.get("a", old, 1, 1)
 
 
-def test_pool_ids_run_out_per_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tmemd.engine._registry as registry
-
-    monkeypatch.setattr(registry, "POOL_ID_LIMIT", 2)
-    engine = make_engine()
+def test_pool_ids_run_out_per_name() -> None:
+    engine = make_engine(pool_id_limit=2)
     engine.connect("b")
     assert [engine.new_pool("a"), engine.new_pool("a")] == [0, 1]
     engine.destroy_pool("a", 0)

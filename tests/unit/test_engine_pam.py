@@ -15,7 +15,6 @@ from tmemd.engine import (
     Refusal,
     Unsupported,
 )
-from tmemd.engine import _memory as memory_module
 from tmemd.engine._policy import page_pool
 from tmemd.engine._state import MAX_HANDLE
 from tmemd.engine.pam import FRAME_BYTES
@@ -306,15 +305,13 @@ def test_maintain_compacts_zsmalloc_after_churn() -> None:
     engine.check_invariants()
 
 
-def test_maintain_trains_a_zstd_dictionary_and_old_pages_still_decode(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(memory_module, "DICTIONARY_MIN_PAGES", 300)
-    monkeypatch.setattr(memory_module, "DICTIONARY_SAMPLE_PAGES", 300)
+def test_maintain_trains_a_zstd_dictionary_and_old_pages_still_decode() -> None:
     engine = arena_engine(
         16 << 20,
         codec="zstd",
         dictionary_bytes=16 << 10,
+        dictionary_min_pages=300,
+        dictionary_sample_pages=300,
         persistent_max=1.0,
         persistent_accept=1.0,
     )

@@ -5,7 +5,7 @@
   and the client), nor any ``tmemd`` module outside ``tmemd.engine``;
 - ``tmem.client`` never imports ``tmemd``;
 - nothing imports ``tmemd.server`` except ``tmemd.cli`` (and the server's own
-  modules).
+  modules), and the one benchmark that measures the server in process.
 
 Every import statement counts, including those under ``if TYPE_CHECKING:``
 and inside functions, and so do ``importlib.import_module("...")`` and
@@ -24,8 +24,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Source folder -> the import name it installs as (pyproject's package-dir).
-PACKAGE_DIRS = {"proto": "tmem.proto", "client": "tmem.client", "tmemd": "tmemd"}
+PACKAGE_DIRS = {
+    "proto": "tmem.proto",
+    "client": "tmem.client",
+    "tmemd": "tmemd",
+    "bench": "tmem.bench",
+}
 ENGINE_FORBIDDEN_TOP = {"asyncio", "uvloop", "tmem"}
+#: Who may import tmemd.server: the daemon's entry point, the server itself,
+#: and bench/server_path.py, which feeds it frames without a socket to time
+#: the daemon's own path per request.
+SERVER_IMPORTERS = ("tmemd.cli", "tmemd.server", "tmem.bench.server_path")
 #: Folders that are not sources: caches, and the copies that an in-tree
 #: ``pip install ./client`` leaves in ``client/build``.
 SKIPPED_PARTS = {"__pycache__", "build"}
@@ -124,8 +133,8 @@ def rule_broken(importer: str, target: str, optional: bool = False) -> str | Non
             return "the engine imports no tmemd module outside tmemd.engine"
     if within(importer, "tmem.client") and within(target, "tmemd"):
         return "the client never imports tmemd"
-    if within(target, "tmemd.server") and not (
-        within(importer, "tmemd.cli") or within(importer, "tmemd.server")
+    if within(target, "tmemd.server") and not any(
+        within(importer, allowed) for allowed in SERVER_IMPORTERS
     ):
         return "only tmemd.cli imports tmemd.server"
     return None
@@ -192,6 +201,7 @@ def test_the_tree_keeps_the_import_rules() -> None:
         ("tmemd.metrics", False, "from tmemd import server"),
         ("tmemd", True, "from . import server"),
         ("tmemd.ctl", False, "import tmemd.server._conn"),
+        ("tmem.bench._runner", False, "from tmemd.server import Server"),
         ("tmemd.x", False, "from ... import y"),
     ],
 )

@@ -8,8 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tmemd.engine._pam import Pam, PamFull
-from tmemd.engine.pam import FRAME_BYTES, Arena, XvmallocPam, ZbudPam, ZsmallocPam
+from tmemd.engine.pam import FRAME_BYTES, Arena, Pam, PamFull, XvmallocPam, ZbudPam, ZsmallocPam
 from tmemd.engine.pam._base import ArenaPam
 
 Factory = Callable[..., ArenaPam]

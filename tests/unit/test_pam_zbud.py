@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tmemd.engine._pam import PamFull
-from tmemd.engine.pam import FRAME_BYTES, Arena, ZbudPam
+from tmemd.engine.pam import FRAME_BYTES, Arena, PamFull, ZbudPam
 from tmemd.engine.pam._zbud import CHUNK_BYTES, NCHUNKS
 
 

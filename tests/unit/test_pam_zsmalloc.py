@@ -7,8 +7,7 @@ import random
 
 import pytest
 
-from tmemd.engine._pam import PamFull
-from tmemd.engine.pam import FRAME_BYTES, Arena, ZsmallocPam, build_classes
+from tmemd.engine.pam import FRAME_BYTES, Arena, PamFull, ZsmallocPam, build_classes
 from tmemd.engine.pam._zsclasses import HEADER_BYTES, MAX_SPAN_FRAMES_LIMIT
 
 

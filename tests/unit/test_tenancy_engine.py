@@ -28,7 +28,6 @@ from tmemd.engine import (
     Refusal,
     Unsupported,
 )
-from tmemd.engine import _tenancy as tenancy_module
 
 PAGE = 4096
 CHARGE = PAGE + BYTES_PAM_OVERHEAD
@@ -384,9 +383,8 @@ def test_flush_ephemeral_frees_fairly_and_reports_bytes() -> None:
     engine.check_invariants()
 
 
-def test_flush_ephemeral_is_bounded_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tenancy_module, "MAX_FLUSH_PAGES_PER_CALL", 5)
-    engine = make_engine(100, "a")
+def test_flush_ephemeral_is_bounded_per_call() -> None:
+    engine = make_engine(100, "a", max_flush_pages_per_call=5)
     pool = engine.new_pool("a")
     for i in range(12):
         engine.put("a", pool, 0, i, raw_page(i))

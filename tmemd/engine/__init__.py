@@ -9,20 +9,21 @@ the codec), never a scan over unrelated pages.  Calls return plain values
 (``put`` returns ``None`` or a ``Refusal``; ``get`` returns bytes or
 ``None``) and raise ``EngineError`` subclasses for invalid requests.
 
-Reading order: ``_engine`` (the calls and the put/get paths), ``_admin``
-(the client, pool and administration calls), ``_registry`` (clients,
-pool-id namespaces, shared pools, leases), ``_policy`` (fair eviction and
-the persistent share), ``_tenancy`` (per-client weights, caps, freeze),
-``_snapshot`` (saving and restoring pools), ``_state`` (live objects and
-the page token format), ``_index`` (the compact page index),
-``_memory`` (the arena, its spaces, maintenance), ``_space`` (per-handle
-LRU and reverse map), ``_same``, ``codecs``, ``_pam``, ``pam`` (the arena
-PAMs) and ``_bytes_pam``, ``_stats``.
+Reading order: ``_engine`` (the public calls, and which collaborator each
+goes to), ``_pages`` (the put/get/flush paths), ``_freeing`` (removing
+pages and their accounting), ``_registry`` (clients, pool-id namespaces,
+shared pools, leases), ``_policy`` (fair eviction and the persistent
+share), ``_tenancy`` (per-client weights, caps, freeze), ``_snapshot`` and
+``_restore`` (saving and restoring pools), ``_state`` (live objects and the
+page token format), ``_index`` (the compact page index), ``_ledger`` (where
+metadata is charged), ``_memory`` (the arena, its spaces, maintenance),
+``_space`` (per-handle LRU and reverse map), ``codecs``, ``pam`` (every
+PAM: the interface, ``BytesPam``, the same-filled store, the arena PAMs)
+and ``_stats``.
 """
 
 from __future__ import annotations
 
-from ._bytes_pam import BYTES_PAM_OVERHEAD, BytesPam
 from ._config import (
     DEFAULT_PAGE_BYTES,
     DEFAULT_WEIGHT,
@@ -52,13 +53,13 @@ from ._errors import (
     TooManyPools,
     Unsupported,
 )
-from ._pam import Pam, PamFull, PamStats
 from ._policy import MAX_EVICTIONS_PER_PUT
 from ._snapshot import RestoreSummary, SaveSummary, StateError, StateTooBig
 from ._state import Eviction
 from ._stats import ClientStats, EngineStats, OpCounters, PoolStats
 from ._tenancy import MAX_FLUSH_PAGES_PER_CALL, ClientLimits, ClientSettings
 from .codecs import CODECS, Codec, make_codecs
+from .pam import BYTES_PAM_OVERHEAD, BytesPam, Pam, PamFull, PamStats
 
 __all__ = [
     "BYTES_PAM_OVERHEAD",

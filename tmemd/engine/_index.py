@@ -46,7 +46,7 @@ The engine's reverse map (``_space``) keeps, per ephemeral page, what
 there, its id), or for an inline object its id, the very ``int`` the dict
 keeps as its key, so that no object and no ``int`` is made per page.  An id
 names no pool: eviction finds an inline page's pool among its client's
-pools (``_policy.page_pool``).  On a promotion the index calls ``relink``,
+pools (``_policy.page_pool``).  On a promotion the index tells its ``relinker``,
 and the map's slot of the first page switches from the id to the object,
 handing the id ``int`` over to the object as ``oid``.
 
@@ -68,9 +68,10 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol, final
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol, cast, final
 
+from ._ledger import Ledger, MetaLedger
 from ._listing import LISTING_BYTES_PER_OBJECT, ObjectListing
 
 __all__ = [
@@ -83,9 +84,8 @@ __all__ = [
     "TOKEN_MASK",
     "IndexLeaf",
     "IndexObject",
-    "Ledger",
-    "MetaLedger",
     "PageIndex",
+    "Relinker",
 ]
 
 #: Indexes per chunk of a split object, as a shift: 1024 pages (4 MiB of
@@ -118,36 +118,17 @@ OBJECT_BYTES = 256
 CHUNK_BYTES = 176
 
 
-class Ledger(Protocol):
-    """Where metadata bytes are charged, beside the frames in use: the arena
-    (``pam.Arena``) or a ``MetaLedger``."""
+class Relinker(Protocol):
+    """Whoever maps pages back to their objects (an ephemeral pool's
+    ``_state.ReverseMap``), told when an inline object is promoted."""
 
-    meta_bytes: int
-    frames_used: int
-    size_bytes: int
-
-    def room_for(self, meta_bytes: int) -> bool:
-        """Whether ``meta_bytes`` more metadata fit within the limit."""
+    def relink(self, token: int, obj: IndexObject) -> object:
+        """The page under ``token`` (the object's first) now belongs to
+        ``obj``: refer to ``obj`` from now on and return the id ``int`` held
+        for that page until now (the dict key itself).  Typed ``object`` so
+        that compiled code hands the very object over instead of unboxing
+        the int and boxing a copy."""
         ...
-
-
-#: A limit no engine reaches: a ``MetaLedger`` only counts.
-_UNBOUNDED_BYTES = 1 << 62
-
-
-class MetaLedger:
-    """A ledger that counts metadata but bounds nothing (PAMs that charge
-    their own bytes, such as ``BytesPam``, do the bounding)."""
-
-    __slots__ = ("frames_used", "meta_bytes", "size_bytes")
-
-    def __init__(self) -> None:
-        self.meta_bytes = 0
-        self.frames_used = 0
-        self.size_bytes = _UNBOUNDED_BYTES
-
-    def room_for(self, meta_bytes: int) -> bool:
-        return True
 
 
 class IndexLeaf:
@@ -169,7 +150,7 @@ class IndexObject(IndexLeaf):
         super().__init__()
         self.index = index
         #: The object id, the very ``int`` that is the object's dict key, as
-        #: ``PageIndex.relink`` hands it over; None in an index without one.
+        #: ``Relinker.relink`` hands it over; None in an index without one.
         self.oid: int | None = None
         #: ``index >> CHUNK_BITS`` -> leaf, once the object is split; else None.
         self.chunks: dict[int, IndexLeaf] | None = None
@@ -179,24 +160,30 @@ class PageIndex:
     """Pages of one pool, grouped by object.
 
     ``owner`` is whatever the engine wants to reach from an ``IndexObject``
-    (its ``Pool``); ``ledger`` is charged for the index's memory.
+    (its ``Pool``); ``ledger`` is charged for the index's memory;
+    ``relinker`` is told of each promotion (None: nobody maps pages back).
     """
 
-    __slots__ = ("_objects", "_pages", "ledger", "listing", "owner", "relink")
+    __slots__ = ("_objects", "_pages", "ledger", "listing", "owner", "relinker")
 
-    def __init__(self, owner: object = None, ledger: Ledger | None = None) -> None:
+    def __init__(
+        self,
+        owner: object = None,
+        ledger: Ledger | None = None,
+        relinker: Relinker | None = None,
+    ) -> None:
         #: Object id -> its ``IndexObject``, or the entry of its one page.
         self._objects: dict[int, IndexObject | int] = {}
         self._pages = 0
         self.owner = owner
         self.ledger: Ledger = MetaLedger() if ledger is None else ledger
-        #: Called as ``relink(token of its first page, new object)`` when an
-        #: inline object is promoted, by whoever maps pages back to objects
-        #: (the engine's reverse map of an ephemeral pool): it returns the id
+        #: Told ``relink(token of its first page, new object)`` when an inline
+        #: object is promoted, by whoever maps pages back to objects (the
+        #: engine's reverse map of an ephemeral pool): it returns the id
         #: ``int`` it held for that page (the dict key itself), which the
         #: object keeps as ``oid``, and refers to the object from then on.
         #: None: nobody maps pages back, and objects need not know their ids.
-        self.relink: Callable[[int, IndexObject], int] | None = None
+        self.relinker = relinker
         #: The object ids again, for ``list_objects`` (``_listing``); only
         #: named pools keep one (``keep_listing``), since it costs
         #: ``LISTING_BYTES_PER_OBJECT`` per object.
@@ -244,13 +231,17 @@ class PageIndex:
         obj = objects.get(object_id)
         if type(obj) is not IndexObject:
             if obj is None:
-                objects[object_id] = entry
+                # One object for the key and for the caller's reverse map:
+                # compiled code holds ``object_id`` unboxed and would box
+                # it anew for each (a second ``int`` per page).
+                key: Any = object_id
+                objects[key] = entry
                 self._pages += 1
                 self.ledger.meta_bytes += PAGE_BYTES + INLINE_OBJECT_BYTES
                 if self.listing is not None:
                     self.listing.add(object_id)
                     self.ledger.meta_bytes += LISTING_BYTES_PER_OBJECT
-                return object_id
+                return cast("IndexObject | int", key)
             # A second page: promote, in place (the key stays the first
             # page's id ``int``; a delete and an insert would leave a dead
             # entry in the dict until it next resizes).
@@ -258,8 +249,8 @@ class PageIndex:
             obj = objects[object_id] = IndexObject(self)
             obj.ents.append(first)
             self.ledger.meta_bytes += OBJECT_BYTES - INLINE_OBJECT_BYTES
-            if self.relink is not None:
-                obj.oid = self.relink(first & TOKEN_MASK, obj)
+            if self.relinker is not None:
+                obj.oid = cast("int | None", self.relinker.relink(first & TOKEN_MASK, obj))
         leaf: IndexLeaf = obj
         if obj.chunks is not None:
             leaf = self._chunk(obj, index)
@@ -434,11 +425,14 @@ class PageIndex:
         if self.listing is not None:
             assert self.listing.ids() == set(self._objects), "listing differs from the index"
             assert len(self.listing) == len(self._objects), "an object listed twice"
-        for object_id, obj in self._objects.items():
+        # Keys as objects: compiled, an ``int`` key would be unboxed and
+        # boxed anew, and the identity below would not hold.
+        entries: Iterable[tuple[object, IndexObject | int]] = self._objects.items()
+        for key, obj in entries:
             if type(obj) is IndexObject:
-                assert obj.index is self, f"object {object_id}: not in this index"
-                # With ``relink``, every object got its key ``int`` as ``oid``.
-                oid = None if self.relink is None else object_id
-                assert obj.oid is oid, f"object {object_id}: its id is not its key"
+                assert obj.index is self, f"object {key}: not in this index"
+                # With a ``relinker``, every object got its key ``int`` as ``oid``.
+                oid = None if self.relinker is None else key
+                assert obj.oid is oid, f"object {key}: its id is not its key"
                 split = obj.chunks is not None
-                assert not split or (obj.chunks and not obj.ents), f"split object {object_id}"
+                assert not split or (obj.chunks and not obj.ents), f"split object {key}"

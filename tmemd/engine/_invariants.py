@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from ._index import IndexObject
 from ._memory import DICTIONARY_CONTEXT_BYTES, Memory
 from ._policy import PersistentShare
-from ._same import SAME_HANDLE_BYTES
 from ._space import Space
 from ._state import (
     DICT_TRAINED,
@@ -32,6 +31,7 @@ from ._state import (
     Client,
     Pool,
 )
+from .pam import SAME_HANDLE_BYTES
 
 __all__ = ["check_engine"]
 

@@ -19,8 +19,8 @@ bounded amount of work per call:
 
 * compaction: each PAM moves at most ``MAINTAIN_MAX_MOVES`` objects out of
   sparse spans (zsmalloc; the others move nothing), giving frames back;
-* dictionaries: at most one zstd pool holding ``DICTIONARY_MIN_PAGES``
-  compressed pages gets a dictionary trained from ``DICTIONARY_SAMPLE_PAGES``
+* dictionaries: at most one zstd pool holding ``dictionary_min_pages``
+  compressed pages gets a dictionary trained from ``dictionary_sample_pages``
   of its own pages (``codecs.ZstdCodec.train``); its later pages use it.
   The dictionary and its compression contexts are charged
   ``dictionary_bytes + DICTIONARY_CONTEXT_BYTES`` until the pool goes;
@@ -34,20 +34,16 @@ import ctypes
 import ctypes.util
 from collections.abc import Callable, Iterable
 
-from ._bytes_pam import choose_pams
 from ._config import MAX_PAGE_BYTES, EngineConfig
 from ._errors import Unsupported
-from ._index import PAGE_BYTES, Ledger, MetaLedger
-from ._pam import Pam
-from ._same import SamePam
+from ._index import PAGE_BYTES
+from ._ledger import Ledger, MetaLedger
 from ._space import HANDLE_BYTES, Space
 from ._state import DICT_NONE, DICT_PENDING, DICT_TRAINED, ENC_COMPRESSED, VALUE_SHIFT, Pool
-from .pam import ARENA_PAM_NAMES, FRAME_BYTES, Arena, make_arena_pam
+from .pam import ARENA_PAM_NAMES, FRAME_BYTES, Arena, Pam, SamePam, choose_pams, make_arena_pam
 
 __all__ = [
     "DICTIONARY_CONTEXT_BYTES",
-    "DICTIONARY_MIN_PAGES",
-    "DICTIONARY_SAMPLE_PAGES",
     "MAINTAIN_MAX_MOVES",
     "PAGE_CHARGE_BYTES",
     "Memory",
@@ -60,13 +56,6 @@ PAGE_CHARGE_BYTES = PAGE_BYTES + HANDLE_BYTES + 12
 #: Objects one ``maintain()`` call may move per PAM: ~3 us each, so at most
 #: ~12 ms of event-loop time per PAM every half second.
 MAINTAIN_MAX_MOVES = 4096
-#: Compressed pages a zstd pool must hold before a dictionary is trained:
-#: the dictionary and its contexts cost ~1 MiB, which 16_384 pages (~20 MiB
-#: stored) repay at a 2-5 % better ratio.
-DICTIONARY_MIN_PAGES = 16_384
-#: Pages a dictionary is trained on (decompressed on the spot): 2_048 pages
-#: (8 MiB of samples) train in ~0.1 s with fastcover.
-DICTIONARY_SAMPLE_PAGES = 2_048
 #: Memory of a trained codec's zstd contexts beyond the dictionary itself
 #: (measured by RSS: ~400 KiB at level 3; charged with margin).
 DICTIONARY_CONTEXT_BYTES = 1 << 20
@@ -103,6 +92,8 @@ class Memory:
 
     def __init__(self, config: EngineConfig, ephemeral: Pam | None, persistent: Pam | None):
         self.dictionary_bytes = config.dictionary_bytes
+        self._min_pages = config.dictionary_min_pages
+        self._sample_pages = config.dictionary_sample_pages
         self._trim = _heap_trimmer()
         named = config.ephemeral_pam or config.persistent_pam
         self.arena: Arena | None = None
@@ -116,7 +107,9 @@ class Memory:
         else:
             self.ledger = MetaLedger()
         self.same_pam = SamePam(self.ledger)
-        self.spaces = [Space(0, self.same_pam, self.ledger, 1)]
+        #: The same-filled store's space: every pool's same-filled pages.
+        self.same_space = Space(0, self.same_pam, self.ledger, 1)
+        self.spaces = [self.same_space]
         self._by_name: dict[str, Space] = {}
         if named is not None:
             eph = self._arena_space(config.ephemeral_pam or named)
@@ -202,7 +195,7 @@ class Memory:
             return False
         compressed = len(pool.index) - pool.same_filled_pages - pool.raw_pages
         charge = self.dictionary_bytes + DICTIONARY_CONTEXT_BYTES
-        if compressed < DICTIONARY_MIN_PAGES or not self.ledger.room_for(charge):
+        if compressed < self._min_pages or not self.ledger.room_for(charge):
             return False
         trained = train(self._samples(pool, compressed), self.dictionary_bytes)
         if trained is None:
@@ -214,8 +207,8 @@ class Memory:
         return True
 
     def _samples(self, pool: Pool, compressed: int) -> list[bytes]:
-        """Up to ``DICTIONARY_SAMPLE_PAGES`` of the pool's pages, spread over it."""
-        step = max(1, compressed // DICTIONARY_SAMPLE_PAGES)
+        """Up to ``dictionary_sample_pages`` of the pool's pages, spread over it."""
+        step = max(1, compressed // self._sample_pages)
         space, codec, size = pool.space, pool.codec, pool.page_size
         samples: list[bytes] = []
         seen = 0
@@ -225,7 +218,7 @@ class Memory:
             seen += 1
             if seen % step == 0:
                 samples.append(codec.decompress(space.pam.load(token >> VALUE_SHIFT), size))
-                if len(samples) == DICTIONARY_SAMPLE_PAGES:
+                if len(samples) == self._sample_pages:
                     break
         return samples
 

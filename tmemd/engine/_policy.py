@@ -81,20 +81,22 @@ Persistent share (``PersistentShare``)
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from ._errors import Refusal
-from ._index import IndexObject, Ledger
-from ._pam import PamFull
+from ._index import IndexObject
+from ._ledger import Ledger
 from ._space import Space
 from ._state import ENC_MASK, ENC_SAME, VALUE_SHIFT, Client, Eviction, Pool
+from .pam import PamFull
 
 __all__ = [
     "EVICT_BATCH_PAGES",
     "MAX_EVICTIONS_PER_PUT",
+    "Dropper",
     "Evictor",
     "PersistentShare",
     "page_pool",
-    "rehome_pages",
 ]
 
 #: Eviction rounds one put may run before it is refused.  A 4 KiB raw page
@@ -106,33 +108,23 @@ MAX_EVICTIONS_PER_PUT = 256
 #: halves the cost of a put into a full arena (an ephemeral page may go at
 #: any time; each page is still the fairest victim's oldest).
 EVICT_BATCH_PAGES = 8
-#: ``drop(holder, space, handle, reason, freed)`` unindexes and frees the
-#: ephemeral page under ``handle``, one of ``holder``'s (skipping PAM handles
-#: in ``freed``: a reclaim freed them already), counts it under ``reason``
-#: (an ``Eviction`` value), and returns its stored bytes.
-DropFn = Callable[[Client, Space, int, int, tuple[int, ...]], int]
 #: Plain ints: indexing a list with an IntEnum member costs a conversion.
 _LRU = int(Eviction.LRU)
 _RECLAIM = int(Eviction.RECLAIM)
 
 
-def rehome_pages(pool: Pool, old: Client, spaces: list[Space], holders: dict[str, Client]) -> None:
-    """Move a shared pool's LRU entries and stored bytes from ``old`` to its new
-    owner ``pool.tenant``.  O(evictable pages of ``old``); it runs only when a
-    shared pool's owner leaves."""
-    new = pool.tenant
-    for space in spaces:
-        moved = [h for h in space.handles(old) if _holds(pool, space, h)]
-        if moved and not new.lru_pages:
-            holders[new.name] = new
-        for handle in moved:
-            obj = space.objs[handle]
-            assert obj is not None
-            index, stored = space.idx[handle], space.lens[handle]
-            space.unlink(old, handle)
-            space.link(new, handle, obj, index, stored)
-    old.ephemeral_bytes -= pool.stored_bytes
-    new.ephemeral_bytes += pool.stored_bytes
+class Dropper(Protocol):
+    """What the evictor needs to remove a page it chose: the engine's page
+    freer (``_freeing.PageFreer``), which knows indexes and accounting."""
+
+    def drop(
+        self, holder: Client, space: Space, handle: int, reason: int, freed: tuple[int, ...]
+    ) -> int:
+        """Unindex and free the ephemeral page under ``handle``, one of
+        ``holder``'s (skipping PAM handles in ``freed``: a reclaim freed
+        them already), count it under ``reason`` (an ``Eviction`` value),
+        and return its stored bytes."""
+        ...
 
 
 def page_pool(holder: Client, space: Space, handle: int) -> Pool:
@@ -172,17 +164,18 @@ class Evictor:
     may hold evictable pages: the engine adds a client when its LRU goes from
     empty to not empty, and the evictor drops entries whose LRU emptied when
     it next scans (so the hot path never pays for removal).  ``spaces`` is
-    the engine's list of spaces (it grows as PAMs are created).
+    the engine's list of spaces (it grows as PAMs are created).  The evictor
+    chooses victims; ``dropper`` removes them (it owns indexes and counts).
     """
 
-    __slots__ = ("_drop", "_ledger", "_spaces", "holders", "page_charge")
+    __slots__ = ("_dropper", "_ledger", "_spaces", "holders", "page_charge")
 
     def __init__(
-        self, spaces: list[Space], ledger: Ledger, drop: DropFn, *, page_charge: int
+        self, spaces: list[Space], ledger: Ledger, dropper: Dropper, *, page_charge: int
     ) -> None:
         self._spaces = spaces
         self._ledger = ledger
-        self._drop = drop
+        self._dropper = dropper
         #: Metadata bytes a page costs, counted in the fairness score.
         self.page_charge = page_charge
         self.holders: dict[str, Client] = {}
@@ -241,9 +234,9 @@ class Evictor:
             if handles:
                 freed = tuple(handles)
                 for handle in handles:
-                    self._drop(victim, space, handle, _RECLAIM, freed)
+                    self._dropper.drop(victim, space, handle, _RECLAIM, freed)
                 return True
-        self._drop(victim, space, victim.lru_head[space.id], _LRU, ())
+        self._dropper.drop(victim, space, victim.lru_head[space.id], _LRU, ())
         return True
 
     def _pick(self, victim: Client, prefer: Space | None, *, same_ok: bool) -> Space | None:
@@ -294,7 +287,7 @@ class Evictor:
         space = self._pick(client, None, same_ok=False)
         if space is None:
             return None
-        return self._drop(client, space, client.lru_head[space.id], int(reason), ())
+        return self._dropper.drop(client, space, client.lru_head[space.id], int(reason), ())
 
     def fit_cap(self, client: Client, size: int, cap: int) -> bool:
         """Evict ``client``'s own pages until ``size`` more stored bytes stay
@@ -306,6 +299,24 @@ class Evictor:
             if self.evict_oldest(client, Eviction.CLIENT_TOTAL_CAP) is None:
                 break
         return client.ephemeral_bytes + client.persistent_bytes + size <= cap
+
+    def rehome(self, pool: Pool, old: Client) -> None:
+        """Move a shared pool's LRU entries and stored bytes from ``old`` to its
+        new owner ``pool.tenant`` (the registry's ``Rehomer``).  O(evictable
+        pages of ``old``); it runs only when a shared pool's owner leaves."""
+        new = pool.tenant
+        for space in self._spaces:
+            moved = [h for h in space.handles(old) if _holds(pool, space, h)]
+            if moved and not new.lru_pages:
+                self.holders[new.name] = new
+            for handle in moved:
+                obj = space.objs[handle]
+                assert obj is not None
+                index, stored = space.idx[handle], space.lens[handle]
+                space.unlink(old, handle)
+                space.link(new, handle, obj, index, stored)
+        old.ephemeral_bytes -= pool.stored_bytes
+        new.ephemeral_bytes += pool.stored_bytes
 
 
 class PersistentShare:

@@ -12,7 +12,7 @@ counter outlives ``destroy_pool`` and the client's lease.  A handle kept
 across a destroy or a lease expiry therefore answers BAD_POOL instead of
 reaching whatever pool got the same id next: the id alone names the pool,
 no generation has to travel with it.  The counter costs one small int per
-client name that ever made a pool.  A name that made ``POOL_ID_LIMIT``
+client name that ever made a pool.  A name that made ``pool_id_limit``
 (2^32 - 1) pools has used up its ids and gets TOO_MANY_POOLS: five days of
 doing nothing but making 10,000 pools a second, and it hurts no other name.
 
@@ -40,16 +40,18 @@ revoked client must lose access, not just the right to join again).
 
 Leases: a client is created by its first ``connect``.  When its last
 connection closes, its lease starts; ``expire_leases()`` frees every client
-whose lease ended by ``clock()`` (the daemon calls it periodically), and a
+whose lease ended by ``now`` (the engine passes its clock's time; the
+daemon calls it periodically), and a
 reconnect before that cancels the lease, so a host that reconnects finds its
 swap pages again.  Only clients whose last connection closed are scanned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import Protocol
 
-from ._config import MAX_PAGE_BYTES, MIN_PAGE_BYTES, POOL_ID_LIMIT, UUID_LIMIT, EngineConfig
+from ._config import MAX_PAGE_BYTES, MIN_PAGE_BYTES, UUID_LIMIT, EngineConfig
 from ._errors import (
     BadArgument,
     Forbidden,
@@ -59,49 +61,71 @@ from ._errors import (
     TooManyPools,
     Unsupported,
 )
-from ._index import Ledger
+from ._ledger import Ledger
 from ._space import Space
 from ._state import Client, Pool
 from .codecs import Codec
 
-__all__ = ["Registry"]
+__all__ = ["PoolFreer", "PoolSpaces", "Registry", "Rehomer"]
+
+
+class PoolSpaces(Protocol):
+    """Where a new pool's pages go (``_memory.Memory``)."""
+
+    @property
+    def ledger(self) -> Ledger:
+        """Charged for the pools' indexes."""
+        ...
+
+    @property
+    def same_space(self) -> Space:
+        """The same-filled store's space, which every pool shares."""
+        ...
+
+    def space_for(self, persistent: bool, pam: str | None) -> Space:
+        """A new pool's space; ``Unsupported`` for a PAM the engine lacks."""
+        ...
+
+
+class PoolFreer(Protocol):
+    """Frees a pool's pages when its last member left (``_freeing.PageFreer``)."""
+
+    def free_pool(self, pool: Pool) -> None: ...
+
+
+class Rehomer(Protocol):
+    """Moves a shared pool's pages to its new owner (``_policy.Evictor``, which
+    owns the LRU lists they are charged in)."""
+
+    def rehome(self, pool: Pool, old: Client) -> None: ...
 
 
 class Registry:
     """Client and pool bookkeeping; pages are the engine's business.
 
-    ``free_pages(pool)`` is called when a pool's last member leaves; it must
-    free every page of the pool.  ``rehome(pool, old_owner, old_pool_id)``
-    is called after a shared pool's owner changed.  ``init_client(client)``
-    is called for each new ``Client`` (to copy in its settings), and
-    ``init_pool(pool)`` for each new ``Pool``.
-    ``space_for(persistent, pam)`` gives a new pool's space (and raises
-    ``Unsupported`` for a PAM the engine does not have); ``ledger`` is
-    charged for the pools' indexes.
+    ``clients`` is the engine's table of live clients (shared with the
+    tenancy rules and the persistent share, which read it).  Where a change
+    of membership concerns pages, the registry tells a collaborator: the
+    ``freer`` when a pool's last member left, the ``rehomer`` when a shared
+    pool's owner changed.  A new client is returned by ``connect``, so that
+    the engine applies its settings (``_tenancy``).
     """
 
     def __init__(
         self,
         config: EngineConfig,
-        clock: Callable[[], float],
         codecs: Mapping[str, Codec],
-        space_for: Callable[[bool, str | None], Space],
-        ledger: Ledger,
-        free_pages: Callable[[Pool], None],
-        rehome: Callable[[Pool, Client, int], None],
-        init_client: Callable[[Client], None],
-        init_pool: Callable[[Pool], None],
+        spaces: PoolSpaces,
+        clients: dict[str, Client],
+        freer: PoolFreer,
+        rehomer: Rehomer,
     ) -> None:
         self._config = config
-        self._clock = clock
         self._codecs = codecs
-        self._space_for = space_for
-        self._ledger = ledger
-        self._free_pages = free_pages
-        self._rehome = rehome
-        self._init_client = init_client
-        self._init_pool = init_pool
-        self.clients: dict[str, Client] = {}
+        self._spaces = spaces
+        self._freer = freer
+        self._rehomer = rehomer
+        self.clients = clients
         #: Clients with no connection: name -> lease deadline.
         self._idle: dict[str, float] = {}
         self._shared: dict[int, Pool] = {}
@@ -118,26 +142,27 @@ class Registry:
             raise NoSuchClient(name)
         return client
 
-    def connect(self, name: str) -> None:
+    def connect(self, name: str) -> Client | None:
+        """Count a connection of ``name``; return its ``Client`` if it is new."""
         client = self.clients.get(name)
+        created = client is None
         if client is None:
             client = self.clients[name] = Client(name, len(Refusal))
-            self._init_client(client)
         client.connections += 1
         client.lease_deadline = None
         self._idle.pop(name, None)
+        return client if created else None
 
-    def disconnect(self, name: str) -> None:
+    def disconnect(self, name: str, now: float) -> None:
         client = self.client(name)
         if client.connections == 0:
             raise BadArgument(f"client {name!r} has no connection to close")
         client.connections -= 1
         if client.connections == 0:
-            client.lease_deadline = self._clock() + self._config.lease_s
+            client.lease_deadline = now + self._config.lease_s
             self._idle[name] = client.lease_deadline
 
-    def expire_leases(self) -> list[str]:
-        now = self._clock()
+    def expire_leases(self, now: float) -> list[str]:
         expired = [name for name, deadline in self._idle.items() if deadline <= now]
         for name in expired:
             self.destroy_client(name)
@@ -191,7 +216,7 @@ class Registry:
             if not _same_flags(named, persistent, precompressed, page_size, codec, pam):
                 raise BadArgument(f"pool {pool_name!r} exists with other flags")
             return named.pool_id
-        space = self._space_for(persistent, pam)
+        space = self._spaces.space_for(persistent, pam)
         pool_id = self._free_id(client)
         if codec is None:
             codec = self._config.default_codec if client.codec is None else client.codec
@@ -205,10 +230,10 @@ class Registry:
             codec_name=codec,
             codec=self._codecs[codec],
             space=space,
-            ledger=self._ledger,
+            same_space=self._spaces.same_space,
+            ledger=self._spaces.ledger,
             name=pool_name,
         )
-        self._init_pool(pool)
         client.pools[pool_id] = pool
         if pool_name is not None:
             client.pool_names[pool_name] = pool_id
@@ -248,7 +273,7 @@ class Registry:
         if len(client.pools) >= self._config.max_pools_per_client:
             raise TooManyPools(f"client {client.name!r} has {len(client.pools)} pools open")
         pool_id = self.next_pool_ids.get(client.name, 0)
-        if pool_id >= POOL_ID_LIMIT:
+        if pool_id >= self._config.pool_id_limit:
             raise TooManyPools(f"client {client.name!r} has used every pool id of this daemon")
         self.next_pool_ids[client.name] = pool_id + 1
         return pool_id
@@ -266,11 +291,11 @@ class Registry:
                 # Charge the pages to the earliest-joined remaining member.
                 pool.owner, pool.pool_id = next(iter(pool.members.items()))
                 pool.tenant = self.clients[pool.owner]
-                self._rehome(pool, client, pool_id)
+                self._rehomer.rehome(pool, client)
             return
         if pool.shared_uuid is not None:
             del self._shared[pool.shared_uuid]
-        self._free_pages(pool)
+        self._freer.free_pool(pool)
 
     def authorize_shared(self, uuid: int, name: str) -> None:
         if not 0 <= uuid < UUID_LIMIT:
@@ -302,13 +327,13 @@ class Registry:
 
     # --- restoring a saved state (``_snapshot``) ---------------------------
 
-    def adopt_client(self, name: str) -> Client:
+    def adopt_client(self, name: str, now: float) -> Client:
         """A client restored from a saved state: created without a connection,
         its lease counted from now, so that it must reattach within the lease."""
         if name in self.clients:
             raise BadArgument(f"client {name!r} exists already")
         client = self.clients[name] = Client(name, len(Refusal))
-        client.lease_deadline = self._idle[name] = self._clock() + self._config.lease_s
+        client.lease_deadline = self._idle[name] = now + self._config.lease_s
         return client
 
     def adopt_pool(self, pool: Pool) -> None:
@@ -325,7 +350,6 @@ class Registry:
             owner.pool_names[pool.name] = pool.pool_id
         if pool.shared_uuid is not None:
             self._shared[pool.shared_uuid] = pool
-        self._init_pool(pool)
 
     def pool_id_counters(self) -> dict[str, int]:
         """Client name -> the id its next pool gets (a copy)."""
@@ -335,7 +359,7 @@ class Registry:
         """Set saved counters, after the pools are adopted: never below an id
         in use, so that a restored daemon does not reuse one either."""
         for name, counter in counters.items():
-            if not 0 <= counter <= POOL_ID_LIMIT:
+            if not 0 <= counter <= self._config.pool_id_limit:
                 raise BadArgument(f"pool id counter {counter} of {name!r} is out of range")
             self.next_pool_ids[name] = counter
         for client in self.clients.values():

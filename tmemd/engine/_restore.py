@@ -3,7 +3,7 @@
 ``load_state`` checks each section as it comes (length, CRC, kind) and
 rebuilds in order: clients (no connection, lease from now), pools under
 their saved ids, pool-id counters and authorizations from META; then each
-PAGES section's pages, stored as they were (``Engine._restore_page``: no
+PAGES section's pages, stored as they were (``PageStore.restore_page``: no
 codec runs); then, after END has confirmed the totals, the saved settings.
 A problem anywhere raises ``StateError`` naming the section and the byte;
 the engine is then partly restored and the caller discards it (the daemon
@@ -69,7 +69,8 @@ class _Restorer:
                 f"of this memory is {share.max_bytes} bytes"
             )
         registry = engine._registry
-        self.clients = [registry.adopt_client(str(name)) for name in meta["clients"]]
+        now = engine._clock()
+        self.clients = [registry.adopt_client(str(name), now) for name in meta["clients"]]
         self._pools: dict[int, Pool] = {}
         for entry in meta["pools"]:
             pool = self._pool(entry)
@@ -104,6 +105,7 @@ class _Restorer:
             codec_name=codec_name,
             codec=engine._codecs[codec_name],
             space=engine._memory.space_for(persistent, str(entry["pam"])),
+            same_space=engine._memory.same_space,
             ledger=engine._ledger,
             name=None if entry.get("name") is None else str(entry["name"]),
         )
@@ -138,7 +140,7 @@ class _Restorer:
         self.seen_bytes += len(blob)
         if pool.index.get(object_id, index):
             raise StateError(f"page ({object_id}, {index}) of pool {pool.pool_id} saved twice")
-        refusal = self._engine._restore_page(pool, object_id, index, blob, encoding)
+        refusal = self._engine._pages.restore_page(pool, object_id, index, blob, encoding)
         if refusal is None:
             return
         if pool.persistent:

@@ -199,7 +199,7 @@ def _page_records(engine: Engine, pool: Pool) -> Iterator[bytes]:
     """Each page of ``pool`` as one record (its blob exactly as stored)."""
     space = pool.space
     load = space.pam.load
-    fills = engine._fills
+    fills = engine._memory.same_pam.fills
     pack = RECORD.pack
     for object_id, index, token in pool.index.items():
         encoding = token & ENC_MASK

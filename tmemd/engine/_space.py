@@ -47,8 +47,9 @@ from array import array
 from collections.abc import Iterator
 from typing import Protocol
 
-from ._index import IndexObject, Ledger
-from ._pam import Pam
+from ._index import IndexObject
+from ._ledger import Ledger
+from .pam import Pam
 
 __all__ = ["HANDLE_BYTES", "MAX_SPACES", "NIL", "LruOwner", "Space"]
 

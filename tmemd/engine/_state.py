@@ -30,10 +30,11 @@ from __future__ import annotations
 import enum
 
 from ._config import DEFAULT_WEIGHT
-from ._index import Ledger, PageIndex
-from ._pam import Pam
+from ._index import IndexObject, PageIndex
+from ._ledger import Ledger
 from ._space import MAX_SPACES, Space
 from .codecs import Codec, raw_threshold_bytes
+from .pam import Pam
 
 __all__ = [
     "DICT_NONE",
@@ -50,6 +51,8 @@ __all__ = [
     "Counters",
     "Eviction",
     "Pool",
+    "ReverseMap",
+    "Totals",
     "make_token",
 ]
 
@@ -117,6 +120,55 @@ class Counters:
         self.pages_evicted = 0
 
 
+class Totals:
+    """The engine-wide counters: operations, and refusals and evictions by
+    reason.  One object, shared by the collaborators that count into it
+    (the page store, the page freer), read by ``statistics()``."""
+
+    __slots__ = (
+        "dropped_by_refused_replace",
+        "evicted_by_reason",
+        "freed_by_destroy",
+        "ops",
+        "refused_by_reason",
+    )
+
+    def __init__(self, refusal_kinds: int) -> None:
+        self.ops = Counters()
+        #: Refused puts, indexed by ``Refusal`` value.
+        self.refused_by_reason = [0] * refusal_kinds
+        #: Evicted pages, indexed by ``Eviction`` value.
+        self.evicted_by_reason = [0] * len(Eviction)
+        #: Old copies flushed because their replacement was refused.
+        self.dropped_by_refused_replace = 0
+        #: Pages freed with their pool (destroy_pool, lease expiry).
+        self.freed_by_destroy = 0
+
+
+class ReverseMap:
+    """An ephemeral pool's way into the spaces' reverse map, handed to its
+    index as its ``Relinker``: when a one-page object gets a second page,
+    the slot of its first page (under ``token``), which held the object's
+    id, must refer to the new ``IndexObject`` (``_index``, ``_space``)."""
+
+    __slots__ = ("_same", "_space")
+
+    def __init__(self, space: Space, same: Space) -> None:
+        self._space = space
+        self._same = same
+
+    def relink(self, token: int, obj: IndexObject) -> object:
+        """Point the page's slot at ``obj``; return the id it held (the index's
+        key itself: ``object_id`` is never narrowed to ``int``, which compiled
+        code would unbox and box anew)."""
+        space = self._same if token & ENC_MASK == ENC_SAME else self._space
+        handle = token >> VALUE_SHIFT
+        object_id = space.objs[handle]
+        assert _is_id(object_id), f"handle {handle}: no one-page object's id"
+        space.objs[handle] = obj
+        return object_id
+
+
 class Pool:
     """One pool: its flags, its index, and gauges over its pages.
 
@@ -162,6 +214,7 @@ class Pool:
         codec_name: str,
         codec: Codec,
         space: Space,
+        same_space: Space,
         ledger: Ledger,
         name: str | None = None,
     ) -> None:
@@ -188,7 +241,10 @@ class Pool:
         self.space = space
         #: Dictionary training: ``DICT_PENDING``, ``DICT_TRAINED`` or ``DICT_NONE``.
         self.dictionary = DICT_PENDING
-        self.index = PageIndex(self, ledger)
+        #: An ephemeral pool's pages are found from their handles (eviction),
+        #: so its index tells the reverse map of each promoted object.
+        relinker = None if persistent else ReverseMap(space, same_space)
+        self.index = PageIndex(self, ledger, relinker)
         if name is not None:
             self.index.keep_listing()
         self.members: dict[str, int] = {owner.name: pool_id}
@@ -286,3 +342,9 @@ class Client:
         self.lru_tail = [0] * MAX_SPACES
         self.lru_count = [0] * MAX_SPACES
         self.lru_pages = 0
+
+
+def _is_id(value: object) -> bool:
+    """Whether a reverse-map slot holds an object id (a check that, unlike
+    ``type(value) is int`` inline, narrows nothing: see ``ReverseMap.relink``)."""
+    return type(value) is int

@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from ._errors import Refusal
-from ._pam import Pam, PamStats
 from ._policy import PersistentShare
 from ._state import DICT_TRAINED, Client, Counters, Eviction, Pool
+from .pam import Pam, PamStats
 
 __all__ = [
     "ClientStats",

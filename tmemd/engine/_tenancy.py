@@ -36,7 +36,8 @@ How caps are enforced (in ``Engine.put``)
 Administration
     ``flush_ephemeral(nbytes)`` evicts fairly (most-above-share client
     first) until ``nbytes`` stored bytes are freed, the memory is empty of
-    ephemeral pages, or ``MAX_FLUSH_PAGES_PER_CALL`` pages went; it returns
+    ephemeral pages, or ``max_flush_pages`` pages went (the config's
+    ``max_flush_pages_per_call``, ``MAX_FLUSH_PAGES_PER_CALL``); it returns
     the bytes freed, and the caller repeats for more.  ``freeable()`` is the
     stored bytes of every evictable page.
 """
@@ -46,7 +47,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ._config import DEFAULT_WEIGHT, MAX_WEIGHT
+from mypy_extensions import mypyc_attr
+
+from ._config import DEFAULT_WEIGHT, MAX_FLUSH_PAGES_PER_CALL, MAX_WEIGHT
 from ._errors import BadArgument, NoSuchClient, Unsupported
 from ._policy import Evictor
 from ._state import Client, Eviction
@@ -60,14 +63,16 @@ __all__ = [
     "Tenancy",
 ]
 
-#: Pages one ``flush_ephemeral`` call may evict: about 50 ms of event-loop
-#: time at ~3 us a page; an administrator's tool repeats the call for more.
-MAX_FLUSH_PAGES_PER_CALL = 16384
 #: Pages evicted from one victim before the fairest victim is chosen again:
 #: choosing costs O(clients), so a flush of N pages costs O(N + N/16 clients).
 FLUSH_BATCH_PAGES = 16
 
 
+# Built from values not known to be ints yet (the auth file, the state
+# file): a plain class, so that compiled code does not check the fields'
+# types in ``__init__`` (a TypeError) before ``__post_init__`` can refuse
+# them with BadArgument, as the interpreted build does.
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class ClientLimits:
     """A client's weight and byte caps (None: no cap)."""
@@ -77,13 +82,15 @@ class ClientLimits:
     total_cap: int | None = None
 
     def __post_init__(self) -> None:
-        weight = self.weight
+        # Read as objects (getattr): compiled, reading ``self.weight`` as an
+        # ``int`` would convert a bool to a plain int before the check.
+        weight: object = getattr(self, "weight")  # noqa: B009
         if not isinstance(weight, int) or isinstance(weight, bool):
             raise BadArgument(f"weight must be an integer, not {weight!r}")
         if not 1 <= weight <= MAX_WEIGHT:
             raise BadArgument(f"weight {weight} is not in [1, {MAX_WEIGHT}]")
         for name in ("persistent_cap", "total_cap"):
-            cap = getattr(self, name)
+            cap: object = getattr(self, name)
             if cap is None:
                 continue
             if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
@@ -111,9 +118,14 @@ class Tenancy:
     """The settings table, kept in step with the live ``Client`` objects."""
 
     def __init__(
-        self, clients: Mapping[str, Client], codecs: Mapping[str, Codec], evictor: Evictor
+        self,
+        clients: Mapping[str, Client],
+        codecs: Mapping[str, Codec],
+        evictor: Evictor,
+        max_flush_pages: int = MAX_FLUSH_PAGES_PER_CALL,
     ) -> None:
         self._clients = clients
+        self._max_flush_pages = max_flush_pages
         self._codecs = codecs
         self._evictor = evictor
         self._table: dict[str, _Settings] = {}
@@ -197,11 +209,12 @@ class Tenancy:
         if nbytes < 0:
             raise BadArgument(f"cannot flush {nbytes} bytes")
         freed = pages = 0
-        while freed < nbytes and pages < MAX_FLUSH_PAGES_PER_CALL:
+        limit = self._max_flush_pages
+        while freed < nbytes and pages < limit:
             victim = self._evictor.victim(None, 0, bytes_only=True)
             if victim is None:
                 break
-            for _ in range(min(FLUSH_BATCH_PAGES, MAX_FLUSH_PAGES_PER_CALL - pages)):
+            for _ in range(min(FLUSH_BATCH_PAGES, limit - pages)):
                 got = self._evictor.evict_oldest(victim, Eviction.ADMIN_FLUSH)
                 if got is None:
                     break

@@ -1,9 +1,17 @@
-"""Arena-backed PAMs: compressed pages packed into the frames of one arena.
+"""Every PAM (page-addressable memory): the interface and its stores.
+
+A PAM stores opaque byte strings behind integer handles (``_pam``: ``Pam``,
+``PamFull``, ``PamStats``).  The engine's stores all live here:
+
+* ``BytesPam`` (``_bytes``): one ``bytes`` object per page under a byte
+  budget; the reference store, and what an engine without an arena uses.
+* ``SamePam`` (``_same``): the fill byte of each same-filled page, behind
+  reusable handles; no frame.
 
 The daemon's memory limit is one ``Arena`` of 4 KiB frames (``_arena``);
-PAMs take frames from it and pack compressed pages into them, so no stored
-page is ever a Python object of its own.  Three PAMs share the ``Pam``
-interface of ``tmemd.engine._pam`` and may share one arena:
+the arena PAMs take frames from it and pack compressed pages into them, so
+no stored page is ever a Python object of its own.  Three share the frame
+accounting of ``_base.ArenaPam`` and may share one arena:
 
 * ``ZbudPam`` (``_zbud``): two pages per frame, ``reclaim()`` frees the
   least recently stored-into frame.  Density <= 2; simple eviction; the
@@ -14,8 +22,9 @@ interface of ``tmemd.engine._pam`` and may share one arena:
   several frames, handles through an indirection table, ``compact()``.
   Within ~3 % of an ideal packer on real pages: the dense store.
 
-Reading order: ``_arena``, ``_base``, ``_zbud``, ``_xvmalloc``,
-``_zsclasses``, ``_zsspans``, ``_zsmalloc``, ``_zscheck``, ``_tabled``.
+Reading order: ``_pam``, ``_bytes``, ``_same``, ``_arena``, ``_base``,
+``_zbud``, ``_xvmalloc``, ``_zsclasses``, ``_zsspans``, ``_zsmalloc``,
+``_zscheck``, ``_tabled``.
 
 ``make_arena_pam(name, arena)`` builds the PAM the daemon means by a name:
 xvmalloc's handles are arena offsets, so it comes behind a ``TabledPam``
@@ -36,9 +45,11 @@ Inside the arena, xvmalloc and zsmalloc spend a 4-byte header per object.
 
 from __future__ import annotations
 
-from .._pam import Pam
 from ._arena import FRAME_BYTES, FRAME_SHIFT, KEEP_WARM_FRAMES, RELEASE_BATCH_FRAMES, Arena
 from ._base import ArenaPam
+from ._bytes import BYTES_PAM_OVERHEAD, BytesPam, choose_pams
+from ._pam import Pam, PamFull, PamStats
+from ._same import SAME_HANDLE_BYTES, SamePam
 from ._tabled import TabledPam
 from ._xvmalloc import XvmallocPam
 from ._zbud import ZbudPam
@@ -47,20 +58,28 @@ from ._zsmalloc import ZsmallocPam
 
 __all__ = [
     "ARENA_PAM_NAMES",
+    "BYTES_PAM_OVERHEAD",
     "DEFAULT_MAX_SPAN_FRAMES",
     "FRAME_BYTES",
     "FRAME_SHIFT",
     "KEEP_WARM_FRAMES",
     "MAX_OBJECT_BYTES",
     "RELEASE_BATCH_FRAMES",
+    "SAME_HANDLE_BYTES",
     "Arena",
     "ArenaPam",
+    "BytesPam",
+    "Pam",
+    "PamFull",
+    "PamStats",
+    "SamePam",
     "SizeClass",
     "TabledPam",
     "XvmallocPam",
     "ZbudPam",
     "ZsmallocPam",
     "build_classes",
+    "choose_pams",
     "make_arena_pam",
 ]
 

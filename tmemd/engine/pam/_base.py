@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from array import array
 
-from .._pam import Pam, PamFull, PamStats
 from ._arena import FRAME_BYTES, Arena
+from ._pam import Pam, PamFull, PamStats
 
 __all__ = ["NIL", "ArenaPam", "extend_to"]
 
@@ -46,7 +46,7 @@ def extend_to(arr: array[int], items: int, fill: int) -> None:
 class ArenaPam(Pam):
     """Frame accounting common to the arena PAMs (subclasses do placement)."""
 
-    name = "arena"
+    NAME = "arena"
     #: Bytes of per-frame arrays per frame covered (``_grow_to``).
     FRAME_META_BYTES = 0
 

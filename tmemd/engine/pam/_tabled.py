@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from array import array
 
-from .._pam import Pam, PamStats
 from ._base import ArenaPam
+from ._pam import Pam, PamStats
 
 __all__ = ["TABLE_HANDLE_BYTES", "TabledPam"]
 
@@ -35,10 +35,13 @@ class TabledPam(Pam):
 
     def __init__(self, inner: ArenaPam) -> None:
         self.inner = inner
-        self.name = inner.name
         self._loc = array("Q", [0])
         self._free = array("I")
         self.table_charged = 0
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
 
     @property
     def meta_charged(self) -> int:

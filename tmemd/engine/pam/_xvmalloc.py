@@ -76,7 +76,7 @@ MAX_ARENA_BYTES = 1 << 34
 class XvmallocPam(ArenaPam):
     """Variable-size blocks inside frames, segregated free lists, O(1) good fit."""
 
-    name = "xvmalloc"
+    NAME = "xvmalloc"
     FRAME_META_BYTES = 2
 
     def __init__(

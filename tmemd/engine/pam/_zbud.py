@@ -63,7 +63,7 @@ def _chunks(n: int) -> int:
 class ZbudPam(ArenaPam):
     """Two compressed pages per frame; ``reclaim()`` frees the LRU frame."""
 
-    name = "zbud"
+    NAME = "zbud"
     FRAME_META_BYTES = 20
 
     def __init__(

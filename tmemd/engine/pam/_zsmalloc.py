@@ -87,7 +87,7 @@ SPAN_META_BYTES = 25
 class ZsmallocPam(ArenaPam):
     """Size-class slots across multi-frame spans, handles through a table."""
 
-    name = "zsmalloc"
+    NAME = "zsmalloc"
     FRAME_META_BYTES = 8
 
     def __init__(

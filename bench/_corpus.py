@@ -1,9 +1,14 @@
-"""Page sources for the benchmark: real 4 KiB pages from this machine, or synthetic ones.
+"""The page corpus of every benchmark: real 4 KiB pages from this machine, or synthetic ones.
+
+Every benchmark of this folder, ``tmemd-bench`` and the scripts alike, cuts
+its pages here, with the same default mix and seed, so that their figures
+compare.
 
 Why real pages: a compressing put costs what the codec costs on the page,
-and that depends on the bytes.  Random bytes never compress and repeated
-text compresses absurdly well; a tmem server sees code, text, databases and
-zero pages, so that is what the corpus holds (the mix of docs/design.md §6).
+and density is what the codec makes of the page, so both depend on the
+bytes.  Random bytes never compress and repeated text compresses absurdly
+well; a tmem server sees code, text, databases and zero pages, so that is
+what the corpus holds (the mix of docs/design.md §6).
 
 How ``real_corpus(n, seed)`` builds it: for each kind it lists the kind's
 files (sorted, symlinks resolved, duplicates dropped), sizes them without
@@ -14,11 +19,16 @@ kind reads a SQLite file built here from seeded rows and cached in the temp
 directory.  A kind with no files on this machine falls back to synthetic
 pages, and ``Corpus.kinds`` says so (``"text(synthetic)"``).
 
-Guarantee: the same machine image, ``n`` and seed give the same pages in the
-same order.  Granularity: shares round down per kind, the remainder goes to
-libraries.  Worked example: ``n = 20_000`` gives 2_000 zero pages, 6_000
-library, 3_000 executable, 2_000 Python source, 2_000 bytecode, 3_000 text
-and 2_000 database pages, shuffled together (78 MiB).
+The mix: ``KIND_SHARES`` by default, the one every figure in docs/bench/ was
+measured on.  ``EQUAL_SHARES`` weights the six kinds of real files equally;
+docs/memory.md explains why its density figures were taken on that mix
+(``--equal-shares`` of the density scripts).
+
+Guarantee: the same machine image, ``n``, seed and mix give the same pages
+in the same order.  Granularity: shares round down per kind, the remainder
+goes to libraries.  Worked example: ``n = 20_000`` gives 2_000 zero pages,
+6_000 library, 3_000 executable, 2_000 Python source, 2_000 bytecode, 3_000
+text and 2_000 database pages, shuffled together (78 MiB).
 
 ``synthetic_corpus(n, seed)`` makes word-salad pages (about 2.3x with lz4)
 plus the same 10 % of zero pages, in milliseconds, for quick runs and tests.
@@ -33,15 +43,23 @@ import random
 import sqlite3
 import sysconfig
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lz4.block
 
-from ._config import PAGE_BYTES
+from ._config import PAGE_BYTES, SEED
 
-__all__ = ["KIND_SHARES", "Corpus", "precompress", "real_corpus", "synthetic_corpus"]
+__all__ = [
+    "EQUAL_SHARES",
+    "KIND_SHARES",
+    "SEED",
+    "Corpus",
+    "precompress",
+    "real_corpus",
+    "synthetic_corpus",
+]
 
 #: Share of each kind: zero pages are ~10 % of real swap (docs/design.md §5); the
 #: rest follows what a host's page cache holds, mostly code.
@@ -53,6 +71,18 @@ KIND_SHARES: dict[str, float] = {
     "python_bytecode": 0.10,
     "text": 0.15,
     "database": 0.10,
+}
+#: The six kinds of real files weighted equally, 15 % each, beside the same
+#: 10 % of zero pages: no one toolchain's libraries stand for "what a host
+#: caches" (docs/memory.md, "The corpus").
+EQUAL_SHARES: dict[str, float] = {
+    "zero": 0.10,
+    "library": 0.15,
+    "executable": 0.15,
+    "python_source": 0.15,
+    "python_bytecode": 0.15,
+    "text": 0.15,
+    "database": 0.15,
 }
 #: Rows per database page wanted: ~150-byte rows plus two indexes fill a
 #: 4 KiB page with about 20 rows, so 24 leaves a margin.
@@ -179,15 +209,15 @@ def _database(rows: int, seed: int) -> str:
     return str(path)
 
 
-def _counts(n: int) -> dict[str, int]:
-    counts = {kind: int(n * share) for kind, share in KIND_SHARES.items()}
+def _counts(n: int, shares: Mapping[str, float]) -> dict[str, int]:
+    counts = {kind: int(n * share) for kind, share in shares.items()}
     counts["library"] += n - sum(counts.values())
     return counts
 
 
-def real_corpus(n: int, seed: int) -> Corpus:
-    """``n`` real pages in the ``KIND_SHARES`` mix, shuffled (see the module doc)."""
-    counts = _counts(n)
+def real_corpus(n: int, seed: int = SEED, shares: Mapping[str, float] = KIND_SHARES) -> Corpus:
+    """``n`` real pages in the ``shares`` mix, shuffled (see the module doc)."""
+    counts = _counts(n, shares)
     rows = max(1_000, counts["database"] * DB_ROWS_PER_PAGE)
     pages: list[bytes] = []
     kinds: dict[str, int] = {}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from array import array
 
-from ._index import Ledger
+from .._ledger import Ledger
 from ._pam import Pam, PamStats
 
 __all__ = ["SAME_HANDLE_BYTES", "SamePam"]
@@ -34,7 +34,7 @@ SAME_HANDLE_BYTES = 6
 class SamePam(Pam):
     """Fill bytes of same-filled pages, behind reusable handles."""
 
-    name = "same"
+    NAME = "same"
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger

@@ -45,6 +45,7 @@ __all__ = [
     "PAGE_BYTES",
     "PLACEMENTS",
     "POOLS",
+    "SEED",
     "SYSTEMS",
     "WORKLOADS",
     "BenchConfig",
@@ -55,6 +56,8 @@ __all__ = [
 
 #: Every page is one x86-64 base page, tmem's default page size.
 PAGE_BYTES = 4096
+#: Seed of every benchmark's corpus (``_corpus``), so runs compare like with like.
+SEED = 20_240_601
 #: The systems one run compares; peers absent from the machine are skipped.
 SYSTEMS = ("tmemd", "memcached", "redis")
 #: put: fresh keys only.  get_hit: gets of stored keys.  get_miss: gets of
@@ -152,7 +155,7 @@ class BenchConfig:
     #: Memory given to every server (tmemd --memory, memcached -m, redis
     #: maxmemory), bytes; raised per case when the store needs more.
     memory_bytes: int = 4 << 30
-    seed: int = 20_240_601
+    seed: int = SEED
     charts: bool = True
     #: "split": the server on the first half of the CPUs, the clients on the
     #: rest (see ``_proc.split_cpus``); "shared": wherever the OS puts them.

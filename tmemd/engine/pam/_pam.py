@@ -16,8 +16,10 @@ then drops from its index.  PAMs without such a unit return ``None``.
 
 from __future__ import annotations
 
-import abc
 from dataclasses import dataclass
+from typing import ClassVar
+
+from mypy_extensions import mypyc_attr
 
 __all__ = ["Pam", "PamFull", "PamStats"]
 
@@ -47,49 +49,51 @@ class PamStats:
     role: str = ""
 
 
+# A plug point: PAMs written elsewhere (tests, plugged-in stores) subclass
+# it, also when the engine is compiled.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Pam:
     """Storage for compressed pages behind opaque integer handles.
 
     A plain base class, not ``abc.ABC``: mypyc-compiled subclasses of an
     ABC share its ``isinstance`` cache, so a zbud PAM tested as
-    ``ZsmallocPam`` would say yes (docs/build.md).  The abstract methods
-    still mark what a PAM must define, for mypy and for a reader.
+    ``ZsmallocPam`` would say yes (docs/build.md).  The methods a PAM must
+    define raise NotImplementedError here.
     """
 
-    name: str = "pam"
+    #: The PAM's name, as pools name it: a class constant (a subclass sets
+    #: its own, also an interpreted one, as ``name = ...`` or ``NAME = ...``).
+    NAME: ClassVar[str] = "pam"
 
-    @abc.abstractmethod
+    @property
+    def name(self) -> str:
+        return self.NAME
+
     def store(self, data: bytes | bytearray | memoryview) -> int:
         """Copy ``data`` in; return its handle (never 0) or raise ``PamFull``."""
         raise NotImplementedError
 
-    @abc.abstractmethod
     def load(self, handle: int) -> bytes:
         """The bytes stored under ``handle``."""
         raise NotImplementedError
 
-    @abc.abstractmethod
     def free(self, handle: int) -> int:
         """Release ``handle`` (it may be reused by a later ``store``); return
         the length that was stored under it."""
         raise NotImplementedError
 
-    @abc.abstractmethod
     def stored_size(self, handle: int) -> int:
         """Length of the bytes stored under ``handle``."""
         raise NotImplementedError
 
-    @abc.abstractmethod
     def bytes_used(self) -> int:
         """Memory charged to this PAM now (what counts against the limit)."""
         raise NotImplementedError
 
-    @abc.abstractmethod
     def statistics(self) -> PamStats:
         """A frozen snapshot for metrics and benchmarks."""
         raise NotImplementedError
 
-    @abc.abstractmethod
     def check_invariants(self) -> None:
         """Walk every internal structure; raise ``AssertionError`` on corruption."""
         raise NotImplementedError

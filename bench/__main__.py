@@ -1,4 +1,4 @@
-"""``python -m tmemd.bench``: the same as the ``tmemd-bench`` command."""
+"""``python -m tmem.bench``: the same as the ``tmemd-bench`` command."""
 
 from __future__ import annotations
 

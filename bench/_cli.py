@@ -250,7 +250,7 @@ def run(config: BenchConfig, out_dir: Path, command: str) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``tmemd-bench`` and ``python -m tmemd.bench``."""
+    """Entry point of ``tmemd-bench`` and ``python -m tmem.bench``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     config = config_from_args(args)

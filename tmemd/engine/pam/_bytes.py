@@ -22,6 +22,8 @@ returns ``None``), so the engine evicts page by page.
 
 from __future__ import annotations
 
+from mypy_extensions import mypyc_attr
+
 from ._pam import Pam, PamFull, PamStats
 
 __all__ = ["BYTES_PAM_OVERHEAD", "BytesPam", "choose_pams"]
@@ -33,10 +35,12 @@ __all__ = ["BYTES_PAM_OVERHEAD", "BytesPam", "choose_pams"]
 BYTES_PAM_OVERHEAD = 128
 
 
+# The reference store: tests derive PAMs with other behaviours from it.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class BytesPam(Pam):
     """A dict of ``bytes`` objects bounded by a byte budget."""
 
-    name = "bytes"
+    NAME = "bytes"
 
     def __init__(self, capacity_bytes: int) -> None:
         if capacity_bytes <= 0:
