@@ -143,8 +143,8 @@ def answer_burst(
         counts[bisect_left(_BUCKETS, t1 - t0)] += 1
         sums[0] += t1 - t0
         t0 = t1
-        # _append_reply, inline: the call would cost the interpreted build
-        # about 1.5% of a get (docs/bench/server-path.md).
+        # _append_reply, inline: the call is a measurable share of an
+        # interpreted get (docs/bench/server-path.md).
         out.append(
             _pack_reply_header(
                 _MAGIC, _VERSION, opcode, status, fields.request_id, value, len(reply)
