@@ -60,7 +60,7 @@ from ._constants import (
     page_size_from_flags,
 )
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from ._frames import Request, Response
+from ._frames import Request, RequestFields, Response
 from ._names import CLIENT_NAME_CHARS, MAX_CLIENT_NAME_CHARS, is_client_name
 from ._pool_flags import PoolFlagsError, PoolSpec, decode_pool_flags, encode_pool_flags
 
@@ -108,6 +108,7 @@ __all__ = [
     "RemoteProtocolError",
     "Request",
     "RequestDecoder",
+    "RequestFields",
     "Response",
     "ResponseDecoder",
     "Status",

@@ -45,6 +45,10 @@ COMPILED_MODULES: tuple[str, ...] = (
     "tmem.proto._errors",
     # tmem.client: the sans-IO core every call goes through.
     "tmem.client._core",
+    # tmemd: the daemon's answer to a read burst and its request handlers.
+    "tmemd._dispatch",
+    "tmemd._handlers",
+    "tmemd._session",
     # tmemd.engine: the engine and its collaborators, index, policy, codecs.
     "tmemd.engine._config",
     "tmemd.engine._engine",

@@ -8,6 +8,15 @@ bytes-like object the decoder or the caller handed in (``bytes`` or a
 ``memoryview``), so that a 4 KiB page crosses the codec without a copy.
 Meaning (is this page length right for that pool?) is not checked here: the
 frame layer checks only what the bytes alone can tell.
+
+``RequestFields`` is the receiving side's other form of a request: the same
+named fields in a plain mutable object that ``RequestDecoder.next_into``
+fills in place, one frame after another.  A server answers every frame of a
+read burst and keeps none of them, so one object per connection is enough,
+and filling it costs a few attribute stores where building a ``Request``
+costs a whole object (docs/bench/server-path.md has the figures).  Compiled
+(mypyc), its attributes are typed C fields, so the fields a handler reads
+cost no more than locals.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from typing import NamedTuple
 
 from ._constants import NO_POOL, Opcode, Status
 
-__all__ = ["Request", "Response"]
+__all__ = ["Request", "RequestFields", "Response"]
 
 Payload = bytes | bytearray | memoryview
 
@@ -79,4 +88,36 @@ class Response(NamedTuple):
         return (
             f"resp #{self.request_id} {name} {status} value={self.value} "
             f"payload={len(self.payload)}B"
+        )
+
+
+class RequestFields:
+    """One request's fields, named, overwritten by each ``next_into`` call.
+
+    The same fields as ``Request`` (``object_id`` joined from its three
+    words), for code that answers a frame and moves on; ``request()`` makes
+    the frozen ``Request`` for anything that keeps it.
+    """
+
+    def __init__(self) -> None:
+        self.opcode: int = 0
+        self.flags: int = 0
+        self.request_id: int = 0
+        self.pool_id: int = NO_POOL
+        self.object_id: int = 0
+        self.index: int = 0
+        self.arg: int = 0
+        self.payload: bytes = b""
+
+    def request(self) -> Request:
+        """The fields now held, as a frozen ``Request``."""
+        return Request(
+            self.opcode,
+            self.request_id,
+            self.pool_id,
+            self.object_id,
+            self.index,
+            self.flags,
+            self.arg,
+            self.payload,
         )

@@ -42,7 +42,8 @@ serves nothing else meanwhile, so the state is one consistent instant.
 Without ``--state-dir`` it is UNSUPPORTED; a failed write INTERNAL_ERROR
 (the previous state file stays whole).
 
-Errors: a malformed argument or an unknown client is BAD_ARGUMENT with a
+Errors are ``RequestError`` (``_session``), raised as the page handlers
+raise theirs: a malformed argument or an unknown client is BAD_ARGUMENT with a
 message naming it (the engine's NO_SUCH_CLIENT would map to
 NOT_AUTHENTICATED on the page path, which is wrong here); other engine
 errors keep their usual status.  msgpack carries 64-bit integers only, so
@@ -54,7 +55,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from tmem.proto import (
     CodecId,
@@ -66,6 +67,7 @@ from tmem.proto import (
     is_client_name,
 )
 
+from ._session import HandlerContext, RequestError, Session
 from ._statedir import StateDirError
 from ._status import status_for
 from .engine import (
@@ -79,27 +81,14 @@ from .engine import (
     PoolStats,
 )
 
-if TYPE_CHECKING:
-    from ._handlers import HandlerContext, Session
-
 __all__ = [
     "LIST_OBJECTS_BUCKETS_PER_CALL",
     "MAX_LIST_OBJECTS",
-    "ControlError",
     "pool_kwargs",
     "run_control",
 ]
 
 T = TypeVar("T")
-
-
-class ControlError(Exception):
-    """A control command failed; carries the wire status to answer with."""
-
-    def __init__(self, status: Status, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
 
 _INT64_MAX = (1 << 63) - 1
 _UUID_HEX_RE = re.compile(r"[0-9a-f]{32}")
@@ -200,14 +189,14 @@ def _cmd_open_pool(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dic
     assert s.client is not None
     name = body.get("name")
     if not is_client_name(name):  # a pool name follows the client-name rule
-        raise ControlError(Status.BAD_ARGUMENT, "'name' must be 1-64 of [A-Za-z0-9._-]")
+        raise RequestError(Status.BAD_ARGUMENT, "'name' must be 1-64 of [A-Za-z0-9._-]")
     flags = _count(body, "flags", 0, 0xFFFFFFFF)
     try:
         spec = decode_pool_flags(flags)
     except PoolFlagsError as exc:
-        raise ControlError(exc.status, str(exc)) from None
+        raise RequestError(exc.status, str(exc)) from None
     if spec.shared:
-        raise ControlError(Status.BAD_ARGUMENT, "a shared pool is named by its UUID")
+        raise RequestError(Status.BAD_ARGUMENT, "a shared pool is named by its UUID")
     client = s.client
     pool_id = _engine_call(
         client, lambda: ctx.engine.new_pool(client, name=name, **pool_kwargs(spec))
@@ -254,14 +243,14 @@ def _cmd_stats(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[st
 def _client(body: dict[str, Any]) -> str:
     name = body.get("client")
     if not is_client_name(name):
-        raise ControlError(Status.BAD_ARGUMENT, "'client' must be a client name")
+        raise RequestError(Status.BAD_ARGUMENT, "'client' must be a client name")
     return name
 
 
 def _count(body: dict[str, Any], key: str, low: int, high: int) -> int:
     value = body.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ControlError(Status.BAD_ARGUMENT, f"{key!r} must be an integer in [{low}, {high}]")
+        raise RequestError(Status.BAD_ARGUMENT, f"{key!r} must be an integer in [{low}, {high}]")
     return value
 
 
@@ -277,7 +266,7 @@ def _uuid(body: dict[str, Any]) -> int:
     text = body.get("uuid")
     digits = text.replace("-", "").lower() if isinstance(text, str) else ""
     if not _UUID_HEX_RE.fullmatch(digits) or not 0 < int(digits, 16) < UUID_LIMIT:
-        raise ControlError(Status.BAD_ARGUMENT, "'uuid' must be 32 hex digits, not all zero")
+        raise RequestError(Status.BAD_ARGUMENT, "'uuid' must be 32 hex digits, not all zero")
     return int(digits, 16)
 
 
@@ -286,9 +275,9 @@ def _engine_call(name: str, call: Callable[[], T]) -> T:
     try:
         return call()
     except NoSuchClient:
-        raise ControlError(Status.BAD_ARGUMENT, f"no client named {name!r}") from None
+        raise RequestError(Status.BAD_ARGUMENT, f"no client named {name!r}") from None
     except EngineError as exc:
-        raise ControlError(status_for(exc.code), str(exc)) from None
+        raise RequestError(status_for(exc.code), str(exc)) from None
 
 
 def _settings_reply(ctx: HandlerContext, name: str) -> dict[str, Any]:
@@ -341,7 +330,7 @@ def _cmd_set_weight(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> di
 def _cmd_set_cap(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
     name = _client(body)
     if "persistent_cap" not in body and "total_cap" not in body:
-        raise ControlError(Status.BAD_ARGUMENT, "give 'persistent_cap' and/or 'total_cap'")
+        raise RequestError(Status.BAD_ARGUMENT, "give 'persistent_cap' and/or 'total_cap'")
     limits = _engine_call(name, lambda: ctx.engine.client_limits(name))
     new = ClientLimits(
         limits.weight,
@@ -356,7 +345,7 @@ def _cmd_set_codec(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dic
     name = _client(body)
     codec = body.get("codec")
     if codec is not None and (not isinstance(codec, str) or codec not in CODECS):
-        raise ControlError(Status.BAD_ARGUMENT, f"'codec' must be one of {sorted(CODECS)} or nil")
+        raise RequestError(Status.BAD_ARGUMENT, f"'codec' must be one of {sorted(CODECS)} or nil")
     _engine_call(name, lambda: ctx.engine.set_client_codec(name, codec))
     return _settings_reply(ctx, name)
 
@@ -387,14 +376,14 @@ def _cmd_set_memory(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> di
 
 def _cmd_save(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
     if ctx.save_state is None:
-        raise ControlError(Status.UNSUPPORTED, "this daemon runs without --state-dir")
+        raise RequestError(Status.UNSUPPORTED, "this daemon runs without --state-dir")
     try:
         return ctx.save_state()
     except StateDirError as exc:
-        raise ControlError(Status.INTERNAL_ERROR, str(exc)) from None
+        raise RequestError(Status.INTERNAL_ERROR, str(exc)) from None
 
 
-Command = Callable[["HandlerContext", "Session", dict[str, Any]], dict[str, Any]]
+Command = Callable[[HandlerContext, Session, dict[str, Any]], dict[str, Any]]
 _SELF: dict[str, Command] = {
     "list_pools": _cmd_list_pools,
     "open_pool": _cmd_open_pool,
@@ -419,14 +408,14 @@ _ADMIN: dict[str, Command] = {
 
 
 def run_control(ctx: HandlerContext, s: Session, body: dict[str, Any]) -> dict[str, Any]:
-    """Dispatch one control body; raise ``ControlError`` with a wire status."""
+    """Dispatch one control body; raise ``RequestError`` with a wire status."""
     cmd = body.get("cmd")
     if not isinstance(cmd, str):
-        raise ControlError(Status.BAD_ARGUMENT, "control body needs a string 'cmd'")
+        raise RequestError(Status.BAD_ARGUMENT, "control body needs a string 'cmd'")
     if cmd in _SELF:
         return _SELF[cmd](ctx, s, body)
     if cmd in _ADMIN:
         if not _is_admin(ctx, s):
-            raise ControlError(Status.FORBIDDEN, f"{cmd!r} needs an administrator")
+            raise RequestError(Status.FORBIDDEN, f"{cmd!r} needs an administrator")
         return _ADMIN[cmd](ctx, s, body)
-    raise ControlError(Status.UNSUPPORTED, f"unknown control command {cmd!r}")
+    raise RequestError(Status.UNSUPPORTED, f"unknown control command {cmd!r}")

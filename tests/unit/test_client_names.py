@@ -18,10 +18,13 @@ from tmem.client._spec import check_client_name
 from tmem.proto import MAX_CLIENT_NAME_CHARS, Opcode, Request, Status, is_client_name
 from tmemd import ctl
 from tmemd._auth import hash_token, load_auth_file
-from tmemd._control import ControlError, run_control
-from tmemd._handlers import HandlerContext, Session, handle
+from tmemd._control import run_control
+from tmemd._handlers import handle
+from tmemd._session import HandlerContext, RequestError, Session
 from tmemd.config import ConfigError
 from tmemd.engine import Engine, EngineConfig
+
+from .frames import fields_of
 
 GOOD = ["a", "web-01", "host.example_1", "A" * MAX_CLIENT_NAME_CHARS, "-", "."]
 BAD = [
@@ -79,7 +82,7 @@ def test_hello_answers_bad_argument(name: str, auth: bool) -> None:
     """Checked before the token: with an auth file too, BAD_ARGUMENT, never AUTH_FAILED."""
     body = msgpack.packb({"client": name, "token": "t"})
     session = Session("p")
-    status, _, _ = handle(_ctx(auth), session, Request(Opcode.HELLO, payload=body))
+    status, _, _ = handle(_ctx(auth), session, fields_of(Request(Opcode.HELLO, payload=body)))
     assert status == Status.BAD_ARGUMENT
     assert session.client is None
 
@@ -88,7 +91,7 @@ def test_hello_answers_bad_argument(name: str, auth: bool) -> None:
 def test_control_client_argument(name: str) -> None:
     ctx = _ctx(False)
     ctx.engine.connect("ops")
-    with pytest.raises(ControlError) as info:
+    with pytest.raises(RequestError) as info:
         run_control(ctx, Session("p", "ops", admin=True), {"cmd": "freeze", "client": name})
     assert info.value.status == Status.BAD_ARGUMENT
 

@@ -14,8 +14,8 @@ import pytest
 
 from tmem.proto import Status
 from tmemd import ctl
-from tmemd._control import _ADMIN, _SELF, ControlError, run_control
-from tmemd._handlers import HandlerContext, Session
+from tmemd._control import _ADMIN, _SELF, run_control
+from tmemd._session import HandlerContext, RequestError, Session
 from tmemd._statedir import StateDirError
 from tmemd.engine import ClientLimits, Engine, EngineConfig
 
@@ -49,7 +49,7 @@ def run(ctx: HandlerContext, s: Session, **body: Any) -> dict[str, Any]:
 
 
 def status_of(ctx: HandlerContext, s: Session, **body: Any) -> Status:
-    with pytest.raises(ControlError) as info:
+    with pytest.raises(RequestError) as info:
         run_control(ctx, s, body)
     return info.value.status
 
@@ -91,7 +91,7 @@ def test_without_an_auth_file_every_client_is_an_administrator(cmd: str) -> None
     ctx, web, _ = make(auth_file=False)
     try:
         run(ctx, web, cmd=cmd, client=None, bytes="x")
-    except ControlError as exc:
+    except RequestError as exc:
         assert exc.status == Status.BAD_ARGUMENT
     assert run(ctx, web, cmd="list_clients")["clients"]
 
@@ -146,7 +146,7 @@ def test_replies() -> None:
 )
 def test_errors(body: dict[str, Any], status: Status) -> None:
     ctx, _, ops = make()
-    with pytest.raises(ControlError) as info:
+    with pytest.raises(RequestError) as info:
         run_control(ctx, ops, body)
     assert info.value.status == status
 

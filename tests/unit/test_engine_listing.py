@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from tmem.proto import PoolSpec, Status, encode_pool_flags
-from tmemd._control import MAX_LIST_OBJECTS, ControlError, run_control
-from tmemd._handlers import HandlerContext, Session
+from tmemd._control import MAX_LIST_OBJECTS, run_control
+from tmemd._session import HandlerContext, RequestError, Session
 from tmemd.engine import BadArgument, Engine, EngineConfig, Unsupported
 from tmemd.engine._listing import MAX_LOAD, MIN_BUCKETS, MOVE_BUCKETS_PER_CALL, ObjectListing
 
@@ -197,7 +197,7 @@ def control(engine: Engine, **body: Any) -> dict[str, Any]:
 
 
 def control_status(engine: Engine, **body: Any) -> Status:
-    with pytest.raises(ControlError) as info:
+    with pytest.raises(RequestError) as info:
         control(engine, **body)
     return info.value.status
 

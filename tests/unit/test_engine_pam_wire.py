@@ -20,9 +20,12 @@ from tmem.proto import (
     decode_pool_flags,
     encode_pool_flags,
 )
-from tmemd._handlers import HandlerContext, Session, handle
+from tmemd._handlers import handle
+from tmemd._session import HandlerContext, Session
 from tmemd.cli import build_parser, make_config, make_engine
 from tmemd.config import ConfigError, DaemonConfig
+
+from .frames import fields_of
 
 
 @pytest.mark.parametrize("pam", list(PamId))
@@ -66,7 +69,7 @@ def test_handler_passes_the_pam_to_the_engine() -> None:
     for pam in PamId:
         flags = encode_pool_flags(PoolSpec(persistent=True, pam=pam))
         request = Request(Opcode.NEW_POOL, 1, NO_POOL, 0, 0, 0, flags)
-        status, ids[pam], _ = handle(ctx, session, request)
+        status, ids[pam], _ = handle(ctx, session, fields_of(request))
         assert status == Status.OK
     pams = {p.pool_id: p.pam for p in engine.statistics().pool_stats}
     assert [pams[ids[pam]] for pam in PamId] == ["zsmalloc", "zbud", "xvmalloc", "zsmalloc"]

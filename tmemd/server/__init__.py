@@ -37,18 +37,18 @@ import secrets
 import time
 from typing import Any
 
-from tmem.proto import MAX_REQUEST_PAYLOAD_BYTES, NO_OPCODE, Opcode, Status
+from tmem.proto import MAX_REQUEST_PAYLOAD_BYTES, NO_OPCODE, Status
 
 from .._admission import Admission
 from .._backlog import ReplyBacklog
-from .._handlers import HandlerContext
+from .._dispatch import Dispatch
 from .._latency import LatencyRecorder
+from .._session import HandlerContext
 from .._throttle import AuthThrottle
 from ..config import DaemonConfig
 from ..engine import MAX_PAGE_BYTES, MIN_PAGE_BYTES, Engine
 from ._connection import (
     MAX_REPLY_BACKLOG_BYTES,
-    OP_NAMES,
     WRITE_BUFFER_HIGH_BYTES,
     WRITE_BUFFER_LOW_BYTES,
     Connection,
@@ -69,8 +69,6 @@ DRAIN_POLL_S = 0.05
 #: How often the sweeper checks timeouts and leases.  Timeouts are therefore
 #: enforced with this much slack, which is fine for values of seconds.
 SWEEP_INTERVAL_S = 0.5
-_PUT = int(Opcode.PUT_PAGE)
-_GET = int(Opcode.GET_PAGE)
 
 
 def hello_limits(config: DaemonConfig, engine: Engine) -> dict[str, Any]:
@@ -90,12 +88,19 @@ def hello_limits(config: DaemonConfig, engine: Engine) -> dict[str, Any]:
 class Server:
     """Owns the listening socket, the live connections and the sweeper."""
 
-    def __init__(self, config: DaemonConfig, engine: Engine, ctx: HandlerContext) -> None:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        engine: Engine,
+        ctx: HandlerContext,
+        backlog: ReplyBacklog | None = None,
+    ) -> None:
         self.config = config
         self.engine = engine
         self.ctx = ctx
         self.connections: set[Connection] = set()
-        self.backlog = ReplyBacklog(WRITE_BUFFER_HIGH_BYTES, MAX_REPLY_BACKLOG_BYTES)
+        #: The reply budgets; tests pass a small one to exercise backpressure.
+        self.backlog = backlog or ReplyBacklog(WRITE_BUFFER_HIGH_BYTES, MAX_REPLY_BACKLOG_BYTES)
         self.admission: Admission[Connection] = Admission(
             config.max_connections, config.max_unauthenticated, config.hello_timeout
         )
@@ -106,9 +111,8 @@ class Server:
         self.busy_poll_s = config.busy_poll / 1e6
         self.spin_until = 0.0
         self.spinning = False
-        #: Held by connections: put/get latency is recorded inline.
-        self.put_latency = self.latency.series(OP_NAMES[_PUT])
-        self.get_latency = self.latency.series(OP_NAMES[_GET])
+        #: What every connection's bursts share (``tmemd._dispatch``).
+        self.dispatch = Dispatch(ctx, self.latency)
         self.bytes_in = 0
         #: Connections accepted and refused since start (for metrics).
         self.connections_total = 0
@@ -153,6 +157,15 @@ class Server:
         self._sweeper = loop.create_task(self._sweep())
         bound = self._server.sockets[0].getsockname()
         return str(bound[0]), int(bound[1])
+
+    def received(self, nbytes: int, now: float) -> None:
+        """A connection read ``nbytes`` at ``now``: count them, and keep
+        polling for ``--busy-poll`` after this read."""
+        self.bytes_in += nbytes
+        if self.busy_poll_s:
+            self.spin_until = now + self.busy_poll_s
+            if not self.spinning:
+                self.start_spinning()
 
     def start_spinning(self) -> None:
         """Busy-poll until ``spin_until`` (``--busy-poll``).
@@ -246,9 +259,7 @@ class Server:
         written, so a client sees whole replies and then the end of the
         stream, never a reset in the middle of a reply.
         """
-        self.draining = True
-        for conn in self.connections:
-            conn.drain_owed = conn.decoder.buffered_bytes
+        self.begin_drain()
         if self._server is not None:
             self._server.close()
         log.info("draining %d connections for up to %g s", len(self.connections), timeout_s)
@@ -256,6 +267,13 @@ class Server:
         while self.connections and not hurry.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(DRAIN_POLL_S)
         await self.close()
+
+    def begin_drain(self) -> None:
+        """Answer BUSY to every request read from now on; what each
+        connection has read already is still served."""
+        self.draining = True
+        for conn in self.connections:
+            conn.drain_owed = conn.decoder.buffered_bytes
 
     async def close(self) -> None:
         """Stop listening, close every connection, stop the sweeper."""

@@ -1,28 +1,28 @@
-"""One client connection: bytes in, frames answered, replies out, within bounds.
+"""One client connection: the asyncio glue around the sans-IO edge.
 
 After asyncpg/uvloop, the ``asyncio.Protocol`` callbacks are a few lines
-each.  ``data_received`` feeds the bytes to the connection's
-``RequestDecoder`` and ``process`` answers every whole frame (synchronously:
-the engine is pure and fast), writing the answers of a read burst with one
-``writelines``, so a pipelined client costs one syscall per burst rather than
-one per page.  PUT_PAGE and GET_PAGE are answered inline (the fields read
-straight from the decoder); everything else goes through
-``_handlers.handle``, and both paths answer errors alike.
+each: ``data_received`` feeds the bytes to the connection's
+``RequestDecoder`` and ``process`` has ``tmemd._dispatch`` answer every
+whole frame (synchronously: the engine is pure and fast), writing the
+replies of a round with one ``writelines``, so a pipelined client costs one
+syscall per burst rather than one per page.  What a frame means, and how it
+is answered, lives in ``_dispatch`` and ``_handlers``; this module owns the
+socket, the timeouts' timestamps and backpressure.
 
 Backpressure: replies, not requests, are what a peer that stops reading
 makes us hold (a GET of 48 bytes asks for up to 64 KiB), so a burst is
 answered only while the reply backlog (``tmemd._backlog``) has room:
 ``WRITE_BUFFER_HIGH_BYTES`` per connection and ``MAX_REPLY_BACKLOG_BYTES``
-in all, plus one frame.  Once a burst's replies spend the budget, the rest of
-its frames stay in the decoder and reading stops; ``resume_writing`` (the
-transport drained) answers them later, in order.  A connection held back by
-the server-wide bound waits until its own queue is empty: it lowers the
-transport's low-water mark to 0 so that the transport says when.
+in all, plus one frame.  Once a round's replies spend the budget, the rest
+of its frames stay in the decoder and reading stops; ``resume_writing``
+(the transport drained) answers them later, in order.  A connection held
+back by the server-wide bound waits until its own queue is empty: it lowers
+the transport's low-water mark to 0 so that the transport says when.
 
 Draining (SIGTERM, PROTOCOL.md section 12.5): every frame read after the
 drain began is answered BUSY, unserved, within the same budget; frames read
 before it but still waiting (behind replies their peer had not read yet) are
-served as usual.
+served as usual (``_dispatch.answer_draining``).
 """
 
 from __future__ import annotations
@@ -31,36 +31,26 @@ import asyncio
 import logging
 import socket
 import time
-from bisect import bisect_left
-from time import perf_counter
 from typing import TYPE_CHECKING, cast
 
 import msgpack
 
 from tmem.proto import (
-    PROTOCOL_VERSION,
-    REQUEST_HEADER_BYTES,
-    RESPONSE_HEADER,
-    RESPONSE_HEADER_BYTES,
-    RESPONSE_MAGIC,
-    Opcode,
     RemoteProtocolError,
     RequestDecoder,
+    RequestFields,
     Status,
     response_header,
 )
 
-from .._handlers import GET_MODES as _GET_MODES
-from .._handlers import Session, failure, handle
-from .._latency import LATENCY_BUCKETS_S
-from .._status import REFUSE_REASON
+from .._dispatch import CLOSED, DONE, answer_burst, answer_draining
+from .._session import Session
 
 if TYPE_CHECKING:
     from . import Server
 
 __all__ = [
     "MAX_REPLY_BACKLOG_BYTES",
-    "OP_NAMES",
     "WRITE_BUFFER_HIGH_BYTES",
     "WRITE_BUFFER_LOW_BYTES",
     "Connection",
@@ -80,26 +70,6 @@ WRITE_BUFFER_LOW_BYTES = 1 << 20
 #: that stop reading cost the daemon a bounded, small share of its overhead
 #: beyond ``--memory`` (deploy/README.md, "Memory").
 MAX_REPLY_BACKLOG_BYTES = 8 << 20
-_HEADER_BYTES = RESPONSE_HEADER_BYTES
-_REQUEST_HEADER_BYTES = REQUEST_HEADER_BYTES
-_BUSY = int(Status.BUSY)
-#: How a round of answering ended: no whole frame left, the reply budget
-#: spent (frames may wait in the decoder), or the connection closed.
-_DONE, _SPENT, _CLOSED = 0, 1, 2
-#: The body of every BUSY answer while draining (PROTOCOL.md section 12.5).
-_DRAINING_BODY = msgpack.packb({"error": "server shutting down; retry elsewhere or later"})
-_pack_response = RESPONSE_HEADER.pack
-_RESPONSE_MAGIC = RESPONSE_MAGIC
-_VERSION = PROTOCOL_VERSION
-_AUTH_FAILED = int(Status.AUTH_FAILED)
-#: Metric label per opcode: Prometheus labels are lower-case words.
-OP_NAMES = {int(op): op.name.lower() for op in Opcode}
-_PUT = int(Opcode.PUT_PAGE)
-_GET = int(Opcode.GET_PAGE)
-_OK = int(Status.OK)
-_MISS = int(Status.MISS)
-_REFUSED = int(Status.REFUSED)
-_BUCKETS = LATENCY_BUCKETS_S
 
 
 class Connection(asyncio.Protocol):
@@ -108,6 +78,8 @@ class Connection(asyncio.Protocol):
     def __init__(self, server: Server) -> None:
         self.server = server
         self.decoder = RequestDecoder()
+        #: The frame being answered, filled in place by the decoder.
+        self.fields = RequestFields()
         self.transport: asyncio.Transport | None = None
         self.session = Session(peer="?")
         self.last_rx = time.monotonic()
@@ -137,14 +109,8 @@ class Connection(asyncio.Protocol):
         self.server.admit(self)
 
     def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        self.last_rx = now
-        server = self.server
-        if server.busy_poll_s:
-            server.spin_until = now + server.busy_poll_s
-            if not server.spinning:
-                server.start_spinning()
-        server.bytes_in += len(data)
+        self.last_rx = time.monotonic()
+        self.server.received(len(data), self.last_rx)
         try:
             self.decoder.feed(data)
         except RemoteProtocolError as exc:
@@ -169,152 +135,47 @@ class Connection(asyncio.Protocol):
                 self.stall()
                 break
             outcome = self._round(budget)
-            if outcome == _DONE:
+            if outcome == DONE:
                 if not self.decoder.pending_header:
                     self.partial_since = None
                 elif self.partial_since is None:
                     self.partial_since = time.monotonic()
                 return
-            if outcome == _CLOSED or self.write_paused:
+            if outcome == CLOSED or self.write_paused:
                 break
         # Whole frames wait for our peer to read, not for it to send.
         self.partial_since = None
 
     def _round(self, budget: int) -> int:
-        """Answer frames within ``budget`` and write them: ``_DONE``, ``_SPENT`` or ``_CLOSED``."""
+        """Answer frames within ``budget`` and write them: ``DONE``, ``SPENT`` or ``CLOSED``."""
         out: list[bytes] = []
-        answer = self._answer_draining if self.server.draining else self._answer
+        server, session = self.server, self.session
+        anonymous = session.client is None
         try:
-            outcome = answer(out, budget)
+            if server.draining:
+                outcome, self.drain_owed = answer_draining(
+                    server.dispatch,
+                    session,
+                    self.decoder,
+                    self.fields,
+                    out,
+                    budget,
+                    self.drain_owed,
+                )
+            else:
+                outcome = answer_burst(
+                    server.dispatch, session, self.decoder, self.fields, out, budget
+                )
         except RemoteProtocolError as exc:
             self._write(out)
             self.fail(exc.status, str(exc), exc.request_id, exc.opcode)
-            return _CLOSED
+            return CLOSED
+        if anonymous and session.client is not None:
+            server.admission.authenticated(self)  # HELLO has just named the client
         self._write(out)
-        if outcome == _CLOSED:
+        if outcome == CLOSED:
             self.close()
         return outcome
-
-    def _answer(self, out: list[bytes], budget: int) -> int:
-        """Append the answers of whole frames to ``out`` until ``budget`` reply
-        bytes are spent: ``_SPENT`` then (frames may be left in the decoder),
-        ``_DONE`` when no whole frame is left, ``_CLOSED`` after a failed HELLO.
-        """
-        server = self.server
-        decoder, ctx, session, engine = self.decoder, server.ctx, self.session, server.engine
-        next_fields = decoder.next_fields
-        client = session.client
-        latency = server.latency
-        put_counts, put_sum = server.put_latency
-        get_counts, get_sum = server.get_latency
-        t0 = perf_counter()
-        while (raw := next_fields()) is not None:
-            fields, payload = raw
-            opcode = fields[2]
-            # The put/get path, inline: the fields are read here instead
-            # of building a Request and going through handle() and the
-            # handler (measured: -1.5 µs per op of ~7 for a get).  Any
-            # case off this path (unauthenticated, arg or flags set, a
-            # get's payload set, an error raised) answers exactly as
-            # handle() would.
-            if opcode == _PUT and client is not None and not fields[3] and not fields[10]:
-                try:
-                    refusal = engine.put(
-                        client,
-                        fields[5],
-                        fields[7] | fields[8] << 64 | fields[9] << 128,
-                        fields[6],
-                        payload,
-                    )
-                except Exception as exc:  # answered as handle() would
-                    status, value, payload = failure(exc, session, decoder.build(*raw))
-                else:
-                    payload = b""
-                    if refusal is None:
-                        status, value = _OK, 0
-                    else:
-                        status, value = _REFUSED, REFUSE_REASON[refusal]
-                t1 = perf_counter()
-                put_counts[bisect_left(_BUCKETS, t1 - t0)] += 1
-                put_sum[0] += t1 - t0
-            elif (
-                opcode == _GET
-                and client is not None
-                and not fields[10]
-                and fields[3] in _GET_MODES
-                and not payload
-            ):
-                try:
-                    page = engine.get(
-                        client,
-                        fields[5],
-                        fields[7] | fields[8] << 64 | fields[9] << 128,
-                        fields[6],
-                        _GET_MODES[fields[3]],
-                    )
-                except Exception as exc:  # answered as handle() would
-                    status, value, payload = failure(exc, session, decoder.build(*raw))
-                else:
-                    status, value, payload = (_MISS, 0, b"") if page is None else (_OK, 0, page)
-                t1 = perf_counter()
-                get_counts[bisect_left(_BUCKETS, t1 - t0)] += 1
-                get_sum[0] += t1 - t0
-            else:
-                status, value, payload = handle(ctx, session, decoder.build(*raw))
-                if client is None and session.client is not None:
-                    client = session.client  # HELLO has just named it
-                    server.admission.authenticated(self)
-                t1 = perf_counter()
-                latency.observe(OP_NAMES.get(opcode, "unknown"), t1 - t0)
-            t0 = t1
-            # Packed directly: every field is in range by construction
-            # (echoed from a decoded header, or a handler's u32), so
-            # response_header()'s checks would only cost time.
-            out.append(
-                _pack_response(
-                    _RESPONSE_MAGIC,
-                    _VERSION,
-                    opcode,
-                    status,
-                    fields[4],
-                    value,
-                    len(payload),
-                )
-            )
-            if payload:
-                out.append(payload)
-            if status == _AUTH_FAILED:
-                return _CLOSED  # a failed HELLO ends the connection: no second guess on it
-            budget -= _HEADER_BYTES + len(payload)
-            if budget <= 0:
-                return _SPENT
-        return _DONE
-
-    def _answer_draining(self, out: list[bytes], budget: int) -> int:
-        """``_answer`` while the daemon drains: frames read before it began
-        (``drain_owed``, left by a peer that was not reading its replies) are
-        served; every later frame gets BUSY, unserved."""
-        decoder = self.decoder
-        while (raw := decoder.next_fields()) is not None:
-            fields, payload = raw
-            if self.drain_owed > 0:
-                self.drain_owed -= _REQUEST_HEADER_BYTES + len(payload)
-                status, value, payload = handle(self.server.ctx, self.session, decoder.build(*raw))
-            else:
-                status, value, payload = _BUSY, 0, _DRAINING_BODY
-            out.append(
-                _pack_response(
-                    _RESPONSE_MAGIC, _VERSION, fields[2], status, fields[4], value, len(payload)
-                )
-            )
-            if payload:
-                out.append(payload)
-            if status == _AUTH_FAILED:
-                return _CLOSED
-            budget -= _HEADER_BYTES + len(payload)
-            if budget <= 0:
-                return _SPENT
-        return _DONE
 
     def _write(self, out: list[bytes]) -> None:
         if out and self.transport is not None and not self.closed:
