@@ -161,7 +161,10 @@ class PageStore:
             raise BadLength(f"page of {size} bytes in a pool of {pool.page_size}-byte pages")
         # First and last byte first: most pages differ there, and the full
         # comparison builds a page-sized bytes (0.3 µs a put).
-        if page[0] == page[-1] and page == page[:1] * size:
+        # Same-filled: three bytes first (most pages differ there), then a
+        # count, which scans without building a second page to compare.
+        fill = page[0]
+        if page[-1] == fill and page[size >> 1] == fill and page.count(fill) == size:
             return page[:1], ENC_SAME
         compressed = pool.codec.compress(page)
         if len(compressed) > pool.raw_limit:

@@ -80,7 +80,7 @@ Persistent share (``PersistentShare``)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 from ._errors import Refusal
@@ -88,7 +88,7 @@ from ._index import IndexObject
 from ._ledger import Ledger
 from ._space import Space
 from ._state import ENC_MASK, ENC_SAME, VALUE_SHIFT, Client, Eviction, Pool
-from .pam import PamFull
+from .pam import Pam, PamFull
 
 __all__ = [
     "EVICT_BATCH_PAGES",
@@ -188,25 +188,21 @@ class Evictor:
         ``owner`` is the client charged for the page and ``incoming`` the
         ephemeral bytes it adds (0 for a persistent page), for the shares.
         """
-        store = space.pam.store
+        # ``pam.store(blob)`` at the call, not a bound method kept in a
+        # local: compiled, the call is a direct native one, while a bound
+        # method is an object called through Python (docs/build.md).
+        pam = space.pam
         batch = EVICT_BATCH_PAGES if self.page_charge else 1
         rounds = 0
         while rounds < MAX_EVICTIONS_PER_PUT:
             try:
-                return store(blob)
+                return pam.store(blob)
             except PamFull:
                 for _ in range(min(batch, MAX_EVICTIONS_PER_PUT - rounds)):
                     if not self._evict_once(owner, incoming, space, reclaim):
-                        return 0 if not _ else self._retry(store, blob)
+                        return 0 if not _ else _retry(pam, blob)
                     rounds += 1
-        return self._retry(store, blob)
-
-    @staticmethod
-    def _retry(store: Callable[[bytes], int], blob: bytes) -> int:
-        try:
-            return store(blob)
-        except PamFull:
-            return 0
+        return _retry(pam, blob)
 
     def make_room(self, nbytes: int, owner: Client, incoming: int) -> bool:
         """Evict until the ledger has room for ``nbytes`` more metadata."""
@@ -368,3 +364,11 @@ class PersistentShare:
                 others = True
         cap = tenant.persistent_cap
         return (self.accept_bytes * tenant.weight // weights if cap is None else cap), others
+
+
+def _retry(pam: Pam, blob: bytes) -> int:
+    """One last store after evicting: the handle, or 0."""
+    try:
+        return pam.store(blob)
+    except PamFull:
+        return 0
