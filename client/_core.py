@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Generic, NoReturn, TypeVar, cast
+from typing import Any, Final, Generic, NoReturn, TypeVar, cast
 
 import msgpack
 
@@ -77,17 +77,17 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_U32 = 0xFFFFFFFF
+_U32: Final = 0xFFFFFFFF
 
 #: Most requests a batch keeps in flight.  Enough to hide the ~50 µs loopback
 #: round trip many times over, few enough that a huge batch never has more
 #: than a bounded amount of data queued in either direction.
-MAX_IN_FLIGHT_REQUESTS = 256
+MAX_IN_FLIGHT_REQUESTS: Final = 256
 #: Most page bytes a batch keeps in flight (1 MiB: 256 pages of 4 KiB).  With
 #: blocking sends, a batch whose unread replies outgrow the socket buffers
 #: of both ends would deadlock; bounding bytes (not only requests) keeps
 #: 64 KiB pages as safe as 4 KiB ones.
-MAX_IN_FLIGHT_BYTES = 1 << 20
+MAX_IN_FLIGHT_BYTES: Final = 1 << 20
 
 
 def window_for(page_size: int) -> int:

@@ -65,7 +65,7 @@ __all__ = [
     "split_object_id",
 ]
 
-_U64 = (1 << 64) - 1
+_U64: Final = (1 << 64) - 1
 _REQUEST_HEADER_BYTES: Final = REQUEST_HEADER.size
 _RESPONSE_HEADER_BYTES: Final = RESPONSE_HEADER.size
 _unpack_request_header: Final = REQUEST_HEADER.unpack_from
@@ -73,7 +73,7 @@ _unpack_response_header: Final = RESPONSE_HEADER.unpack_from
 #: Once this many consumed bytes sit at the front of the buffer, drop them.
 #: 256 KiB: large enough that compaction is rare in a pipelined burst of
 #: 4 KiB pages, small enough that the dead prefix costs little memory.
-COMPACT_THRESHOLD_BYTES = 256 << 10
+COMPACT_THRESHOLD_BYTES: Final = 256 << 10
 
 
 class NeedData:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from typing import Final
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -51,54 +52,54 @@ __all__ = [
 #: First byte of every request.  0xA7 is not printable ASCII, so a peer that
 #: talks HTTP, RESP or the memcached text protocol to us is rejected on its
 #: first byte instead of after a long bogus length.
-REQUEST_MAGIC = 0xA7
+REQUEST_MAGIC: Final = 0xA7
 #: First byte of every response; distinct from the request magic so that a
 #: capture can be decoded without knowing which side sent it.
-RESPONSE_MAGIC = 0xA8
+RESPONSE_MAGIC: Final = 0xA8
 #: Version of the framing (header layout).  Bumped only on an incompatible
 #: header change; the decoder refuses any other value.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION: Final = 1
 #: Version of the tmem pool ABI carried in pool flags bits 24-31 (Xen: 1).
-SPEC_VERSION = 1
+SPEC_VERSION: Final = 1
 
 #: Request header, little-endian, 48 bytes:
 #: magic u8, version u8, opcode u8, flags u8, request_id u32, pool_id u32,
 #: index u32, object_id as three u64 (least significant first), arg u32,
 #: payload_length u32.
-REQUEST_HEADER = struct.Struct("<BBBBIIIQQQII")
-REQUEST_HEADER_BYTES = REQUEST_HEADER.size
+REQUEST_HEADER: Final = struct.Struct("<BBBBIIIQQQII")
+REQUEST_HEADER_BYTES: Final = REQUEST_HEADER.size
 
 #: Response header, little-endian, 16 bytes:
 #: magic u8, version u8, opcode u8, status u8, request_id u32, value u32,
 #: payload_length u32.
-RESPONSE_HEADER = struct.Struct("<BBBBIII")
-RESPONSE_HEADER_BYTES = RESPONSE_HEADER.size
+RESPONSE_HEADER: Final = struct.Struct("<BBBBIII")
+RESPONSE_HEADER_BYTES: Final = RESPONSE_HEADER.size
 
 #: The largest request payload: the biggest page (64 KiB, page shift 4) or a
 #: control body.  1 MiB leaves control bodies room while bounding what one
 #: malicious header can make the server buffer.
-MAX_REQUEST_PAYLOAD_BYTES = 1 << 20
+MAX_REQUEST_PAYLOAD_BYTES: Final = 1 << 20
 #: The largest response payload: a page or a control reply (a full listing
 #: of many clients and pools runs to a few MiB).  Bounds a client's buffer.
-MAX_RESPONSE_PAYLOAD_BYTES = 64 << 20
+MAX_RESPONSE_PAYLOAD_BYTES: Final = 64 << 20
 
 #: pool_id value meaning "no pool" (requests that do not address a pool).
-NO_POOL = 0xFFFFFFFF
+NO_POOL: Final = 0xFFFFFFFF
 #: opcode of a framing-error response whose request header was unreadable
 #: (bad magic or version): no Opcode has this value.
-NO_OPCODE = 0xFF
+NO_OPCODE: Final = 0xFF
 #: object ids are 192-bit unsigned integers (three u64 as in Xen's later ABI).
-OBJECT_ID_LIMIT = 1 << 192
+OBJECT_ID_LIMIT: Final = 1 << 192
 #: page indexes are 32-bit unsigned integers.
-INDEX_LIMIT = 1 << 32
+INDEX_LIMIT: Final = 1 << 32
 
 # --- pages ---------------------------------------------------------------
 
 #: Page size when the pool flags' page-size field is 0 (Xen: PAGE_SHIFT 12).
-DEFAULT_PAGE_SIZE = 4096
+DEFAULT_PAGE_SIZE: Final = 4096
 #: Largest page-size shift accepted (4096 << 4 = 64 KiB pages); bounds the
 #: payload of a put and matches the largest base page of common CPUs.
-MAX_PAGE_SHIFT = 4
+MAX_PAGE_SHIFT: Final = 4
 
 
 class Opcode(enum.IntEnum):
@@ -128,16 +129,16 @@ class PoolFlags(enum.IntFlag):
 
 
 #: Bit offsets and masks of the multi-bit pool-flag fields.
-PAGE_SHIFT_OFFSET = 4
-PAGE_SHIFT_MASK = 0xF << PAGE_SHIFT_OFFSET
-CODEC_OFFSET = 8
-CODEC_MASK = 0xF << CODEC_OFFSET
-PAM_OFFSET = 12
-PAM_MASK = 0xF << PAM_OFFSET
-VERSION_OFFSET = 24
-VERSION_MASK = 0xFF << VERSION_OFFSET
+PAGE_SHIFT_OFFSET: Final = 4
+PAGE_SHIFT_MASK: Final = 0xF << PAGE_SHIFT_OFFSET
+CODEC_OFFSET: Final = 8
+CODEC_MASK: Final = 0xF << CODEC_OFFSET
+PAM_OFFSET: Final = 12
+PAM_MASK: Final = 0xF << PAM_OFFSET
+VERSION_OFFSET: Final = 24
+VERSION_MASK: Final = 0xFF << VERSION_OFFSET
 #: Every pool-flag bit with a meaning; the rest are reserved (must be 0).
-POOL_FLAGS_DEFINED = (
+POOL_FLAGS_DEFINED: Final = (
     PoolFlags.PERSIST
     | PoolFlags.SHARED
     | PoolFlags.PRECOMPRESSED
@@ -215,7 +216,7 @@ class Status(enum.IntEnum):
 
 
 #: Statuses after which the server closes the connection.
-FRAMING_ERRORS = frozenset(
+FRAMING_ERRORS: Final = frozenset(
     {Status.BAD_MAGIC, Status.BAD_VERSION, Status.FRAME_TOO_LARGE, Status.TIMEOUT}
 )
 

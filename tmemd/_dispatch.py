@@ -82,7 +82,7 @@ CLOSED: Final = 2
 #: Metric label per opcode: Prometheus labels are lower-case words.
 OP_NAMES: dict[int, str] = {int(op): op.name.lower() for op in Opcode}
 #: The label of an opcode the protocol does not define (answered BAD_OPCODE).
-_UNKNOWN_OP = "unknown"
+_UNKNOWN_OP: Final = "unknown"
 #: The body of every BUSY answer while draining (PROTOCOL.md section 12.5).
 _DRAINING_BODY: Final = msgpack.packb({"error": "server shutting down; retry elsewhere or later"})
 _PUT: Final = int(Opcode.PUT_PAGE)

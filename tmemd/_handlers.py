@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 
@@ -64,7 +64,7 @@ __all__ = [
 log = logging.getLogger("tmemd.handlers")
 
 Result = tuple[int, int, bytes]
-_UUID_LIMIT = 1 << 128
+_UUID_LIMIT: Final = 1 << 128
 #: The GET_PAGE flags there are -> the engine's ``exclusive`` argument
 #: (None: the pool's default); any other value is BAD_FLAGS.  Plain int keys:
 #: looking up an IntFlag member costs a conversion.
@@ -93,13 +93,15 @@ _EMPTY_FIELDS: dict[str, tuple[object, str]] = {
     "payload": (b"", "empty"),
 }
 #: The BAD_ARGUMENT message for a name that breaks the rule of PROTOCOL.md section 5.
-_NAME_RULE = f"client name must be 1-{MAX_CLIENT_NAME_CHARS} characters of [{CLIENT_NAME_CHARS}]"
+_NAME_RULE: Final = (
+    f"client name must be 1-{MAX_CLIENT_NAME_CHARS} characters of [{CLIENT_NAME_CHARS}]"
+)
 #: The NOT_AUTHENTICATED message (PROTOCOL.md section 12.1).
-_SEND_HELLO = "send HELLO first"
-_PUT = int(Opcode.PUT_PAGE)
-_GET = int(Opcode.GET_PAGE)
-_OK = int(Status.OK)
-_REFUSED = int(Status.REFUSED)
+_SEND_HELLO: Final = "send HELLO first"
+_PUT: Final = int(Opcode.PUT_PAGE)
+_GET: Final = int(Opcode.GET_PAGE)
+_OK: Final = int(Status.OK)
+_REFUSED: Final = int(Status.REFUSED)
 _OK_EMPTY: Result = (_OK, 0, b"")
 _MISS: Result = (int(Status.MISS), 0, b"")
 
@@ -286,7 +288,7 @@ HANDLERS: dict[int, Handler] = {
     Opcode.PING: _ping,
 }
 #: Ops a connection may send before HELLO.
-PRE_AUTH_OPS = frozenset({Opcode.HELLO, Opcode.PING})
+PRE_AUTH_OPS: Final = frozenset({Opcode.HELLO, Opcode.PING})
 
 
 def handle(ctx: HandlerContext, session: Session, req: RequestFields) -> Result:

@@ -9,6 +9,7 @@ their value; limits an operator tunes are config fields.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = [
     "DEFAULT_PAGE_BYTES",
@@ -30,46 +31,46 @@ __all__ = [
 ]
 
 #: Object ids are 192-bit unsigned integers (three u64, as Xen's later ABI).
-OBJECT_ID_LIMIT = 1 << 192
+OBJECT_ID_LIMIT: Final = 1 << 192
 #: Page indexes are 32-bit unsigned integers (Xen's ABI).
-INDEX_LIMIT = 1 << 32
+INDEX_LIMIT: Final = 1 << 32
 #: Shared pools are named by a 128-bit UUID.
-UUID_LIMIT = 1 << 128
+UUID_LIMIT: Final = 1 << 128
 #: Smallest and largest page sizes, in bytes; a page size is a power of two in
 #: between.  4 KiB is the base page of every common CPU; 64 KiB is the largest
 #: base page (arm64, ppc64) and matches the wire's largest page-size shift.
-MIN_PAGE_BYTES = 4096
-MAX_PAGE_BYTES = 65536
-DEFAULT_PAGE_BYTES = 4096
+MIN_PAGE_BYTES: Final = 4096
+MAX_PAGE_BYTES: Final = 65536
+DEFAULT_PAGE_BYTES: Final = 4096
 #: Pools one client may hold open.  Xen allowed 16 per domain; a host running
 #: one cleancache pool per mounted filesystem plus swap areas and a few
 #: application pools needs more, and 64 still bounds the per-client tables
 #: to a trivial size.
-MAX_POOLS_PER_CLIENT = 64
+MAX_POOLS_PER_CLIENT: Final = 64
 #: ``max_pools_per_client`` may not pass ``1 << POOL_ID_BITS``: a client's
 #: pool table is walked when a one-page object is evicted, and 65536 pools
 #: is far beyond any real client.
-POOL_ID_BITS = 16
+POOL_ID_BITS: Final = 16
 #: Pool ids are u32 on the wire and 0xFFFFFFFF is the wire's NO_POOL, so a
 #: name's pools are numbered 0 .. POOL_ID_LIMIT - 1, never reused.
-POOL_ID_LIMIT = 0xFFFFFFFF
+POOL_ID_LIMIT: Final = 0xFFFFFFFF
 #: The arena PAMs a pool may ask for (``tmemd.engine.pam``).
-PAM_NAMES = ("zbud", "xvmalloc", "zsmalloc")
+PAM_NAMES: Final = ("zbud", "xvmalloc", "zsmalloc")
 #: Compressed pages a zstd pool must hold before a dictionary is trained:
 #: the dictionary and its contexts cost ~1 MiB, which 16_384 pages (~20 MiB
 #: stored) repay at a 2-5 % better ratio.
-DICTIONARY_MIN_PAGES = 16_384
+DICTIONARY_MIN_PAGES: Final = 16_384
 #: Pages a dictionary is trained on (decompressed on the spot): 2_048 pages
 #: (8 MiB of samples) train in ~0.1 s with fastcover.
-DICTIONARY_SAMPLE_PAGES = 2_048
+DICTIONARY_SAMPLE_PAGES: Final = 2_048
 #: Pages one ``flush_ephemeral`` call may evict: about 50 ms of event-loop
 #: time at ~3 us a page; an administrator's tool repeats the call for more.
-MAX_FLUSH_PAGES_PER_CALL = 16384
+MAX_FLUSH_PAGES_PER_CALL: Final = 16384
 #: A client's scheduling weight when nobody set one: Xen's tmem default.
-DEFAULT_WEIGHT = 100
+DEFAULT_WEIGHT: Final = 100
 #: Largest weight (the auth file's bound too): 10000 against the default 100
 #: already gives one client 99% of contended ephemeral memory.
-MAX_WEIGHT = 10_000
+MAX_WEIGHT: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Protocol, cast, final
+from typing import Any, Final, Protocol, cast, final
 
 from ._ledger import Ledger, MetaLedger
 from ._listing import LISTING_BYTES_PER_OBJECT, ObjectListing
@@ -90,15 +90,15 @@ __all__ = [
 
 #: Indexes per chunk of a split object, as a shift: 1024 pages (4 MiB of
 #: 4 KiB pages) keep an insert's memmove under 12 KiB.
-CHUNK_BITS = 10
-_CHUNK_MASK = (1 << CHUNK_BITS) - 1
+CHUNK_BITS: Final = 10
+_CHUNK_MASK: Final = (1 << CHUNK_BITS) - 1
 #: Pages an object holds before it is split into chunks.
-SPLIT_PAGES = 1 << CHUNK_BITS
+SPLIT_PAGES: Final = 1 << CHUNK_BITS
 #: Tokens are 32 bits: the low half of an entry.
-TOKEN_MASK = 0xFFFF_FFFF
+TOKEN_MASK: Final = 0xFFFF_FFFF
 #: Bytes charged per indexed page: an 8-byte entry plus the array's
 #: over-allocation (CPython grows an array by ~1/16).
-PAGE_BYTES = 9
+PAGE_BYTES: Final = 9
 #: Bytes charged per inline (one-page) object, on top of its page's
 #: ``PAGE_BYTES``: its dict entry with its slack (30 to 60 bytes by how full
 #: the dict is; 42 at 10^6 objects), the object id ``int`` kept as the key
@@ -106,16 +106,16 @@ PAGE_BYTES = 9
 #: (28 bytes for page 0 under a token below 2**30, 32 for a page index below
 #: 2**28, 36 above).  Measured 80-103 with 28-byte ids (93 at 10^6 objects,
 #: ``tests/unit/test_engine_pam_index.py``); charged for 192-bit ids.
-INLINE_OBJECT_BYTES = 120
+INLINE_OBJECT_BYTES: Final = 120
 #: Bytes charged per object of two pages or more: the ``IndexObject`` (64
 #: with its GC header), its array (80, and its first items' buffer, 32),
 #: its dict entry with its slack (30 to 60) and the object id ``int`` kept
 #: as the key (28 to 52 bytes, as above).  Measured 215-238 for two-page
 #: objects with 28-byte ids; charged for 192-bit ids.
-OBJECT_BYTES = 256
+OBJECT_BYTES: Final = 256
 #: Bytes charged per chunk of a split object: an ``IndexLeaf`` (48), its
 #: array (64), its entry in the object's chunk dict and its key (~60).
-CHUNK_BYTES = 176
+CHUNK_BYTES: Final = 176
 
 
 class Relinker(Protocol):

@@ -41,6 +41,8 @@ ledger; only named pools keep a listing (``PageIndex.listing``).
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = [
     "LISTING_BYTES_PER_OBJECT",
     "MAX_LOAD",
@@ -51,26 +53,26 @@ __all__ = [
 ]
 
 #: Buckets of an empty table: 64 slots (512 bytes) cost nothing next to a pool.
-MIN_BUCKETS = 64
+MIN_BUCKETS: Final = 64
 #: Ids per bucket above which the table doubles: keeps a bucket's list short
 #: (a remove is a linear search of its bucket).
-MAX_LOAD = 4
+MAX_LOAD: Final = 4
 #: Ids per bucket below which the table halves: gives memory back after a
 #: pool shrank, with hysteresis against doubling.
-MIN_LOAD = 1
+MIN_LOAD: Final = 1
 #: Bytes charged per listed object: a pointer in a bucket's list with its
 #: over-allocation (~12), a share of the bucket's list header (56 for 1 to 4
 #: ids) and of its slot in the table (8).  Between 2 and 4 ids per bucket
 #: that is 28 to 44 bytes; charged at the top.
-LISTING_BYTES_PER_OBJECT = 48
+LISTING_BYTES_PER_OBJECT: Final = 48
 #: Buckets of the old table moved into the new one per ``add``/``remove``
 #: while a resize is under way: a resize costs no put more than a few
 #: microseconds, and it ends long before the next one could start (the
 #: table must change size twice over first).
-MOVE_BUCKETS_PER_CALL = 8
+MOVE_BUCKETS_PER_CALL: Final = 8
 #: Cursor width: cursors are u64 (msgpack integers), reversed over 64 bits.
-_CURSOR_BITS = 64
-_CURSOR_MASK = (1 << _CURSOR_BITS) - 1
+_CURSOR_BITS: Final = 64
+_CURSOR_MASK: Final = (1 << _CURSOR_BITS) - 1
 
 
 def _reverse(value: int) -> int:

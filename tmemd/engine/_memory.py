@@ -33,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 from collections.abc import Callable, Iterable
+from typing import Final
 
 from ._config import MAX_PAGE_BYTES, EngineConfig
 from ._errors import Unsupported
@@ -52,13 +53,13 @@ __all__ = [
 #: Metadata one stored page costs beyond its frame bytes, for the fairness
 #: score: its index entry (9), its space's per-handle arrays (24) and the
 #: PAM's per-handle table (zsmalloc: 12).  Objects and chunks come on top.
-PAGE_CHARGE_BYTES = PAGE_BYTES + HANDLE_BYTES + 12
+PAGE_CHARGE_BYTES: Final = PAGE_BYTES + HANDLE_BYTES + 12
 #: Objects one ``maintain()`` call may move per PAM: ~3 us each, so at most
 #: ~12 ms of event-loop time per PAM every half second.
-MAINTAIN_MAX_MOVES = 4096
+MAINTAIN_MAX_MOVES: Final = 4096
 #: Memory of a trained codec's zstd contexts beyond the dictionary itself
 #: (measured by RSS: ~400 KiB at level 3; charged with margin).
-DICTIONARY_CONTEXT_BYTES = 1 << 20
+DICTIONARY_CONTEXT_BYTES: Final = 1 << 20
 
 
 def _heap_trimmer() -> Callable[[], None]:
@@ -82,9 +83,9 @@ def _heap_trimmer() -> Callable[[], None]:
 
 
 #: A PAM's role by (ephemeral default, persistent default); neither: "named".
-_ROLES = {(True, True): "any", (True, False): "ephemeral", (False, True): "persistent"}
+_ROLES: Final = {(True, True): "any", (True, False): "ephemeral", (False, True): "persistent"}
 #: All three encoding bits: a plain compressed page has exactly ENC_COMPRESSED.
-_ENCODING = 0b111
+_ENCODING: Final = 0b111
 
 
 class Memory:

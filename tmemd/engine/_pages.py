@@ -162,9 +162,10 @@ class PageStore:
         # First and last byte first: most pages differ there, and the full
         # comparison builds a page-sized bytes (0.3 µs a put).
         # Same-filled: three bytes first (most pages differ there), then a
-        # count, which scans without building a second page to compare.
+        # compare with a filled page, which stops at the first difference
+        # (a count would scan the whole page: padded pages pass the first test).
         fill = page[0]
-        if page[-1] == fill and page[size >> 1] == fill and page.count(fill) == size:
+        if page[-1] == fill and page[size >> 1] == fill and page == page[:1] * size:
             return page[:1], ENC_SAME
         compressed = pool.codec.compress(page)
         if len(compressed) > pool.raw_limit:

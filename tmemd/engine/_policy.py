@@ -81,7 +81,7 @@ Persistent share (``PersistentShare``)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Final, Protocol
 
 from ._errors import Refusal
 from ._index import IndexObject
@@ -102,15 +102,15 @@ __all__ = [
 #: Eviction rounds one put may run before it is refused.  A 4 KiB raw page
 #: over 1-byte objects charged ~130 bytes each needs ~32 rounds; 256 bounds a
 #: put's extra work to roughly 256 x 2 us of event-loop time in the worst case.
-MAX_EVICTIONS_PER_PUT = 256
+MAX_EVICTIONS_PER_PUT: Final = 256
 #: Pages evicted per failed store with an arena: a failed store costs an
 #: exception and a victim search, so freeing room for a few puts at once
 #: halves the cost of a put into a full arena (an ephemeral page may go at
 #: any time; each page is still the fairest victim's oldest).
-EVICT_BATCH_PAGES = 8
+EVICT_BATCH_PAGES: Final = 8
 #: Plain ints: indexing a list with an IntEnum member costs a conversion.
-_LRU = int(Eviction.LRU)
-_RECLAIM = int(Eviction.RECLAIM)
+_LRU: Final = int(Eviction.LRU)
+_RECLAIM: Final = int(Eviction.RECLAIM)
 
 
 class Dropper(Protocol):

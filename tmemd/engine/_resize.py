@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ._errors import BadArgument, Unsupported
 
@@ -40,7 +40,7 @@ __all__ = ["MIN_MEMORY_BYTES", "set_memory"]
 
 #: The smallest limit: one 4 KiB frame could not even hold the metadata of
 #: a pool, and 64 KiB is the daemon's own smallest ``--memory``.
-MIN_MEMORY_BYTES = 64 << 10
+MIN_MEMORY_BYTES: Final = 64 << 10
 
 
 def _excess(engine: Engine) -> int:

@@ -51,7 +51,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ._state import (
     DICT_TRAINED,
@@ -86,28 +86,28 @@ __all__ = [
     "dump_state",
 ]
 
-MAGIC = b"TMEMSNAP"
+MAGIC: Final = b"TMEMSNAP"
 #: Bumped on any change a reader of the old format would misread.
-FORMAT_VERSION = 1
+FORMAT_VERSION: Final = 1
 #: Bytes of page records per ``PAGES`` section: the unit of checksum and of
 #: the writer's buffer (4 MiB: ~1000 pages, one write call, and a damaged
 #: byte is found within 4 MiB).
-PAGES_CHUNK_BYTES = 4 << 20
+PAGES_CHUNK_BYTES: Final = 4 << 20
 #: Longest section payload a reader accepts: a chunk plus one page of 64 KiB
 #: and its record (a chunk is closed after the record that passes the
 #: limit); META is JSON of the clients and pools, far below this.
-MAX_SECTION_BYTES = PAGES_CHUNK_BYTES + (1 << 17)
+MAX_SECTION_BYTES: Final = PAGES_CHUNK_BYTES + (1 << 17)
 
-KIND_META = 1
-KIND_PAGES = 2
-KIND_END = 3
-KIND_NAMES = {KIND_META: "META", KIND_PAGES: "PAGES", KIND_END: "END"}
+KIND_META: Final = 1
+KIND_PAGES: Final = 2
+KIND_END: Final = 3
+KIND_NAMES: Final = {KIND_META: "META", KIND_PAGES: "PAGES", KIND_END: "END"}
 
-HEADER = struct.Struct("<8sHHI")
-SECTION = struct.Struct("<BxxxII")
-CHUNK = struct.Struct("<II")
-RECORD = struct.Struct("<QQQIBI")
-_U64 = (1 << 64) - 1
+HEADER: Final = struct.Struct("<8sHHI")
+SECTION: Final = struct.Struct("<BxxxII")
+CHUNK: Final = struct.Struct("<II")
+RECORD: Final = struct.Struct("<QQQIBI")
+_U64: Final = (1 << 64) - 1
 
 
 class StateError(Exception):

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Final, Protocol
 
 from ._index import IndexObject
 from ._ledger import Ledger
@@ -54,16 +54,16 @@ from .pam import Pam
 __all__ = ["HANDLE_BYTES", "MAX_SPACES", "NIL", "LruOwner", "Space"]
 
 #: The end of a list: no PAM hands out handle 0.
-NIL = 0
+NIL: Final = 0
 #: Spaces one engine may have: the same-filled store, three arena PAMs, and
 #: room for plugged-in PAMs; sizes each client's per-space list heads.
-MAX_SPACES = 8
+MAX_SPACES: Final = 8
 #: Grow-only bytes per handle covered: two u32 links, the u32 page index,
 #: the u32 stored length and the 8-byte reference to the page's index object
 #: or object id (an ``int`` the index owns already).
-HANDLE_BYTES = 24
+HANDLE_BYTES: Final = 24
 #: Bytes per handle in a descriptor of a big page.
-_DESCRIPTOR_ITEM = "Q"
+_DESCRIPTOR_ITEM: Final = "Q"
 
 
 class LruOwner(Protocol):

@@ -28,6 +28,7 @@ encoding is never 0).
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 from ._config import DEFAULT_WEIGHT
 from ._index import IndexObject, PageIndex
@@ -58,20 +59,20 @@ __all__ = [
 
 #: A pool's dictionary state (``Pool.dictionary``): not trained yet, trained
 #: (its codec is the trained copy), or never to be trained.
-DICT_PENDING = 0
-DICT_TRAINED = 1
-DICT_NONE = 2
+DICT_PENDING: Final = 0
+DICT_TRAINED: Final = 1
+DICT_NONE: Final = 2
 
-ENC_COMPRESSED = 1
-ENC_RAW = 2
-ENC_SAME = 3
+ENC_COMPRESSED: Final = 1
+ENC_RAW: Final = 2
+ENC_SAME: Final = 3
 #: The low two bits of the encoding: compressed, raw or same-filled.
-ENC_MASK = 0b11
+ENC_MASK: Final = 0b11
 #: Set beside ENC_COMPRESSED or ENC_RAW: stored in pieces (``_space``).
-ENC_BIG = 0b100
-VALUE_SHIFT = 3
+ENC_BIG: Final = 0b100
+VALUE_SHIFT: Final = 3
 #: The largest handle a 32-bit token holds.
-MAX_HANDLE = (1 << (32 - VALUE_SHIFT)) - 1
+MAX_HANDLE: Final = (1 << (32 - VALUE_SHIFT)) - 1
 
 
 class Eviction(enum.IntEnum):

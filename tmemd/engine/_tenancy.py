@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -65,7 +66,7 @@ __all__ = [
 
 #: Pages evicted from one victim before the fairest victim is chosen again:
 #: choosing costs O(clients), so a flush of N pages costs O(N + N/16 clients).
-FLUSH_BATCH_PAGES = 16
+FLUSH_BATCH_PAGES: Final = 16
 
 
 # Built from values not known to be ints yet (the auth file, the state

@@ -44,7 +44,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Protocol
+from typing import Final, Protocol
 
 import lz4.block
 import lzo
@@ -69,24 +69,24 @@ __all__ = [
 #: A compressed page longer than NUMERATOR/DENOMINATOR of the page size is
 #: stored raw.  7/8 (3584 bytes of a 4 KiB page) saves under 1/8 of a page,
 #: which the packers' per-object waste eats anyway.
-RAW_THRESHOLD_NUMERATOR = 7
-RAW_THRESHOLD_DENOMINATOR = 8
+RAW_THRESHOLD_NUMERATOR: Final = 7
+RAW_THRESHOLD_DENOMINATOR: Final = 8
 
 #: zstd level by default: 1 is the fastest standard level and the one
 #: docs/design.md §6 states; the daemon picks its own (``--zstd-level``, docs/memory.md).
-ZSTD_LEVEL = 1
+ZSTD_LEVEL: Final = 1
 #: Id written into the frames of a trained codec: any id < 256 costs one
 #: header byte, and a frame without one was compressed before training.
-DICT_ID = 1
+DICT_ID: Final = 1
 #: The dictionary-id bits of a zstd frame header descriptor (byte 4, after
 #: the magic): 0 means the frame names no dictionary.
-_DICT_ID_FLAG = 0b11
+_DICT_ID_FLAG: Final = 0b11
 #: Training parameters: fastcover with k=200, d=8 trains on 2_000 pages in
 #: ~0.1 s and gave the same ratio as the slow default search (docs/memory.md).
-_TRAIN_K = 200
-_TRAIN_D = 8
+_TRAIN_K: Final = 200
+_TRAIN_D: Final = 8
 #: LZO1X-1 is python-lzo's compression level 1.
-LZO_LEVEL = 1
+LZO_LEVEL: Final = 1
 
 
 def raw_threshold_bytes(page_size: int) -> int:

@@ -66,6 +66,7 @@ from __future__ import annotations
 import mmap
 import sys
 from array import array
+from typing import Final
 
 __all__ = [
     "FRAME_BYTES",
@@ -77,34 +78,34 @@ __all__ = [
 
 #: log2 of the frame size.  4 KiB is the x86-64 base page, the unit the
 #: kernel backs and the size of a tmem page.
-FRAME_SHIFT = 12
+FRAME_SHIFT: Final = 12
 #: Bytes per frame.
-FRAME_BYTES = 1 << FRAME_SHIFT
+FRAME_BYTES: Final = 1 << FRAME_SHIFT
 #: Free frames kept resident for reuse (1 MiB): enough to absorb the churn
 #: of a burst of puts and flushes without faulting, small next to any arena.
-KEEP_WARM_FRAMES = 256
+KEEP_WARM_FRAMES: Final = 256
 #: Frames given back per ``madvise`` round (1 MiB): amortises the system
 #: call over many frees while keeping RSS within 2 MiB of use.
-RELEASE_BATCH_FRAMES = 256
+RELEASE_BATCH_FRAMES: Final = 256
 #: The largest frame count: frame numbers live in u32 arrays with one
 #: value kept as the "none" marker.
-MAX_FRAMES = (1 << 32) - 2
+MAX_FRAMES: Final = (1 << 32) - 2
 
 #: MAP_NORESERVE: Python's ``mmap`` names it from 3.13 only; this is its value
 #: in Linux's generic ABI (x86-64, arm64).
-_LINUX_MAP_NORESERVE = 0x4000
+_LINUX_MAP_NORESERVE: Final = 0x4000
 #: The mapping: private and anonymous; NORESERVE because frames beyond the
 #: limit (room for ``resize``) are address space only until handed out, and
 #: must not count against the kernel's overcommit limit.
-_MAP_FLAGS = (
+_MAP_FLAGS: Final = (
     mmap.MAP_PRIVATE
     | mmap.MAP_ANONYMOUS
     | getattr(mmap, "MAP_NORESERVE", _LINUX_MAP_NORESERVE if sys.platform == "linux" else 0)
 )
 
-_CLEAN = 0
-_USED = 1
-_WARM = 2
+_CLEAN: Final = 0
+_USED: Final = 1
+_WARM: Final = 2
 
 
 class Arena:

@@ -27,6 +27,7 @@ utilization 1_500_000 / 1_638_400 = 0.916 and fragmentation 0.084.
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 from ._arena import FRAME_BYTES, Arena
 from ._pam import Pam, PamFull, PamStats
@@ -34,7 +35,7 @@ from ._pam import Pam, PamFull, PamStats
 __all__ = ["NIL", "ArenaPam", "extend_to"]
 
 #: The "no frame / no block" marker in u32 link arrays.
-NIL = 0xFFFFFFFF
+NIL: Final = 0xFFFFFFFF
 
 
 def extend_to(arr: array[int], items: int, fill: int) -> None:

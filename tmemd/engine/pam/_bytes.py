@@ -22,6 +22,8 @@ returns ``None``), so the engine evicts page by page.
 
 from __future__ import annotations
 
+from typing import Final
+
 from mypy_extensions import mypyc_attr
 
 from ._pam import Pam, PamFull, PamStats
@@ -32,7 +34,7 @@ __all__ = ["BYTES_PAM_OVERHEAD", "BytesPam", "choose_pams"]
 #: tracemalloc at 10^5 objects: 117 bytes (``bytes`` header 33, the dict
 #: slot amortized over its growth ~52, the handle ``int`` 32), plus the 8-16
 #: bytes of glibc malloc's own header that tracemalloc does not see.
-BYTES_PAM_OVERHEAD = 128
+BYTES_PAM_OVERHEAD: Final = 128
 
 
 # The reference store: tests derive PAMs with other behaviours from it.

@@ -21,6 +21,7 @@ a page of 0xFF bytes gives handle 1 again with ``fills[1] == 255``.
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 from .._ledger import Ledger
 from ._pam import Pam, PamStats
@@ -28,7 +29,7 @@ from ._pam import Pam, PamStats
 __all__ = ["SAME_HANDLE_BYTES", "SamePam"]
 
 #: Grow-only bytes per handle: the fill byte, the live flag, the free stack's u32.
-SAME_HANDLE_BYTES = 6
+SAME_HANDLE_BYTES: Final = 6
 
 
 class SamePam(Pam):

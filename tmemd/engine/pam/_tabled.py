@@ -20,6 +20,7 @@ whatever their offsets; freeing 2 and storing again gives 2 again.
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 from ._base import ArenaPam
 from ._pam import Pam, PamStats
@@ -27,7 +28,7 @@ from ._pam import Pam, PamStats
 __all__ = ["TABLE_HANDLE_BYTES", "TabledPam"]
 
 #: Grow-only bytes per handle: the table entry (u64) and a free-stack slot (u32).
-TABLE_HANDLE_BYTES = 12
+TABLE_HANDLE_BYTES: Final = 12
 
 
 class TabledPam(Pam):

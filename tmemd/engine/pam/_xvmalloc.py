@@ -52,25 +52,26 @@ Metadata: 4 bytes per object in the frame, 2 bytes per frame outside it.
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 from ._arena import FRAME_BYTES, FRAME_SHIFT, Arena
 from ._base import NIL, ArenaPam, extend_to
 
 __all__ = ["MAX_BLOCK_OBJECT_BYTES", "XvmallocPam"]
 
-_HDR = 4
-_WORDS_PER_FRAME = FRAME_BYTES // 4
-_FRAME_WORD_MASK = _WORDS_PER_FRAME - 1
+_HDR: Final = 4
+_WORDS_PER_FRAME: Final = FRAME_BYTES // 4
+_FRAME_WORD_MASK: Final = _WORDS_PER_FRAME - 1
 #: Smallest body: room for the two free-list links.
-_MIN_BODY = 8
+_MIN_BODY: Final = 8
 #: Bodies up to this size (a frame minus one header) live in blocks.
-MAX_BLOCK_OBJECT_BYTES = FRAME_BYTES - _HDR
-_NLISTS = FRAME_BYTES // 4
-_FREE = 0x8000
-_SIZE_MASK = 0x0FFF
-_WHOLE = 0xFFFF  # frame kind marker: a frame cut into blocks
+MAX_BLOCK_OBJECT_BYTES: Final = FRAME_BYTES - _HDR
+_NLISTS: Final = FRAME_BYTES // 4
+_FREE: Final = 0x8000
+_SIZE_MASK: Final = 0x0FFF
+_WHOLE: Final = 0xFFFF  # frame kind marker: a frame cut into blocks
 #: In-band links address 4-byte words with u32: 16 GiB of arena at most.
-MAX_ARENA_BYTES = 1 << 34
+MAX_ARENA_BYTES: Final = 1 << 34
 
 
 class XvmallocPam(ArenaPam):

@@ -39,6 +39,7 @@ lengths and four i32 list links), nothing per object.
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 from ._arena import FRAME_BYTES, FRAME_SHIFT, Arena
 from ._base import ArenaPam, extend_to
@@ -47,12 +48,12 @@ __all__ = ["CHUNK_BYTES", "NCHUNKS", "ZbudPam"]
 
 #: Allocation granularity: 64-byte chunks (kernel NCHUNKS_ORDER = 6) bound
 #: internal waste to 63 bytes per object with 65 free lists.
-CHUNK_BYTES = 64
+CHUNK_BYTES: Final = 64
 #: Chunks per frame (the kernel loses one to its header; we do not).
-NCHUNKS = FRAME_BYTES // CHUNK_BYTES
-_CHUNK_SHIFT = 6
+NCHUNKS: Final = FRAME_BYTES // CHUNK_BYTES
+_CHUNK_SHIFT: Final = 6
 #: Marker for "no frame" in the i32 link arrays.
-_NONE = -1
+_NONE: Final = -1
 
 
 def _chunks(n: int) -> int:

@@ -19,7 +19,7 @@ It costs O(frames + slots + handles); tests call it after every step.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ._arena import FRAME_SHIFT
 from ._base import NIL
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["check_zsmalloc"]
 
-_LEN_BITS = 13
+_LEN_BITS: Final = 13
 
 
 def check_zsmalloc(pam: ZsmallocPam) -> None:

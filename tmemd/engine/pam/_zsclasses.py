@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
+from typing import Final
 
 from ._arena import FRAME_BYTES
 
@@ -57,15 +58,15 @@ __all__ = [
 #: Class step (kernel ZS_SIZE_CLASS_DELTA on 4 KiB pages).  A 16-byte step
 #: wastes 7.5 bytes per object on average (0.5 % of a 1.5 KiB object) and
 #: keeps every slot 16-byte aligned, so a 4-byte header never crosses frames.
-CLASS_STEP_BYTES = 16
+CLASS_STEP_BYTES: Final = 16
 #: In-band header per object: ``handle << 1 | 1`` (u32), the reverse map
 #: that lets compaction find whose indirection entry to update.
-HEADER_BYTES = 4
+HEADER_BYTES: Final = 4
 #: Span length used unless the caller says otherwise (see module docstring).
-DEFAULT_MAX_SPAN_FRAMES = 8
+DEFAULT_MAX_SPAN_FRAMES: Final = 8
 #: Longest span accepted: span frame chains are walked in Python when a
 #: span is set up or compacted, and longer spans stopped helping.
-MAX_SPAN_FRAMES_LIMIT = 16
+MAX_SPAN_FRAMES_LIMIT: Final = 16
 
 
 @dataclass(frozen=True, slots=True)

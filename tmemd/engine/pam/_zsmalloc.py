@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import itertools
 from array import array
+from typing import Final
 
 from ._arena import FRAME_BYTES, FRAME_SHIFT, Arena
 from ._base import NIL, ArenaPam, extend_to
@@ -66,22 +67,22 @@ from ._zsspans import STRIDE, SpanLists
 
 __all__ = ["ZsmallocPam"]
 
-_LEN_BITS = 13
-_LEN_MASK = (1 << _LEN_BITS) - 1
-_FRAME_MASK = FRAME_BYTES - 1
+_LEN_BITS: Final = 13
+_LEN_MASK: Final = (1 << _LEN_BITS) - 1
+_FRAME_MASK: Final = FRAME_BYTES - 1
 #: End of a span's free list (slot offset // 16 in u32 arrays).
-NIL_SLOT = 0x7FFFFFFF
+NIL_SLOT: Final = 0x7FFFFFFF
 #: Handles must fit in 31 bits beside the "allocated" bit of the header.
-MAX_HANDLE = (1 << 31) - 1
+MAX_HANDLE: Final = (1 << 31) - 1
 #: Free-list links address 16-byte slots with 31 bits: 32 GiB of arena.
-MAX_ARENA_BYTES = 1 << 35
+MAX_ARENA_BYTES: Final = 1 << 35
 #: Grow-only metadata per handle: its table entry (u64) and its place on
 #: the free-handle stack (u32) once freed.
-HANDLE_META_BYTES = 12
+HANDLE_META_BYTES: Final = 12
 #: Grow-only metadata per span id: first frame, free head and free-id stack
 #: (u32 each), class and in-use count (u16 each), fullness group (u8) and
 #: list links (two i32).
-SPAN_META_BYTES = 25
+SPAN_META_BYTES: Final = 25
 
 
 class ZsmallocPam(ArenaPam):

@@ -20,16 +20,17 @@ lists until a free makes room in it again.
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 from ._base import NIL, extend_to
 
 __all__ = ["GROUPS", "STRIDE", "SpanLists"]
 
 #: Partial fullness groups per class (1..10); index 0 is "on no list".
-GROUPS = 10
+GROUPS: Final = 10
 #: Heads per class in ``heads`` (index ``class * STRIDE + group``).
-STRIDE = GROUPS + 1
-_NONE = -1
+STRIDE: Final = GROUPS + 1
+_NONE: Final = -1
 
 
 class SpanLists:
