@@ -79,8 +79,8 @@ __all__ = [
 T = TypeVar("T")
 _U32: Final = 0xFFFFFFFF
 
-#: Most requests a batch keeps in flight.  Enough to hide the ~50 µs loopback
-#: round trip many times over, few enough that a huge batch never has more
+#: Most requests a batch keeps in flight.  Enough to hide a loopback round
+#: trip (tens of µs, docs/bench/) many times over, few enough that a huge batch never has more
 #: than a bounded amount of data queued in either direction.
 MAX_IN_FLIGHT_REQUESTS: Final = 256
 #: Most page bytes a batch keeps in flight (1 MiB: 256 pages of 4 KiB).  With
@@ -167,8 +167,9 @@ class BatchCall(Call[list[T]]):
 
     The server answers in order, so one FIFO entry can stand for a run of
     requests with consecutive ids: it converts each reply as it comes and
-    its value is the list of their values.  A ``Call`` per page cost about
-    1 µs of the client's ~4 µs per pipelined op (``bench/client_path.py``).
+    its value is the list of their values.  A ``Call`` per page was a quarter
+    of the client's cost per pipelined op (``bench/client_path.py``,
+    docs/bench/micro.md).
     A command error in one reply (BadPool, ...) is kept and raised by
     ``result()`` once every reply is in, as a list of calls would.
     """
@@ -377,7 +378,8 @@ class ClientCore:
         value lists None or the refusal per page.
 
         The items must already be checked (``check_handle``, ``check_page``:
-        ``Pool.put_many`` does); checking them again here cost ~0.6 µs a page.
+        ``Pool.put_many`` does); checking them again here was a measurable
+        cost per page (docs/bench/micro.md).
         """
         return self._batch_of(Opcode.PUT_PAGE, _to_refusal, info.pool_id, 0, items)
 

@@ -136,7 +136,8 @@ def pack_request_header(
     payload_length: int,
 ) -> bytes:
     """``request_header`` without its own checks, for callers that checked
-    the fields already (the client's per-page path: the checks cost ~0.3 µs).
+    the fields already (the client's per-page path, where the checks would
+    be a measurable share: docs/bench/micro.md).
     struct still refuses any field outside its width (a negative or 2**192
     object id included), so nothing malformed is ever packed."""
     try:
@@ -231,8 +232,8 @@ class _Decoder(Generic[FrameT]):
         tail = len(buf) - pos
         if not tail:
             # Nothing pending: parse the chunk in place.  Slicing a page out
-            # of ``bytes`` is one copy (0.13 µs for 4 KiB here); out of a
-            # ``bytearray`` it is two (0.6 µs).
+            # of ``bytes`` is one copy; out of a ``bytearray`` it is two, and
+            # slower ones (docs/bench/micro.md).
             self._buf = data if isinstance(data, bytes) else bytes(data)
             self._pos = 0
         elif tail <= len(data):

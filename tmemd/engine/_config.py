@@ -63,8 +63,9 @@ DICTIONARY_MIN_PAGES: Final = 16_384
 #: Pages a dictionary is trained on (decompressed on the spot): 2_048 pages
 #: (8 MiB of samples) train in ~0.1 s with fastcover.
 DICTIONARY_SAMPLE_PAGES: Final = 2_048
-#: Pages one ``flush_ephemeral`` call may evict: about 50 ms of event-loop
-#: time at ~3 us a page; an administrator's tool repeats the call for more.
+#: Pages one ``flush_ephemeral`` call may evict: tens of milliseconds of
+#: event-loop time at the cost of an eviction (docs/bench/micro.md); an
+#: administrator's tool repeats the call for more.
 MAX_FLUSH_PAGES_PER_CALL: Final = 16384
 #: A client's scheduling weight when nobody set one: Xen's tmem default.
 DEFAULT_WEIGHT: Final = 100

@@ -19,9 +19,8 @@ and an ``IndexObject`` (64 bytes) with its array (80, and 32 for its first
 entries) costs ~150 bytes more than the one ``int`` an inline object is.
 Why both forms in one dict: a miss (no such object: frequent in a page
 cache) stays one lookup; telling the forms apart is ``type(obj) is not
-IndexObject``, which CPython 3.11 runs without a call (~10 ns on a hit; a
-second dict for inline objects would cost a second lookup, ~35 ns, on
-every miss).
+IndexObject``, which costs less than the second dict look-up a second
+dict for inline objects would add to every miss (docs/bench/micro.md).
 
 How: a lookup of an inline object compares the entry's index.  In an
 ``IndexObject`` it tries position ``index & 1023``, which is right for an

@@ -54,8 +54,9 @@ __all__ = [
 #: score: its index entry (9), its space's per-handle arrays (24) and the
 #: PAM's per-handle table (zsmalloc: 12).  Objects and chunks come on top.
 PAGE_CHARGE_BYTES: Final = PAGE_BYTES + HANDLE_BYTES + 12
-#: Objects one ``maintain()`` call may move per PAM: ~3 us each, so at most
-#: ~12 ms of event-loop time per PAM every half second.
+#: Objects one ``maintain()`` call may move per PAM: at the cost of a move
+#: (docs/bench/micro.md) a few milliseconds of event-loop time per PAM every
+#: half second.
 MAINTAIN_MAX_MOVES: Final = 4096
 #: Memory of a trained codec's zstd contexts beyond the dictionary itself
 #: (measured by RSS: ~400 KiB at level 3; charged with margin).

@@ -32,8 +32,9 @@ flush_object pops one object's entry, never scanning other objects.  Every
 removal goes through the ``PageFreer`` (``_freeing``), as the evictor's do.
 
 Data handed in may be a memoryview over a receive buffer: it is copied to
-``bytes`` once on entry (0.14 us for 4 KiB, and ``bytes`` compares and
-compresses far faster than a memoryview) and never kept.
+``bytes`` once on entry (a copy costs less than what ``bytes`` saves in
+comparing and compressing over a memoryview: docs/bench/micro.md) and never
+kept.
 
 Collaborators: the ``Evictor`` stores blobs (evicting to make room) and
 enforces the total cap; the ``PersistentShare`` admits persistent bytes;
@@ -159,8 +160,6 @@ class PageStore:
             return page, ENC_COMPRESSED
         if size != pool.page_size:
             raise BadLength(f"page of {size} bytes in a pool of {pool.page_size}-byte pages")
-        # First and last byte first: most pages differ there, and the full
-        # comparison builds a page-sized bytes (0.3 µs a put).
         # Same-filled: three bytes first (most pages differ there), then a
         # compare with a filled page, which stops at the first difference
         # (a count would scan the whole page: padded pages pass the first test).

@@ -101,7 +101,7 @@ __all__ = [
 
 #: Eviction rounds one put may run before it is refused.  A 4 KiB raw page
 #: over 1-byte objects charged ~130 bytes each needs ~32 rounds; 256 bounds a
-#: put's extra work to roughly 256 x 2 us of event-loop time in the worst case.
+#: put's extra work to 256 evictions of event-loop time in the worst case.
 MAX_EVICTIONS_PER_PUT: Final = 256
 #: Pages evicted per failed store with an arena: a failed store costs an
 #: exception and a victim search, so freeing room for a few puts at once

@@ -128,9 +128,10 @@ class Lz4Codec:
 
     name = "lz4"
 
-    # The C functions themselves, not Python methods around them: the
-    # wrapper's frame cost 0.2 µs of a ~4 µs get (decompress takes the size
-    # positionally as ``uncompressed_size``).
+    # The C functions themselves, not Python methods around them: in the
+    # interpreted build a wrapper's frame is a measurable share of a get
+    # (docs/bench/micro.md; decompress takes the size positionally as
+    # ``uncompressed_size``).
     compress: Callable[[bytes], bytes] = staticmethod(
         functools.partial(lz4.block.compress, store_size=False)
     )

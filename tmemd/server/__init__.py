@@ -174,9 +174,8 @@ class Server:
         zero, so the loop spins through epoll instead of sleeping in it, and
         a request arriving meanwhile is read at once rather than after the
         scheduler wakes the daemon: on the 2-vCPU reference VM a wake-up
-        costs ~30 µs of a ~60 µs depth-1 op (perf: finish_task_switch and
-        irqrestore), and ``--busy-poll 200`` took depth-1 gets from 7.0k/s
-        to 11.9k/s (tmemd-bench --quick --depths 1).  The price is a core
+        is about half of a depth-1 op, and ``--busy-poll 200`` takes depth-1
+        gets up by well over half (docs/bench/ has the figures of each run).  The price is a core
         kept busy while traffic flows and for the window after it; an idle
         daemon does not spin.  Like the kernel's net.core.busy_poll.
         """
