@@ -16,7 +16,6 @@ placed by setuptools through the same ``package-dir`` map.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 from setuptools import setup
 
 sys.path.insert(0, str(Path(__file__).parent / "proto"))
-from _build import COMPILED_MODULES, PURE_ENV
+from _build import COMPILED_MODULES, pure_requested
 
 sys.path.pop(0)
 
@@ -66,7 +65,7 @@ def _stage() -> list[str]:
 
 
 def _extensions() -> list[object]:
-    if os.environ.get(PURE_ENV, "") not in ("", "0"):
+    if pure_requested():
         return []
     from mypyc.build import mypycify
 

@@ -30,7 +30,14 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-__all__ = ["COMPILED_MODULES", "PURE_ENV", "BuildInfo", "build_info", "install_pure_finder"]
+__all__ = [
+    "COMPILED_MODULES",
+    "PURE_ENV",
+    "BuildInfo",
+    "build_info",
+    "install_pure_finder",
+    "pure_requested",
+]
 
 #: Set (to anything but "" or "0") to build or run the interpreted build.
 PURE_ENV = "TMEMD_PURE_PYTHON"
@@ -86,7 +93,8 @@ COMPILED_MODULES: tuple[str, ...] = (
 )
 
 
-def _pure_requested() -> bool:
+def pure_requested() -> bool:
+    """Whether the environment asks for the interpreted build (set, and not "0")."""
     return os.environ.get(PURE_ENV, "") not in ("", "0")
 
 
@@ -120,7 +128,7 @@ class _SourceFirst:
 
 def install_pure_finder() -> bool:
     """Put the source-first finder in place if the interpreted build is asked for."""
-    if not _pure_requested():
+    if not pure_requested():
         return False
     if not any(isinstance(finder, _SourceFirst) for finder in sys.meta_path):
         sys.meta_path.insert(0, _SourceFirst(COMPILED_MODULES))
@@ -146,7 +154,7 @@ class BuildInfo:
         if self.kind == "compiled":
             return f"compiled build (mypyc, {total} modules)"
         if self.kind == "interpreted":
-            why = f", {PURE_ENV} set" if _pure_requested() else ""
+            why = f", {PURE_ENV} set" if pure_requested() else ""
             return f"interpreted build (pure Python{why})"
         return (
             f"mixed build: {len(self.compiled)} of {total} modules compiled; "
